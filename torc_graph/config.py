@@ -1,0 +1,101 @@
+"""Settings, declared once as a table: name, environment variable, default, type, help.
+
+The README's configuration table is checked against :data:`SETTINGS` by a test, so a setting
+cannot exist without being documented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torc_graph.errors import InvalidInput
+
+DEFAULT_DATABASE_URL = "sqlite:///torc_graph.db"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env(self) -> str:
+        return "TORC_GRAPH_" + self.name.upper()
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.upper()
+        if v not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return v
+
+    return parse
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise ValueError("must be a positive integer")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    n = float(value)
+    if n <= 0:
+        raise ValueError("must be a positive number")
+    return n
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database", DEFAULT_DATABASE_URL,
+            "Store URL: sqlite:///path/to/file.db (embedded, the default) or "
+            "arangodb://user:password@host:8529/database."),
+    Setting("max_body_bytes", 64 * 1024 * 1024,
+            "Largest accepted request body in bytes; larger bodies get HTTP 413.", _positive_int),
+    Setting("sqlite_synchronous", "FULL",
+            "SQLite `synchronous` pragma: FULL (no committed write lost on power failure) or "
+            "NORMAL (faster; the last commits may be lost on power failure, never corrupted).",
+            _choice("FULL", "NORMAL")),
+    Setting("sqlite_busy_timeout", 120.0,
+            "Seconds a SQLite writer waits for the lock before the request fails with 503.",
+            _positive_float),
+    Setting("host", "127.0.0.1", "Address `torc-graph serve` binds to."),
+    Setting("port", 8529, "Port `torc-graph serve` listens on.", _positive_int),
+    Setting("workers", 4, "gunicorn worker processes for `torc-graph serve`.", _positive_int),
+    Setting("log_level", "info", "Server log level (debug, info, warning, error)."),
+    Setting("url", None,
+            "Server URL used by the CLI and runners (e.g. http://localhost:8529). Unset: the "
+            "CLI works on the embedded store named by TORC_GRAPH_DATABASE."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Settings from defaults, then the environment, then ``overrides`` (non-None values).
+
+    Raises InvalidInput naming the variable if an environment value does not parse.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = environ.get(s.env)
+        if raw is None or raw == "":
+            values[s.name] = s.default
+            continue
+        try:
+            values[s.name] = s.parse(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"{s.env}={raw!r}: {exc}") from None
+    for name, value in overrides.items():
+        if name not in _BY_NAME:
+            raise InvalidInput(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = value
+    return values
