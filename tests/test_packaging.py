@@ -1,0 +1,56 @@
+"""The package list in setup.cfg is explicit; these tests keep it honest."""
+
+import configparser
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _setup_cfg():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return cfg
+
+
+def _declared_packages():
+    return {p.strip() for p in _setup_cfg()["options"]["packages"].split() if p.strip()}
+
+
+def _package_dirs():
+    cfg = _setup_cfg()
+    mapping = {}
+    for line in cfg["options"]["package_dir"].strip().splitlines():
+        name, _, path = line.partition("=")
+        mapping[name.strip()] = path.strip()
+    return mapping
+
+
+def _discovered_packages():
+    found = set()
+    for init in (ROOT / "torc_graph").rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        found.add(".".join(rel.parts))
+    for name, path in _package_dirs().items():
+        for init in (ROOT / path).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / path)
+            found.add(".".join((name, *rel.parts)))
+    return found
+
+
+def test_every_package_is_declared():
+    assert _discovered_packages() == _declared_packages()
+
+
+def test_mapped_directories_are_packages():
+    for name, path in _package_dirs().items():
+        assert (ROOT / path / "__init__.py").is_file(), f"{path}/ needs __init__.py for {name}"
+
+
+def test_no_root_conftest_and_no_test_packages():
+    assert not (ROOT / "conftest.py").exists()
+    assert not list((ROOT / "tests").rglob("__init__.py"))
+
+
+def test_console_script_points_at_cli():
+    scripts = _setup_cfg()["options.entry_points"]["console_scripts"]
+    assert "torc-graph = torc_graph.cli.main:cli" in scripts
