@@ -1,0 +1,122 @@
+"""Strict parsers for torc's memory strings and ISO-8601 durations (behavior doc §1.8).
+
+torc v0.6.4 parsed both leniently and wrongly: memory regexes were not anchored (``"1.5g"``
+became 5 GiB), and durations ignored weeks and the sign and were not end-anchored (``P0DT1m``
+became 0 seconds). These parsers are anchored at both ends and compute what the text says;
+anything else is :class:`~torc_graph.errors.InvalidInput` naming the value.
+
+Lowercase designators: the real client's CLI default ``--runtime-per-job P0DT1m``
+(``torc workflows create-from-commands-file`` / ``create-from-json-file``, torc/cli/workflows.py)
+is sent to the server as a resource-requirements ``runtime``. Rejecting it would break that
+command, so designators are accepted case-insensitively, each with its uppercase meaning
+(``P0DT1m`` = one minute, ``M`` after ``T`` is minutes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+from torc_graph.errors import InvalidInput
+
+KiB = 1024
+GiB = 1024**3
+
+_MEMORY_UNITS = {"k": KiB, "m": KiB**2, "g": KiB**3, "t": KiB**4}
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?|\.\d+) *([kmgtKMGT])[bB]?", re.ASCII)
+_DIGITS = re.compile(r"\d+", re.ASCII)
+
+_NUM = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(
+    rf"(?P<sign>-)?[Pp]"
+    rf"(?:{_NUM}[Yy])?(?:{_NUM}[Mm])?(?:{_NUM}[Ww])?(?:{_NUM}[Dd])?"
+    rf"(?:(?P<t>[Tt])(?:{_NUM}[Hh])?(?:{_NUM}[Mm])?(?:{_NUM}[Ss])?)?",
+    re.ASCII,
+)
+_SECONDS_PER = (None, None, 7 * 86400, 86400, 3600, 60, 1)  # Y, M, W, D, H, M, S
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes in a memory string: all digits = bytes (``"1048576"``), else a number and a unit
+    ``k|m|g|t`` (powers of 1024, case-insensitive), optionally separated by spaces and followed by
+    ``b``/``B``: ``"10g"``, ``"1.5 GB"``, ``"512m"``. Fractional bytes are truncated.
+
+    Raises InvalidInput for anything else (e.g. ``"10"`` with junk, ``"g"``, ``"1.5.2g"``, ``""``).
+    """
+    if type(text) is not str:
+        raise InvalidInput(f"invalid memory value {text!r}: expected a string such as '10g'")
+    if _DIGITS.fullmatch(text):
+        return int(text)
+    m = _MEMORY.fullmatch(text)
+    if m is None:
+        raise InvalidInput(
+            f"invalid memory value {text!r}: expected bytes or <number><k|m|g|t>, e.g. '10g'"
+        )
+    return int(Fraction(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()])
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in an ISO-8601 duration ``[-]P[nW][nD][T[nH][nM][nS]]``: numbers may have decimals,
+    a week is 7 days, a leading ``-`` negates. Designators are case-insensitive (see the module
+    docstring). Examples: ``P0DT1H`` = 3600, ``PT23H59M59.5S`` = 86399.5, ``-PT3S`` = -3,
+    ``P1W`` = 604800.
+
+    Raises InvalidInput for years or months (their length in seconds is undefined), for a
+    string without any component (``P``, ``PT``, ``P1DT``), and for anything else.
+    """
+    if type(text) is not str:
+        raise InvalidInput(f"invalid duration {text!r}: expected an ISO-8601 string such as 'P0DT1H'")
+    m = _DURATION.fullmatch(text)
+    numbers = m.groups()[1:5] + m.groups()[6:] if m else ()
+    if (
+        m is None
+        or all(n is None for n in numbers)
+        or (m.group("t") and all(n is None for n in numbers[4:]))
+    ):
+        raise InvalidInput(
+            f"invalid duration {text!r}: expected ISO-8601 [-]P[nW][nD][T[nH][nM][nS]], e.g. 'P0DT1H'"
+        )
+    if numbers[0] is not None or numbers[1] is not None:
+        raise InvalidInput(
+            f"invalid duration {text!r}: years and months are not supported; use weeks or days"
+        )
+    total = Fraction(0)
+    for value, factor in zip(numbers, _SECONDS_PER):
+        if value is not None:
+            total += Fraction(value) * factor
+    return float(-total if m.group("sign") else total)
+
+
+def seconds_to_duration(seconds: float) -> str:
+    """Format seconds as an ISO-8601 duration that :func:`duration_seconds` and the client's
+    ``isodate.parse_duration`` both read back: 3600 → ``PT1H``, 176400 → ``P2DT1H``,
+    86399.5 → ``PT23H59M59.5S``, 0 → ``PT0S``, -3 → ``-PT3S``. Rounded to microseconds.
+
+    Raises InvalidInput for NaN or infinity.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise InvalidInput(f"cannot express {seconds!r} seconds as a duration")
+    micro = round(Fraction(seconds) * 1_000_000)
+    sign = "-" if micro < 0 else ""
+    micro = abs(micro)
+    days, micro = divmod(micro, 86400 * 1_000_000)
+    hours, micro = divmod(micro, 3600 * 1_000_000)
+    minutes, micro = divmod(micro, 60 * 1_000_000)
+    whole, frac = divmod(micro, 1_000_000)
+    date = f"{days}D" if days else ""
+    time = ""
+    if hours:
+        time += f"{hours}H"
+    if minutes:
+        time += f"{minutes}M"
+    if whole or frac:
+        time += f"{whole}.{frac:06d}".rstrip("0") + "S" if frac else f"{whole}S"
+    if not date and not time:
+        time = "0S"
+    return f"{sign}P{date}" + (f"T{time}" if time else "")
+
+
+def bytes_to_gib(n: int | float) -> float:
+    """Bytes → GiB (2**30 bytes), as used by ``memory_gb`` in worker resources."""
+    return n / GiB
