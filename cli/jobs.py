@@ -1,0 +1,237 @@
+"""``torc-graph jobs``: list, show, read logs of, and reset jobs.
+
+This module defines the one ``jobs`` group; the runner's ``jobs run`` command is attached to it
+(in ``torc_graph.cli.run``), so all job commands show up together in ``--help``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from torc_graph.cli.errors import CliError
+from torc_graph.cli.inspect import RESULT_COLUMNS
+from torc_graph.cli.options import client_options, json_option, paging_options
+from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
+                                   section)
+from torc_graph.cli.workflows import fetch_items
+from torc_graph.client import Client, seg
+from torc_graph.model import COMPLETE_STATUSES, JobStatus
+from torc_graph.runner.process import stdio_paths
+
+JOB_COLUMNS = (
+    Column("KEY", "_key"),
+    Column("NAME", "name"),
+    Column("STATUS", "status"),
+    Column("COMMAND", "command", wide=True),
+)
+JOB_FIELDS = ("_key", "_id", "name", "status", "command", "invocation_script",
+              "cancel_on_blocking_job_failure", "supports_termination", "schedule_compute_nodes",
+              "internal")
+RELATED_JOB_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"), Column("STATUS", "status"))
+RELATED_FILE_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"),
+                        Column("PATH", "path", wide=True))
+
+
+@click.group()
+def jobs() -> None:
+    """Inspect, reset and run the jobs of a workflow.
+
+    \b
+    Example:
+        torc-graph jobs list 12 --status ready
+        torc-graph jobs show 12 345
+    """
+
+
+@jobs.command("list")
+@click.argument("workflow")
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]),
+              help="Only jobs in this status.")
+@click.option("--name", help="Only jobs with this name.")
+@paging_options
+@json_option
+@client_options
+def list_jobs(client: Client, as_json: bool, limit: int | None, skip: int, workflow: str,
+              status: str | None, name: str | None) -> None:
+    """List the jobs of a workflow in creation order.
+
+    \b
+    Example:
+        torc-graph jobs list 12
+        torc-graph jobs list 12 --status done --limit 50 --skip 100
+        torc-graph jobs list 12 --name postprocess --json
+    """
+    docs = fetch_items(client, f"/workflows/{seg(workflow)}/jobs", limit, skip,
+                       status=status, name=name)
+    emit_table(docs, JOB_COLUMNS, as_json, empty="No jobs.")
+
+
+@jobs.command("show")
+@click.argument("workflow")
+@click.argument("job")
+@json_option
+@client_options
+def show(client: Client, as_json: bool, workflow: str, job: str) -> None:
+    """Show one job with its relations: resource requirements, blocking jobs, jobs it blocks,
+    input and output files, and its results.
+
+    \b
+    Example:
+        torc-graph jobs show 12 345
+        torc-graph jobs show 12 345 --json
+    """
+    details = job_details(client, workflow, job)
+    if as_json:
+        emit_json(details)
+        return
+    doc = details["job"]
+    click.echo(render_record(doc, [f for f in JOB_FIELDS if f in doc]))
+    click.echo(section("Resource requirements"))
+    click.echo(render_record({k: v for k, v in details["resource_requirements"].items()
+                              if not k.startswith("_") or k == "_key"}))
+    for title, name, columns in (("Blocked by", "blocked_by", RELATED_JOB_COLUMNS),
+                                 ("Blocks", "blocks", RELATED_JOB_COLUMNS),
+                                 ("Input files", "input_files", RELATED_FILE_COLUMNS),
+                                 ("Output files", "output_files", RELATED_FILE_COLUMNS)):
+        click.echo(section(title))
+        click.echo(render_table(details[name], columns) if details[name] else "(none)")
+    click.echo(section("Results"))
+    click.echo(render_table(details["results"], RESULT_COLUMNS) if details["results"]
+               else "(none)")
+
+
+@jobs.command("logs")
+@click.argument("workflow")
+@click.argument("job")
+@click.option("--run-id", type=click.IntRange(min=1),
+              help="The run whose logs to print. Default: the job's latest run.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr", "both"]), default="both",
+              show_default=True, help="Which captured output to print.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The runner's output directory. Default: the one the worker that ran the "
+                   "job recorded in its compute node.")
+@json_option
+@client_options
+def logs(client: Client, as_json: bool, workflow: str, job: str, run_id: int | None,
+         stream: str, output_dir: Path | None) -> None:
+    """Print the stdout and stderr a job's process wrote.
+
+    The runner captures them as ``<output-dir>/job-stdio/<job key>_<run id>.o`` and ``.e``;
+    the worker that ran the job recorded its output directory on the server, so the files are
+    found from any directory (on a machine that sees that directory).
+
+    \b
+    Example:
+        torc-graph jobs logs 12 345
+        torc-graph jobs logs 12 345 --run-id 2 --stream stderr
+    """
+    doc = client.get_job(workflow, job)
+    key = doc["_key"]
+    runs = executions(client, workflow, key)
+    if run_id is None:
+        if not runs:
+            raise CliError(f"job {key} has not run yet")
+        run_id = max(runs)
+    if output_dir is None:
+        node = runs.get(run_id)
+        output_dir_text = ((node or {}).get("scheduler") or {}).get("output_dir")
+        if not output_dir_text:
+            raise CliError(f"no record of where run {run_id} of job {key} wrote its output; "
+                           "give --output-dir")
+        output_dir = Path(output_dir_text)
+    paths = dict(zip(("stdout", "stderr"), stdio_paths(output_dir, key, run_id)))
+    wanted = ["stdout", "stderr"] if stream == "both" else [stream]
+    missing = [str(paths[name]) for name in wanted if not paths[name].is_file()]
+    if missing:
+        raise CliError(f"log file(s) of job {key} run {run_id} not found: {', '.join(missing)}")
+    texts = {name: paths[name].read_text(encoding="utf-8", errors="replace") for name in wanted}
+    if as_json:
+        emit_json({"job_key": key, "run_id": run_id,
+                   **{f"{n}_path": str(paths[n]) for n in wanted}, **texts})
+        return
+    for name in wanted:
+        if len(wanted) > 1:
+            click.echo(f"==> {paths[name]} ({name}) <==")
+        click.echo(texts[name], nl=not texts[name].endswith("\n") and bool(texts[name]))
+
+
+@jobs.command("reset")
+@click.argument("workflow")
+@click.argument("job_keys", metavar="JOB...", nargs=-1, required=True)
+@json_option
+@client_options
+def reset(client: Client, as_json: bool, workflow: str, job_keys: tuple[str, ...]) -> None:
+    """Reset jobs to uninitialized so that the next run executes them again.
+
+    A done, canceled or terminated job is reset through the server's status-change action,
+    which also resets every job downstream of it; other jobs are simply set to uninitialized.
+    Run the workflow again (or initialize its jobs) afterwards.
+
+    \b
+    Example:
+        torc-graph jobs reset 12 345 346
+    """
+    run_id = int(client.get_status(workflow)["run_id"])
+    done = []
+    for key in job_keys:
+        job = client.get_job(workflow, key)
+        old = job.get("status")
+        if old in COMPLETE_STATUSES:
+            job = client.put(
+                f"/workflows/{seg(workflow)}/jobs/{seg(job['_key'])}/manage_status_change/"
+                f"{JobStatus.UNINITIALIZED.value}/{seg(job['_rev'])}/{run_id}"
+            )
+        elif old != JobStatus.UNINITIALIZED.value:
+            # A generic PUT replaces `internal` when it is missing, so send the whole document.
+            job = client.update_document(workflow, "jobs",
+                                         {**job, "status": JobStatus.UNINITIALIZED.value})
+        done.append({"_key": job["_key"], "name": job.get("name"), "old_status": old,
+                     "status": JobStatus.UNINITIALIZED.value})
+    if as_json:
+        emit_json(done)
+    else:
+        for item in done:
+            click.echo(f"Reset job {item['_key']} ({item['name']}): "
+                       f"{item['old_status']} -> uninitialized")
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def job_details(client: Client, workflow: str, job: str) -> dict[str, Any]:
+    """The job document and its relations, each read with one graph query."""
+    wf = seg(workflow)
+    doc = client.get_job(workflow, job)
+    key = doc["_key"]
+    by_key = {"_key": key}
+    rr = client.get(f"/workflows/{wf}/jobs/{seg(key)}/resource_requirements")
+
+    def joined(direction: str, edge: str, side: str) -> list[dict[str, Any]]:
+        page = client.post(f"/workflows/{wf}/join_by_{direction}_edge/jobs/{edge}", by_key)
+        return [row[side] for row in page.get("items", [])]
+
+    return {
+        "job": doc,
+        "resource_requirements": rr,
+        "blocked_by": joined("inbound", "blocks", "from"),
+        "blocks": joined("outbound", "blocks", "to"),
+        "input_files": joined("outbound", "needs", "to"),
+        "output_files": joined("outbound", "produces", "to"),
+        "results": list(client.iter_items(f"/workflows/{wf}/results", job_key=key)),
+    }
+
+
+def executions(client: Client, workflow: str, key: str) -> dict[int, dict[str, Any]]:
+    """run_id → the compute node that executed the job in that run (``executed`` edges)."""
+    page = client.post(f"/workflows/{seg(workflow)}/join_by_inbound_edge/jobs/executed",
+                       {"_key": key})
+    runs: dict[int, dict[str, Any]] = {}
+    for row in page.get("items", []):
+        run = ((row.get("edge") or {}).get("data") or {}).get("run_id")
+        if isinstance(run, int):
+            runs[run] = row["from"]
+    return runs
+

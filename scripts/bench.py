@@ -1,0 +1,482 @@
+#!/usr/bin/env python
+"""torc_graph benchmark: figures measured against baselines taken in the same run.
+
+Starts a real gunicorn-served torc_graph (``torc-graph serve``) on a fresh SQLite file (or on the
+ArangoDB named by ``--database``) and prints a markdown table: figure, value, baseline, ratio,
+target, met. Machines are noisy (2 shared cores), so every figure that has a physical ceiling is
+reported as a ratio to that ceiling measured minutes apart, not as an absolute number.
+
+    python scripts/bench.py --quick            # ~1 minute, N = 10^4
+    python scripts/bench.py --full             # N = 10^4, 10^5, 10^6 (tens of minutes)
+    python scripts/bench.py --quick --json out.json
+
+Figures (see issue "Benchmark suite"):
+  1 create N jobs with ~N blocked_by edges via bulk_jobs (batches of 10,000) vs raw SQLite insert
+  2 initialize_jobs on that workflow
+  3 claim -> start_job -> complete_job throughput with W worker processes vs GET /ping rate
+  4 end to end `torc-graph run` of N no-op jobs vs `seq N | xargs -P <cpus> -n1 true`
+  5 unblock latency in a chain: complete_job reply -> successor claimable
+  6 downstream_jobs and join_by_outbound_edge latency on a 10^5-job DAG (largest N in the run)
+  7 server peak RSS per worker while paging through all jobs of the largest workflow
+  8 per-job cost growth of figures 1-3 between the smallest and the largest N
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import psutil
+import requests
+
+from torc_graph.testing import LiveServer
+
+BATCH = 10_000
+MAX = 100_000
+
+
+class Api:
+    """Minimal JSON-over-HTTP helper; any non-2xx is an error (benchmarks count failures)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.s = requests.Session()
+
+    def call(self, method: str, path: str, body=None, **params):
+        r = self.s.request(method, self.url + path, json=body, params=params or None, timeout=600)
+        if not r.ok:
+            raise RuntimeError(f"{method} {path} -> {r.status_code}: {r.text[:300]}")
+        return r.json()
+
+
+def new_workflow(api: Api, name: str) -> str:
+    wf = api.call("POST", "/workflows", {"name": name, "user": "bench"})["_key"]
+    status = api.call("GET", f"/workflows/{wf}/status")
+    status["run_id"] = 1
+    api.call("PUT", f"/workflows/{wf}/status", status)
+    return wf
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures 1 and 2: creation and initialization
+# ------------------------------------------------------------------------------------------------
+
+
+def create_dependent_jobs(api: Api, wf: str, n: int) -> tuple[float, list[str]]:
+    """POST bulk_jobs in batches of 10,000; job i is blocked by job i-10,000 (the previous
+    batch), so the workflow is 10,000 chains with n-10,000 blocked_by edges in all."""
+    ids: list[str] = []
+    t0 = time.perf_counter()
+    for start in range(0, n, BATCH):
+        jobs = []
+        for i in range(start, min(n, start + BATCH)):
+            job = {"name": f"job_{i}", "command": "true"}
+            if i >= BATCH:
+                job["blocked_by"] = [ids[i - BATCH]]
+            jobs.append(job)
+        items = api.call("POST", f"/workflows/{wf}/bulk_jobs", {"jobs": jobs})["items"]
+        ids.extend(doc["_id"] for doc in items)
+    return time.perf_counter() - t0, ids
+
+
+def raw_sqlite_insert(path: Path, n: int, synchronous: str) -> float:
+    """Baseline: the same rows (job documents + blocks edges) into plain SQLite tables in one
+    transaction with executemany: the floor for any SQLite-backed insert path."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+    con.execute("CREATE TABLE jobs (seq INTEGER PRIMARY KEY, wf TEXT, key TEXT, rev TEXT, doc TEXT, UNIQUE(wf, key))")
+    con.execute("CREATE TABLE blocks (seq INTEGER PRIMARY KEY, wf TEXT, key TEXT, rev TEXT, from_id TEXT, to_id TEXT, doc TEXT)")
+    con.execute("CREATE INDEX blocks_from ON blocks(wf, from_id)")
+    con.execute("CREATE INDEX blocks_to ON blocks(wf, to_id)")
+    t0 = time.perf_counter()
+    con.execute("BEGIN IMMEDIATE")
+    jobs, edges = [], []
+    for i in range(n):
+        key = str(1000 + i)
+        doc = {"_key": key, "_id": f"jobs__1/{key}", "_rev": "r", "name": f"job_{i}", "command": "true",
+               "status": "uninitialized", "cancel_on_blocking_job_failure": True,
+               "supports_termination": False,
+               "internal": {"memory_bytes": 0, "num_cpus": 0, "num_gpus": 0, "num_nodes": 0,
+                            "runtime_seconds": 0, "scheduler_config_id": "", "hash": 0}}
+        jobs.append(("1", key, "r", json.dumps(doc)))
+        if i >= BATCH:
+            f, t = f"jobs__1/{1000 + i - BATCH}", f"jobs__1/{key}"
+            edges.append(("1", str(10**9 + i), "r", f, t, json.dumps({"_from": f, "_to": t})))
+    con.executemany("INSERT INTO jobs (wf, key, rev, doc) VALUES (?,?,?,?)", jobs)
+    con.executemany("INSERT INTO blocks (wf, key, rev, from_id, to_id, doc) VALUES (?,?,?,?,?,?)", edges)
+    con.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    con.close()
+    return elapsed
+
+
+# ------------------------------------------------------------------------------------------------
+# Figure 3: API throughput
+# ------------------------------------------------------------------------------------------------
+
+
+def _ping_worker(url: str, seconds: float, out: mp.Queue) -> None:
+    s = requests.Session()
+    n = fails = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        try:
+            n += s.get(url + "/ping", timeout=60).ok
+        except requests.RequestException:
+            fails += 1
+    out.put((n, fails))
+
+
+def ping_rate(url: str, workers: int, seconds: float) -> float:
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_ping_worker, args=(url, seconds, out)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(n for n, _ in results) / seconds
+
+
+def _job_worker(url: str, wf: str, out: mp.Queue) -> None:
+    """claim (limit 1) -> start_job -> complete_job until nothing is left; 3 requests per job."""
+    api = Api(url)
+    node = api.call("POST", f"/workflows/{wf}/compute_nodes", {
+        "hostname": socket.gethostname(), "pid": os.getpid(),
+        "start_time": str(dt.datetime.now()), "is_active": True,
+        "resources": {"num_cpus": 1, "memory_gb": 1.0, "num_gpus": 0, "num_nodes": 1}})
+    latencies: dict[str, list[float]] = {"claim": [], "start": [], "complete": []}
+    done = fails = 0
+    resources = {"num_cpus": 1, "memory_gb": 1.0, "num_gpus": 0, "num_nodes": 1}
+    while True:
+        try:
+            t0 = time.perf_counter()
+            jobs = api.call("POST", f"/workflows/{wf}/prepare_jobs_for_submission", resources, limit=1)["jobs"]
+            latencies["claim"].append(time.perf_counter() - t0)
+            if not jobs:
+                break
+            job = jobs[0]
+            t0 = time.perf_counter()
+            job = api.call("PUT", f"/workflows/{wf}/jobs/{job['_key']}/start_job/{job['_rev']}/1/{node['_key']}")
+            latencies["start"].append(time.perf_counter() - t0)
+            result = {"job_key": job["_key"], "run_id": 1, "return_code": 0, "exec_time_minutes": 0.0,
+                      "completion_time": dt.datetime.now().isoformat(), "status": "done"}
+            t0 = time.perf_counter()
+            api.call("POST", f"/workflows/{wf}/jobs/{quote(job['_id'], safe='')}/complete_job/done/"
+                     f"{job['_rev']}/1/{node['_key']}", result)
+            latencies["complete"].append(time.perf_counter() - t0)
+            done += 1
+        except Exception as exc:  # noqa: BLE001 - a benchmark counts failures, it does not stop
+            fails += 1
+            print(f"worker error: {exc}", file=sys.stderr)
+            if fails > 20:
+                break
+    out.put((done, fails, latencies))
+
+
+def job_throughput(api: Api, n: int, workers: int) -> dict:
+    wf = new_workflow(api, f"throughput-{workers}")
+    for start in range(0, n, BATCH):
+        api.call("POST", f"/workflows/{wf}/bulk_jobs",
+                 {"jobs": [{"name": f"j{i}", "command": "true"} for i in range(start, min(n, start + BATCH))]})
+    api.call("POST", f"/workflows/{wf}/initialize_jobs")
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_job_worker, args=(api.url, wf, out)) for _ in range(workers)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    done = sum(r[0] for r in results)
+    fails = sum(r[1] for r in results)
+    lat = {k: [x for r in results for x in r[2][k]] for k in ("claim", "start", "complete")}
+    counts = api.call("GET", f"/workflows/{wf}/jobs", status="done", limit=1)["total_count"]
+    api.call("DELETE", f"/workflows/{wf}")
+    return {"jobs_per_s": done / elapsed, "done": done, "done_in_db": counts, "failures": fails,
+            "latency_ms": {k: percentiles(v) for k, v in lat.items()}}
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p99": None}
+    values = sorted(values)
+    return {"p50": round(1000 * values[len(values) // 2], 2),
+            "p99": round(1000 * values[min(len(values) - 1, int(len(values) * 0.99))], 2)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures 4-7
+# ------------------------------------------------------------------------------------------------
+
+
+def end_to_end(n: int, workdir: Path, synchronous: str) -> dict:
+    spec = {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}
+    spec_path = workdir / f"noop_{n}.json"
+    spec_path.write_text(json.dumps(spec))
+    db = workdir / f"e2e_{n}.db"
+    env = dict(os.environ, TORC_GRAPH_SQLITE_SYNCHRONOUS=synchronous)
+    cpus = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", "from torc_graph.cli.main import cli; cli()", "run", str(spec_path),
+         "--database", f"sqlite:///{db}", "--output", str(workdir / f"out_{n}")],
+        env=env, capture_output=True, text=True)
+    run_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"torc-graph run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    t0 = time.perf_counter()
+    subprocess.run(f"seq {n} | xargs -P {cpus} -n1 true", shell=True, check=True)
+    xargs_s = time.perf_counter() - t0
+    return {"jobs_per_s": n / run_s, "xargs_per_s": n / xargs_s}
+
+
+def unblock_latency(api: Api, length: int) -> dict:
+    """A chain of `length` jobs; after each complete_job reply, time until the successor is
+    returned by prepare_jobs_for_submission."""
+    wf = new_workflow(api, "chain")
+    ids: list[str] = []
+    for i in range(length):
+        job = {"name": f"c{i}", "command": "true"}
+        if ids:
+            job["blocked_by"] = [ids[-1]]
+        ids.append(api.call("POST", f"/workflows/{wf}/jobs", job)["_id"])
+    api.call("POST", f"/workflows/{wf}/initialize_jobs")
+    node = api.call("POST", f"/workflows/{wf}/compute_nodes", {
+        "hostname": "bench", "pid": os.getpid(), "start_time": str(dt.datetime.now()),
+        "resources": {"num_cpus": 1, "memory_gb": 1.0, "num_gpus": 0, "num_nodes": 1}})
+    res = {"num_cpus": 1, "memory_gb": 1.0, "num_gpus": 0, "num_nodes": 1}
+    samples = []
+    job = api.call("POST", f"/workflows/{wf}/prepare_jobs_for_submission", res, limit=1)["jobs"][0]
+    for _ in range(length):
+        job = api.call("PUT", f"/workflows/{wf}/jobs/{job['_key']}/start_job/{job['_rev']}/1/{node['_key']}")
+        result = {"job_key": job["_key"], "run_id": 1, "return_code": 0, "exec_time_minutes": 0.0,
+                  "completion_time": dt.datetime.now().isoformat(), "status": "done"}
+        api.call("POST", f"/workflows/{wf}/jobs/{job['_key']}/complete_job/done/{job['_rev']}/1/{node['_key']}", result)
+        t0 = time.perf_counter()
+        while True:
+            jobs = api.call("POST", f"/workflows/{wf}/prepare_jobs_for_submission", res, limit=1)["jobs"]
+            if jobs or api.call("GET", f"/workflows/{wf}/is_complete")["is_complete"]:
+                break
+        samples.append(time.perf_counter() - t0)
+        if not jobs:
+            break
+        job = jobs[0]
+    api.call("DELETE", f"/workflows/{wf}")
+    return percentiles(samples)
+
+
+def query_latency(api: Api, wf: str, ids: list[str], repeats: int) -> dict:
+    root = ids[0].split("/")[1]
+    down, join_one, join_page = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        api.call("GET", f"/workflows/{wf}/downstream_jobs/{root}")
+        down.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        api.call("POST", f"/workflows/{wf}/join_by_outbound_edge/jobs/blocks", {"name": "job_0"})
+        join_one.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        api.call("POST", f"/workflows/{wf}/join_by_outbound_edge/jobs/blocks", {}, limit=1000)
+        join_page.append(time.perf_counter() - t0)
+    return {"downstream_ms": percentiles(down), "join_filtered_ms": percentiles(join_one),
+            "join_1000_ms": percentiles(join_page)}
+
+
+def paging_rss(server: LiveServer, api: Api, wf: str, n: int) -> float:
+    """Peak RSS (MB) of any gunicorn worker while a client pages through every job."""
+    peak = 0.0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            for pid in server.worker_pids():
+                with contextlib.suppress(psutil.Error):
+                    peak = max(peak, psutil.Process(pid).memory_info().rss / 2**20)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    skip = 0
+    while True:
+        page = api.call("GET", f"/workflows/{wf}/jobs", skip=skip, limit=MAX)
+        skip += page["count"]
+        if not page["has_more"]:
+            break
+    stop.set()
+    t.join()
+    assert skip == n, (skip, n)
+    return peak
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver
+# ------------------------------------------------------------------------------------------------
+
+
+def run(args) -> dict:
+    sizes = args.sizes
+    workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_"))
+    database = args.database or f"sqlite:///{workdir / 'bench.db'}"
+    server = LiveServer(database, workers=args.server_workers, log_path=workdir / "server.log",
+                        env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": args.synchronous}).start()
+    api = Api(server.url)
+    figures: list[dict] = []
+    per_job: dict[str, dict[int, float]] = {"create": {}, "initialize": {}, "throughput": {}}
+
+    def fig(num, name, value, baseline, ratio, target, met, unit=""):
+        figures.append({"figure": num, "name": name, "value": value, "baseline": baseline,
+                        "ratio": ratio, "target": target, "met": met, "unit": unit})
+
+    try:
+        info = api.call("GET", "/version")
+        largest = None
+        for n in sizes:
+            wf = new_workflow(api, f"create-{n}")
+            secs, ids = create_dependent_jobs(api, wf, n)
+            raw = raw_sqlite_insert(workdir / f"raw_{n}.db", n, args.synchronous)
+            rate, raw_rate = n / secs, n / raw
+            per_job["create"][n] = secs / n
+            target_ok = (rate / raw_rate >= 0.2) and (n < 10**6 or secs <= 30)
+            fig(1, f"create {n:,} jobs via bulk_jobs", round(rate), round(raw_rate),
+                round(rate / raw_rate, 3), "ratio >= 0.2; 10^6 in <= 30 s", target_ok, "jobs/s")
+            t0 = time.perf_counter()
+            api.call("POST", f"/workflows/{wf}/initialize_jobs")
+            init_s = time.perf_counter() - t0
+            per_job["initialize"][n] = init_s / n
+            fig(2, f"initialize_jobs, {n:,} jobs", round(init_s, 3), None, None,
+                "10^6 in <= 10 s", init_s <= 10 * max(1, n / 10**6), "s")
+            if largest:
+                api.call("DELETE", f"/workflows/{largest[0]}")
+            largest = (wf, ids, n)
+
+        for w in args.workers:
+            n = args.throughput_jobs
+            ping = ping_rate(server.url, w, args.ping_seconds)
+            t = job_throughput(api, n, w)
+            per_job["throughput"].setdefault(n, 1 / t["jobs_per_s"])
+            ratio = t["jobs_per_s"] * 3 / ping
+            ok = ratio >= 0.6 and t["failures"] == 0 and t["done"] == n == t["done_in_db"]
+            lat = t["latency_ms"]
+            fig(3, f"claim/start/complete, W={w}, {n:,} jobs (p50/p99 ms claim "
+                   f"{lat['claim']['p50']}/{lat['claim']['p99']}, complete "
+                   f"{lat['complete']['p50']}/{lat['complete']['p99']}; failures {t['failures']})",
+                round(t["jobs_per_s"], 1), round(ping, 1), round(ratio, 3),
+                "(jobs/s x 3) / ping rate >= 0.6; 0 failures", ok, "jobs/s vs pings/s")
+
+        if not args.skip_e2e:
+            e = end_to_end(args.e2e_jobs, workdir, args.synchronous)
+            r = e["jobs_per_s"] / e["xargs_per_s"]
+            fig(4, f"`torc-graph run` of {args.e2e_jobs:,} no-op jobs", round(e["jobs_per_s"], 1),
+                round(e["xargs_per_s"], 1), round(r, 3), ">= 0.5 of xargs at N = 20,000", r >= 0.5,
+                "jobs/s")
+
+        u = unblock_latency(api, args.chain)
+        fig(5, f"unblock latency, chain of {args.chain} (p50 {u['p50']} ms)", u["p99"], None, None,
+            "p99 <= 20 ms", u["p99"] is not None and u["p99"] <= 20, "ms (p99)")
+
+        wf, ids, n = largest
+        q = query_latency(api, wf, ids, args.repeats)
+        for key, label in (("downstream_ms", "downstream_jobs"),
+                           ("join_filtered_ms", "join_by_outbound_edge (filtered)"),
+                           ("join_1000_ms", "join_by_outbound_edge (limit 1000)")):
+            fig(6, f"{label} on {n:,} jobs (p50 {q[key]['p50']} ms)", q[key]["p99"], None, None,
+                "<= 100 ms", q[key]["p99"] <= 100, "ms (p99)")
+
+        peak = paging_rss(server, api, wf, n)
+        fig(7, f"peak worker RSS paging {n:,} jobs", round(peak, 1), None, None, "<= 250 MB",
+            peak <= 250, "MB")
+
+        if len(sizes) > 1:
+            lo, hi = min(sizes), max(sizes)
+            for key in ("create", "initialize"):
+                g = per_job[key][hi] / per_job[key][lo]
+                fig(8, f"per-job cost growth of {key}, {hi:,} vs {lo:,}", round(g, 3), None, None,
+                    "<= 1.5x", g <= 1.5, "x")
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    with contextlib.closing(sqlite3.connect(":memory:")) as con:
+        sqlite_version = con.execute("select sqlite_version()").fetchone()[0]
+    machine = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "cpus": os.cpu_count(), "platform": platform.platform(),
+               "python": platform.python_version(), "sqlite": sqlite_version,
+               "synchronous": args.synchronous, "server_workers": args.server_workers,
+               "database": "arangodb" if args.database else "sqlite", "version": info.get("version")}
+    return {"machine": machine, "figures": figures}
+
+
+def table(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"Machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, SQLite {m['sqlite']}, "
+             f"synchronous={m['synchronous']}, gunicorn workers={m['server_workers']}, "
+             f"store={m['database']}, {m['date']}", "",
+             "| # | Figure | Value | Baseline | Ratio | Target | Met? |", "|---|---|---|---|---|---|---|"]
+    for f in report["figures"]:
+        base = "—" if f["baseline"] is None else f"{f['baseline']:,}"
+        ratio = "—" if f["ratio"] is None else f"{f['ratio']}"
+        lines.append(f"| {f['figure']} | {f['name']} | {f['value']:,} {f['unit']} | {base} | {ratio} | "
+                     f"{f['target']} | {'yes' if f['met'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="N = 10^4, ~1 minute (default)")
+    mode.add_argument("--full", action="store_true", help="N = 10^4, 10^5, 10^6")
+    p.add_argument("--sizes", type=int, nargs="+", help="job counts for figures 1, 2, 6-8")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16], help="figure 3 worker processes")
+    p.add_argument("--throughput-jobs", type=int, help="jobs per figure-3 run")
+    p.add_argument("--e2e-jobs", type=int, help="figure 4 job count")
+    p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
+    p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")
+    p.add_argument("--ping-seconds", type=float, default=3.0)
+    p.add_argument("--server-workers", type=int, default=4)
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.add_argument("--database", help="arangodb://... (default: a fresh SQLite file)")
+    p.add_argument("--json", type=Path, help="write every figure to this file")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = p.parse_args(argv)
+    if a.sizes is None:
+        a.sizes = [10**4, 10**5, 10**6] if a.full else [10**4]
+    if a.throughput_jobs is None:
+        a.throughput_jobs = 5_000 if a.full else 1_000
+    if a.e2e_jobs is None:
+        a.e2e_jobs = 20_000 if a.full else 2_000
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    print(table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The benchmark's code paths at tiny N, so the script cannot rot. Not timed: it asserts only that
+every figure is produced with the fields the report promises."""
+
+import importlib.util
+import json
+import pathlib
+import shutil
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
+    if shutil.which("xargs") is None:
+        pytest.skip("xargs not installed")
+    bench = _load_bench()
+    out = tmp_path / "bench.json"
+    rc = bench.main([
+        "--sizes", "300", "600", "--workers", "1", "2", "--throughput-jobs", "40",
+        "--e2e-jobs", "20", "--chain", "8", "--repeats", "2", "--ping-seconds", "0.3",
+        "--server-workers", "2", "--json", str(out),
+    ])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert {f["figure"] for f in report["figures"]} == set(range(1, 9))
+    for f in report["figures"]:
+        assert {"name", "value", "baseline", "ratio", "target", "met"} <= f.keys()
+        assert f["value"] is not None
+    # figure 3 asserts exactly-once completion on the server side
+    for f in (f for f in report["figures"] if f["figure"] == 3):
+        assert "failures 0" in f["name"]
+    table = capsys.readouterr().out
+    assert "| # | Figure | Value | Baseline | Ratio | Target | Met? |" in table
+    assert report["machine"]["sqlite"] and report["machine"]["synchronous"] == "FULL"

@@ -1,0 +1,96 @@
+"""Run a real torc_graph server for tests and benchmarks (like ``falcon.testing``).
+
+``LiveServer`` starts ``torc-graph serve`` (gunicorn) as a subprocess on a free loopback port,
+waits until ``GET /ping`` answers, and stops it (with its workers) on exit::
+
+    with LiveServer("sqlite:///tmp/x.db", workers=2) as server:
+        requests.get(server.url + "/ping")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A ``torc-graph serve`` subprocess on a free port of 127.0.0.1."""
+
+    def __init__(
+        self,
+        database: str,
+        *,
+        workers: int = 2,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 60.0,
+    ):
+        self.database = database
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._env = dict(os.environ, TORC_GRAPH_LOG_LEVEL="warning", **(env or {}))
+        self._startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "LiveServer":
+        cmd = [
+            sys.executable, "-c", "from torc_graph.cli.main import cli; cli()", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+            "--database", self.database,
+        ]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, env=self._env, stdout=out, stderr=subprocess.STDOUT)
+        if self.log_path:
+            out.close()  # the child holds its own descriptor
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"torc-graph serve exited with {self.proc.returncode}"
+                                   + (f"; see {self.log_path}" if self.log_path else ""))
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.url + "/ping", timeout=2).ok:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"torc-graph serve did not answer /ping within {self._startup_timeout} s")
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn worker processes (children of the master)."""
+        if self.proc is None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            return [c.pid for c in psutil.Process(self.proc.pid).children()]
+        return []
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # gunicorn's master stops its workers on SIGTERM
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> "LiveServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
