@@ -1,0 +1,79 @@
+"""Fixtures for the REST API tests: an app on a SQLite file in tmp_path, a falcon test
+client, a database dump for "nothing changed" checks, and a real gunicorn server."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from falcon import testing
+
+from torc_graph import model
+from torc_graph.app import create_app
+from torc_graph.config import load_settings
+from torc_graph.store import open_store
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+
+
+def load_helper(name: str):
+    """Import ``tests/helpers/<name>.py`` by path (no package layout under tests/)."""
+    module_name = f"torc_graph_test_helpers_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, HELPERS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def settings():
+    return load_settings({}, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path / 'api.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(store, settings):
+    return testing.TestClient(create_app(store, settings))
+
+
+def dump(store) -> dict:
+    """Every document of every collection of every workflow (for "unchanged" assertions)."""
+    out: dict = {}
+    for coll in model.GlobalCollection:
+        out[coll.value] = store.find(coll.value, None)
+    for wf in out["workflows"]:
+        key = wf["_key"]
+        for name in list(model.Collection) + list(model.Edge):
+            out[f"{name.value}__{key}"] = store.find(name.value, key)
+    return out
+
+
+@pytest.fixture
+def db_dump(store):
+    return lambda: dump(store)
+
+
+@pytest.fixture(scope="module")
+def server_factory():
+    return load_helper("server")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory, server_factory):
+    """A real ``torc-graph serve`` (gunicorn, 2 workers) on a fresh SQLite file."""
+    tmp = tmp_path_factory.mktemp("live")
+    with server_factory.running_server(
+        f"sqlite:///{tmp / 'live.db'}", workers=2, cwd=tmp, log_path=tmp / "server.log"
+    ) as base:
+        yield base

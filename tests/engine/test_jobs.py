@@ -1,0 +1,121 @@
+"""Job insertion: relation fields become edges, bulk insert is atomic and set-based."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from torc_graph.engine import jobs, workflows
+from torc_graph.errors import InvalidInput
+from torc_graph.store import open_store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path}/jobs.db", synchronous="NORMAL")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def wf(store):
+    return workflows.create_workflow(store, {"user": "u"})["_key"]
+
+
+class CountingStore:
+    """Proxy counting calls per store method."""
+
+    def __init__(self, store):
+        self._store = store
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def wrapper(*a, **k):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*a, **k)
+
+        return wrapper
+
+
+def test_relations_table_matches_the_unstored_job_fields():
+    from torc_graph.engine.documents import JOB_RELATION_FIELDS
+
+    assert tuple(r.field for r in jobs.RELATIONS) == JOB_RELATION_FIELDS
+
+
+def edges(store, wf, name):
+    return [(e["_from"], e["_to"]) for e in store.find(name, wf)]
+
+
+def test_add_job_relations(store, wf):
+    f = store.insert("files", wf, {"path": "/f"})
+    sch = store.insert("local_schedulers", wf, {"name": "l"})
+    job = jobs.add_job(store, wf, {"command": "c", "input_files": [f["_id"]],
+                                   "scheduler": sch["_id"]})
+    assert job["status"] == "uninitialized" and "input_files" not in job
+    assert edges(store, wf, "needs") == [(job["_id"], f["_id"])]
+    assert edges(store, wf, "scheduled_bys") == [(job["_id"], sch["_id"])]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("input_files", ["junk"], "not a document id"),
+    ("scheduler", "files__{wf}/1", "is not an id in"),
+    ("blocked_by", ["jobs__other/1"], "is not an id in"),
+    ("output_user_data", ["user_data__{wf}/999"], "no document"),
+])
+def test_bad_relations_change_nothing(store, wf, field, value, message):
+    value = value.replace("{wf}", wf) if isinstance(value, str) else [
+        v.replace("{wf}", wf) for v in value]
+    with pytest.raises(InvalidInput, match=message):
+        jobs.add_job(store, wf, {"command": "c", field: value})
+    assert store.count("jobs", wf) == 0
+
+
+def test_bulk_is_set_based(store, wf):
+    files = store.insert_many("files", wf, [{"path": f"/{i}"} for i in range(10)])
+    rr = store.insert("resource_requirements", wf, {"name": "r"})
+    body = {"jobs": [{"command": f"c{i}", "input_files": [files[i % 10]["_id"]],
+                      "output_files": [files[(i + 1) % 10]["_id"]],
+                      "resource_requirements": rr["_id"]} for i in range(2000)]}
+    counting = CountingStore(store)
+    items = jobs.add_jobs(counting, wf, body)["items"]
+    assert len(items) == 2000
+    assert counting.calls.get("insert", 0) == 0
+    assert counting.calls["insert_many"] == 4  # jobs, needs, produces, requires
+    assert counting.calls.get("find", 0) <= 2  # one existence check per referenced collection
+    assert store.count("needs", wf) == 2000 and store.count("requires", wf) == 2000
+    assert [int(j["_key"]) for j in items] == sorted(int(j["_key"]) for j in items)
+
+
+def test_bulk_rejects_whole_batch_naming_the_index(store, wf):
+    body = {"jobs": [{"command": "a"}, {"command": "b", "input_files": ["files__x/1"]}]}
+    with pytest.raises(InvalidInput, match=r"jobs\[1\]"):
+        jobs.add_jobs(store, wf, body)
+    body = {"jobs": [{"command": "a"}, {"command": "b"}, {"name": "no command"}]}
+    with pytest.raises(InvalidInput, match=r"jobs\[2\]"):
+        jobs.add_jobs(store, wf, body)
+    assert store.count("jobs", wf) == 0
+
+
+def test_bulk_blocked_by_a_custom_key_in_the_batch(store, wf):
+    body = {"jobs": [{"command": "a", "_key": "first"},
+                     {"command": "b", "blocked_by": [f"jobs__{wf}/first"]}]}
+    items = jobs.add_jobs(store, wf, body)["items"]
+    assert edges(store, wf, "blocks") == [(f"jobs__{wf}/first", items[1]["_id"])]
+    assert jobs.job_keys(store, wf) == {"items": ["first", items[1]["_key"]]}
+
+
+@pytest.mark.slow
+def test_bulk_10000_jobs_timing(store, wf):
+    f = store.insert("files", wf, {"path": "/f"})
+    body = {"jobs": [{"command": f"c{i}", "input_files": [f["_id"]]} for i in range(10_000)]}
+    start = time.perf_counter()
+    jobs.add_jobs(store, wf, body)
+    elapsed = time.perf_counter() - start
+    print(f"bulk insert of 10,000 jobs with 10,000 edges: {elapsed:.2f} s")
+    assert elapsed < 20
