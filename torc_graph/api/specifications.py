@@ -1,0 +1,30 @@
+"""Action rows for workflow specifications and job specifications (behavior doc §4.21-§4.24).
+
+``/workflow_specifications/example`` and ``/template`` are static routes, which Falcon matches
+before the ``/workflow_specifications/{key}`` template.
+"""
+
+from __future__ import annotations
+
+from torc_graph import model
+from torc_graph.api.route import Action, Param
+from torc_graph.engine import specifications as specs
+
+SPECS = "/workflow_specifications"
+WF = "/workflows/{workflow}"
+
+ACTIONS: list[Action] = [
+    Action("POST", SPECS, specs.add_workflow_specification, "add_workflow_specification",
+           body="workflow_specification"),
+    Action("GET", SPECS + "/example", specs.get_workflow_specification_example,
+           "get_workflow_specification_example"),
+    Action("GET", SPECS + "/template", specs.get_workflow_specification_template,
+           "get_workflow_specification_template"),
+    Action("GET", SPECS + "/{key}", specs.get_workflow_specification,
+           "get_workflow_specification",
+           keys={"key": model.GlobalCollection.WORKFLOWS.value}),
+    Action("GET", WF + "/job_specifications", specs.list_job_specifications,
+           "list_job_specifications", query=(Param("skip", float, 0), Param("limit", float, None))),
+    Action("GET", WF + "/job_specifications/{key}", specs.get_job_specification,
+           "get_job_specification", keys={"key": model.Collection.JOBS.value}),
+]
