@@ -141,6 +141,16 @@ COLLECTION_NAMES_ORDER: tuple[str, ...] = (
     + tuple(e.value for e in Edge)
 )
 
+#: The implicit resource requirements of a job without a ``requires`` edge (behavior doc §1.4).
+DEFAULT_RESOURCE_REQUIREMENTS = {
+    "name": "default",
+    "num_cpus": 1,
+    "num_gpus": 0,
+    "num_nodes": 1,
+    "memory": "1m",
+    "runtime": "P0DT1M",
+}
+
 MAX_TRANSFER_RECORDS = 100_000
 SERVICE_VERSION = "0.6.4"
 

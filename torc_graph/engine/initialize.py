@@ -17,22 +17,13 @@ from typing import Any
 from torc_graph import model
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import BadRequest, NotFound
-from torc_graph.model import Collection, Edge, JobStatus
+from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS, Collection, Edge, JobStatus
 from torc_graph.store.base import GraphStore, HasEdge, In, Ne, NotIn
 from torc_graph.units import duration_seconds, memory_bytes
 
 JOBS = Collection.JOBS.value
 UNINITIALIZED = JobStatus.UNINITIALIZED.value
 
-#: The implicit resource requirements of a job without a ``requires`` edge (§1.4).
-DEFAULT_RESOURCE_REQUIREMENTS: dict[str, Any] = {
-    "name": "default",
-    "num_cpus": 1,
-    "num_gpus": 0,
-    "num_nodes": 1,
-    "memory": "1m",
-    "runtime": "P0DT1M",
-}
 
 #: Blocker statuses that do not block a job during initialization. torc v0.6.4 blocked on any
 #: blocker that is not ``done`` (§8 item 11), but ``initialize_jobs`` never revives a

@@ -13,21 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from torc_graph import model, validation
+from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS
 from torc_graph.engine.common import clamp_limit, envelope, require_workflow
 from torc_graph.errors import BadRequest, InvalidInput, NotFound
 from torc_graph.store.base import Document, GraphStore, HasEdge
 
 JOBS = model.Collection.JOBS.value
 
-#: The implicit requirements of a job without a ``requires`` edge (behavior doc §1.4).
-DEFAULT_RESOURCE_REQUIREMENTS: dict[str, Any] = {
-    "name": "default",
-    "num_cpus": 1,
-    "num_gpus": 0,
-    "num_nodes": 1,
-    "memory": "1m",
-    "runtime": "P0DT1M",
-}
 
 #: Collections whose schema name is not the collection name minus its trailing "s".
 _SCHEMA_OF = {
