@@ -6,16 +6,8 @@ import pytest
 
 from torc_graph.engine import autotune, specifications
 from torc_graph.errors import BadRequest, NotFound
-from torc_graph.store import open_store
 
 GiB = 1024**3
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
 
 
 def make(store, *, process=True, jobs=None):

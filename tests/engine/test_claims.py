@@ -5,26 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from torc_graph.engine import claims, documents, initialize, jobs, lifecycle, workflows
+from torc_graph.engine import claims, documents, initialize, jobs, lifecycle
 from torc_graph.errors import BadRequest
-from torc_graph.store import open_store
 
 GiB = 1024**3
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def wf(store):
-    key = workflows.create_workflow(store, {"user": "test", "name": "wf"})["_key"]
-    status = store.workflow_space(key).status
-    store.update("workflow_statuses", None, status["_key"], {"run_id": 1})
-    return key
 
 
 def rr(store, wf, name, cpus, memory, runtime, gpus=0, nodes=1):

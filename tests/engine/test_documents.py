@@ -5,21 +5,7 @@ from __future__ import annotations
 import pytest
 
 from torc_graph.engine import documents as d
-from torc_graph.engine import workflows
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict, UniqueConstraintViolated
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/docs.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def wf(store):
-    return workflows.create_workflow(store, {"user": "u"})["_key"]
 
 
 def test_add_fills_defaults_and_get_accepts_key_or_id(store, wf):

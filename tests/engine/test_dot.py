@@ -12,7 +12,6 @@ import pytest
 
 from torc_graph.engine import dot, specifications
 from torc_graph.errors import InvalidInput, NotFound
-from torc_graph.store import open_store
 
 HOSTILE = [
     'say "hi"',
@@ -29,13 +28,6 @@ HOSTILE = [
     "// not a comment",
     "digraph",
 ]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
 
 
 def expected_label(name: str) -> str:

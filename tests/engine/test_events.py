@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from torc_graph.engine import documents, events, workflows
+from torc_graph.engine import documents, events
 from torc_graph.errors import InvalidInput, NotFound
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def wf(store):
-    return workflows.create_workflow(store, {"user": "u"})["_key"]
 
 
 def add_events(store, wf, *pairs):

@@ -7,14 +7,7 @@ import pytest
 
 from torc_graph.engine import documents, initialize, jobs, lifecycle, workflows
 from torc_graph.errors import BadRequest
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
+from torc_graph.testing import CountingStore
 
 
 def new_workflow(store, run_id=1):
@@ -178,25 +171,6 @@ def test_done_job_below_canceled_job_is_not_blocked_forever(store):
     assert statuses(store, wf) == {"a": "ready", "b": "blocked", "c": "done"}
 
 
-class CountingStore:
-    """Forwards to a store and counts the calls made through it."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.calls = 0
-
-    def __getattr__(self, name):
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return attr(*args, **kwargs)
-
-        return counted
-
-
 def build_tree_workflow(store, n):
     """n jobs in a binary tree through files, 3 rrs, 1 scheduler, some explicit blocked_by."""
     wf = new_workflow(store)
@@ -228,7 +202,7 @@ def test_store_calls_do_not_depend_on_job_count(store):
         wf = build_tree_workflow(store, n)
         counting = CountingStore(store)
         initialize.initialize_jobs(counting, wf)
-        counts[n] = counting.calls
+        counts[n] = counting.total
         st = statuses(store, wf)
         assert st["j0"] == "ready"
         assert sum(1 for s in st.values() if s == "blocked") == n - 1

@@ -6,40 +6,9 @@ import time
 
 import pytest
 
-from torc_graph.engine import jobs, workflows
+from torc_graph.engine import jobs
 from torc_graph.errors import InvalidInput
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/jobs.db", synchronous="NORMAL")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def wf(store):
-    return workflows.create_workflow(store, {"user": "u"})["_key"]
-
-
-class CountingStore:
-    """Proxy counting calls per store method."""
-
-    def __init__(self, store):
-        self._store = store
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name):
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-
-        def wrapper(*a, **k):
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return attr(*a, **k)
-
-        return wrapper
+from torc_graph.testing import CountingStore
 
 
 def test_relations_table_matches_the_unstored_job_fields():

@@ -7,22 +7,7 @@ import pytest
 
 from torc_graph.engine import claims, initialize, jobs, lifecycle, workflows
 from torc_graph.errors import BadRequest, NotFound, RevisionConflict
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def wf(store):
-    key = workflows.create_workflow(store, {"user": "test", "name": "wf"})["_key"]
-    status = store.workflow_space(key).status
-    store.update("workflow_statuses", None, status["_key"], {"run_id": 1})
-    return key
+from torc_graph.testing import CountingStore
 
 
 @pytest.fixture
@@ -326,22 +311,6 @@ def test_is_complete_and_completion_script_flag(store, wf, node):
         lifecycle.is_complete(store, "987654")
 
 
-class CountingStore:
-    """Forwards to a store and counts the calls made through it."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, 0
-
-    def __getattr__(self, name):
-        attr = getattr(self.inner, name)
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return attr(*args, **kwargs)
-
-        return counted if callable(attr) else attr
-
-
 @pytest.mark.parametrize("rc", [0, 1])
 def test_complete_job_store_calls_do_not_depend_on_workflow_size(store, rc):
     """A binary tree of blocked jobs under j0, and j1 a ready co-blocker of j0's first child:
@@ -365,7 +334,7 @@ def test_complete_job_store_calls_do_not_depend_on_workflow_size(store, rc):
         counting = CountingStore(store)
         lifecycle.complete_job(counting, wf, root["_key"], "done", root["_rev"], 1, cn["_key"],
                                result(root, rc))
-        counts.append(counting.calls)
+        counts.append(counting.total)
         st = statuses(store, wf)
         if rc:
             assert st["j0"] == "done" and sum(s == "canceled" for s in st.values()) == n - 1

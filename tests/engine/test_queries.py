@@ -7,14 +7,6 @@ import pytest
 
 from torc_graph.engine import queries, specifications
 from torc_graph.errors import BadRequest, InvalidInput, NotFound
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
 
 
 DIAMOND = {

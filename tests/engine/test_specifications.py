@@ -4,7 +4,6 @@ writes (store calls independent of the job count), and reading specifications ba
 
 from __future__ import annotations
 
-import collections
 import copy
 
 import pytest
@@ -13,14 +12,7 @@ from torc_graph import model, validation
 from torc_graph.engine import specifications as specs
 from torc_graph.engine import workflows
 from torc_graph.errors import InvalidInput, NotFound, StoreError
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/torc.db", synchronous="NORMAL")
-    yield s
-    s.close()
+from torc_graph.testing import CountingStore
 
 
 def dump(store) -> dict:
@@ -332,25 +324,6 @@ def test_failing_config_update_leaves_nothing(store):
 # ----------------------------------------------------------------------------------------------
 # Set-based: the number of store calls does not depend on the number of jobs
 # ----------------------------------------------------------------------------------------------
-
-
-class CountingStore:
-    """Proxy counting every store method call."""
-
-    def __init__(self, store):
-        self._store = store
-        self.calls: collections.Counter = collections.Counter()
-
-    def __getattr__(self, name):
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return counted
 
 
 def chain_spec(n: int) -> dict:

@@ -7,14 +7,6 @@ import pytest
 from torc_graph import model, validation
 from torc_graph.engine import workflows as w
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict
-from torc_graph.store import open_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/wf.db")
-    yield s
-    s.close()
 
 
 def test_create_defaults(store):
