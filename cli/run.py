@@ -1,0 +1,293 @@
+"""``torc-graph run`` (create, start and run a workflow from a spec file) and
+``torc-graph jobs run`` (a worker for an existing workflow).
+
+Both run the local job runner (:mod:`torc_graph.runner.local`) in the foreground until the
+workflow is complete, showing progress on stderr, then print a summary table and exit 0 only if
+every job succeeded (status ``done``, return code 0), else 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+from torc_graph.cli.errors import CliError
+from torc_graph.cli.jobs import jobs
+from torc_graph.cli.options import client_options
+from torc_graph.cli.output import Column, render_table
+
+from torc_graph.client import ApiError, Client, ServerUnreachable, seg
+from torc_graph.runner.local import (
+    LocalRunner,
+    RunnerError,
+    RunnerOptions,
+    RunnerSummary,
+)
+from torc_graph.runner.workflow import (
+    SpecError,
+    StartError,
+    all_uninitialized,
+    create_workflow,
+    load_spec,
+    restart_workflow,
+    start_workflow,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Up to this many jobs the summary lists every job; above it, only the unsuccessful ones.
+SUMMARY_FULL_ROWS = 100
+TTY_REFRESH = 0.5
+PLAIN_REFRESH = 10.0
+FINISHED = ("done", "canceled", "terminated", "disabled")
+
+
+def runner_options(func: F) -> F:
+    """The worker options shared by ``run`` and ``jobs run``; passes ``options``
+    (:class:`RunnerOptions`) and ``progress`` (bool)."""
+
+    @click.option("--num-cpus", type=click.IntRange(min=1),
+                  help="CPUs jobs may use [default: all of this machine's].")
+    @click.option("--memory-gb", type=click.FloatRange(min=0, min_open=True),
+                  help="Memory (GiB) jobs may use [default: this machine's total].")
+    @click.option("--num-gpus", type=click.IntRange(min=0),
+                  help="GPUs jobs may use [default: as nvidia-smi lists, else 0].")
+    @click.option("--max-parallel-jobs", type=click.IntRange(min=1),
+                  help="Run at most this many jobs at a time [default: as resources allow].")
+    @click.option("--output", "output_dir", type=click.Path(file_okay=False), default="output",
+                  show_default=True,
+                  help="Directory for job stdout/stderr (job-stdio/<key>_<run_id>.o/.e) and "
+                       "the worker log.")
+    @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0,
+                  show_default=True,
+                  help="Seconds between server polls (cancel, new ready jobs) while no job "
+                       "ends.")
+    @click.option("--process-stats/--no-process-stats", default=True, show_default=True,
+                  help="Sample CPU and memory of each job's processes into job_process_stats.")
+    @click.option("--progress/--no-progress", default=True, show_default=True,
+                  help="Show progress on stderr (a live line on a terminal, else a line "
+                       "every 10 s).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, num_cpus, memory_gb, num_gpus, max_parallel_jobs, output_dir,
+                poll_interval, process_stats, progress, **kwargs: Any) -> Any:
+        options = RunnerOptions(
+            output_dir=Path(output_dir), num_cpus=num_cpus, memory_gb=memory_gb,
+            num_gpus=num_gpus, max_parallel_jobs=max_parallel_jobs,
+            poll_interval=poll_interval, process_stats=process_stats,
+        )
+        return func(*args, options=options, progress=progress, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.command("run")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@runner_options
+@client_options
+def run(spec_file: str, client: Client, options: RunnerOptions, progress: bool) -> None:
+    """Create a workflow from SPEC_FILE, start it, and run all its jobs on this machine.
+
+    SPEC_FILE is a torc workflow specification in JSON, JSON5 (.json5) or YAML (.yaml, .yml).
+    Without --url the workflow lives in the embedded store (--database, default
+    sqlite:///torc_graph.db): no server is needed. Jobs run in the current directory, as
+    subprocesses without a shell unless the command uses shell syntax (pipes, redirections,
+    variables, globs...). Exit status: 0 if every job succeeded, 1 otherwise.
+
+    \b
+    Example:
+        torc-graph run examples/diamond.yaml --num-cpus 2
+        torc-graph run sweep.json5 --url http://localhost:8529 --output out
+    """
+    try:
+        spec = load_spec(spec_file)
+    except SpecError as exc:
+        raise CliError(str(exc)) from None
+    wf = create_workflow(client, spec)
+    click.echo(f"Created workflow {wf} from {spec_file} ({client.location})", err=True)
+    try:
+        start_workflow(client, wf)
+    except StartError as exc:
+        raise CliError(str(exc)) from None
+    _run_worker(client, wf, options, progress)
+
+
+@jobs.command("run")
+@click.argument("workflow_key")
+@click.option("--restart", is_flag=True,
+              help="First restart the workflow (torc's `workflows restart`): a new run_id; "
+                   "jobs whose input files changed or output files are missing, and jobs "
+                   "reset before, run again.")
+@runner_options
+@client_options
+def jobs_run(workflow_key: str, restart: bool, client: Client, options: RunnerOptions,
+             progress: bool) -> None:
+    """Run jobs of an existing workflow on this machine until it is complete.
+
+    This is a worker, like torc's `jobs run`: several may run at once, on one or many
+    machines, and with torc's own workers. If every job of the workflow is uninitialized, the
+    workflow is started first (a new run_id, then initialize_jobs). Exit status: 0 if every job
+    of the workflow succeeded, 1 otherwise.
+
+    \b
+    Example:
+        torc-graph jobs run 12 --num-cpus 4
+        torc-graph jobs run 12 --url http://server:8529 --max-parallel-jobs 8
+        torc-graph workflows reset 12 --failed-only && torc-graph jobs run 12 --restart
+    """
+    client.get_workflow(workflow_key)  # 404 -> exit 4 before anything else happens
+    try:
+        if all_uninitialized(client, workflow_key):
+            start_workflow(client, workflow_key)
+        elif restart:
+            restart_workflow(client, workflow_key)
+    except StartError as exc:
+        raise CliError(str(exc)) from None
+    _run_worker(client, workflow_key, options, progress)
+
+
+def _run_worker(client: Client, wf: str, options: RunnerOptions, progress: bool) -> None:
+    display = Progress(client, wf, sys.stderr) if progress else None
+    runner = LocalRunner(client, wf, options, on_progress=display)
+    try:
+        summary = runner.run()
+    except RunnerError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if display is not None:
+            display.close(runner)
+    ok = print_summary(client, wf, runner.run_id, summary, options.output_dir)
+    if not ok:
+        click.get_current_context().exit(1)
+
+
+class Progress:
+    """Progress on a stream: a redrawn line on a terminal, a plain line every 10 s otherwise.
+
+    Counts come from the server (so that jobs canceled by the server count too), at most
+    every :data:`TTY_REFRESH` / :data:`PLAIN_REFRESH` seconds.
+    """
+
+    def __init__(self, client: Client, wf: str, stream: TextIO):
+        self.client = client
+        self.wf = wf
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.interval = TTY_REFRESH if self.tty else PLAIN_REFRESH
+        self.t0 = time.monotonic()
+        self.next_at = 0.0
+        self.drawn = False
+
+    def __call__(self, runner: LocalRunner) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.interval
+        self._show(runner)
+
+    def _count(self, **filters: Any) -> int:
+        page = self.client.get(f"/workflows/{seg(self.wf)}/jobs", limit=1, **filters)
+        return int(page.get("total_count", 0))
+
+    def line(self, runner: LocalRunner) -> str:
+        total = self._count()
+        finished = sum(self._count(status=s) for s in FINISHED)
+        s = runner.summary
+        failed = s.failed + s.terminated + s.canceled
+        elapsed = time.monotonic() - self.t0
+        return (f"[{_clock(elapsed)}] done {s.succeeded}  running {runner.running}  "
+                f"failed {failed}  remaining {max(total - finished, 0)}/{total}")
+
+    def _show(self, runner: LocalRunner) -> None:
+        try:
+            text = self.line(runner)
+        except (ApiError, ServerUnreachable):  # a progress line must never stop the runner
+            return
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self.drawn = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self, runner: LocalRunner) -> None:
+        """Draw the final state and end the line."""
+        self._show(runner)
+        if self.tty and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return ""
+    return f"{seconds:.1f}s" if seconds < 60 else _clock(seconds)
+
+
+SUMMARY_COLUMNS = (
+    Column("KEY", "_key"),
+    Column("JOB", "name", wide=True),
+    Column("STATUS", "status"),
+    Column("RC", "return_code"),
+    Column("DURATION", lambda d: _duration(d.get("duration"))),
+)
+
+
+def job_rows(client: Client, wf: str, run_id: int) -> list[dict[str, Any]]:
+    """Every job with its latest result up to this run (return code, duration), in insertion
+    order. After a restart, jobs that did not run again keep the result of their last run."""
+    w = f"/workflows/{seg(wf)}"
+    results: dict[str, dict[str, Any]] = {}
+    for result in client.iter_items(f"{w}/results"):
+        rid = result.get("run_id", 0)
+        prev = results.get(result["job_key"])
+        if rid <= run_id and (prev is None or rid >= prev.get("run_id", 0)):
+            results[result["job_key"]] = result  # insertion order: the last one wins ties
+    rows = []
+    for job in client.iter_items(f"{w}/jobs"):
+        result = results.get(job["_key"], {})
+        minutes = result.get("exec_time_minutes")
+        rows.append({
+            "_key": job["_key"], "name": job.get("name"), "status": job.get("status"),
+            "return_code": result.get("return_code"),
+            "duration": minutes * 60 if isinstance(minutes, (int, float)) else None,
+        })
+    return rows
+
+
+def succeeded(row: dict[str, Any]) -> bool:
+    return row["status"] == "done" and row["return_code"] == 0
+
+
+def print_summary(client: Client, wf: str, run_id: int, summary: RunnerSummary,
+                  output_dir: Path) -> bool:
+    """Print the summary table; return True if every (non-disabled) job succeeded."""
+    rows = job_rows(client, wf, run_id)
+    counted = [r for r in rows if r["status"] != "disabled"]
+    bad = [r for r in counted if not succeeded(r)]
+    shown = rows if len(rows) <= SUMMARY_FULL_ROWS else bad[:SUMMARY_FULL_ROWS]
+    if shown:
+        click.echo(render_table(shown, SUMMARY_COLUMNS))
+    if len(rows) > SUMMARY_FULL_ROWS and bad:
+        more = len(bad) - len(shown)
+        click.echo(f"(only unsuccessful jobs are listed{f'; {more} more' if more else ''})")
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+    ok = len(counted) - len(bad)
+    parts = [f"{ok} succeeded", f"{len(bad)} not successful"]
+    parts += [f"{n} {status}" for status, n in sorted(by_status.items()) if status != "done"]
+    click.echo(f"Workflow {wf}: {len(rows)} jobs, " + ", ".join(parts) +
+               f" ({summary.elapsed_seconds:.1f}s; {summary.reason or 'stopped'})")
+    click.echo(f"Job output: {Path(output_dir) / 'job-stdio'}")
+    return not bad and not summary.interrupted

@@ -1,0 +1,91 @@
+"""Fixtures of the runner tests: a working directory with a real SQLite file, a client on it,
+and helpers to create, start and run workflows from spec dicts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torc_graph.client import Client
+from torc_graph.runner.local import LocalRunner, RunnerOptions, RunnerSummary
+from torc_graph.runner.workflow import create_workflow, start_workflow
+
+PY = sys.executable
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch) -> Path:
+    """The jobs' working directory (the test's cwd); ``python3`` resolves to this Python."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORC_GRAPH_URL", raising=False)
+    monkeypatch.setenv("PATH", os.path.dirname(PY) + os.pathsep + os.environ.get("PATH", ""))
+    return tmp_path
+
+
+@pytest.fixture
+def db_url(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'torc.db'}"
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[Client]:
+    with Client(database=db_url) as c:
+        yield c
+
+
+@pytest.fixture
+def make_workflow(client: Client) -> Callable[..., str]:
+    """Create a workflow from a spec dict and start it (run_id 1, jobs initialized)."""
+
+    def make(jobs: list[dict[str, Any]], **extra: Any) -> str:
+        spec = {"name": "test", "user": "tester", "jobs": jobs, **extra}
+        wf = create_workflow(client, spec)
+        start_workflow(client, wf)
+        return wf
+
+    return make
+
+
+@pytest.fixture
+def run_workflow(client: Client, workdir: Path) -> Callable[..., RunnerSummary]:
+    """Run a LocalRunner on a workflow to the end (output in ``workdir/output``)."""
+
+    def run(wf: str, **options: Any) -> RunnerSummary:
+        options.setdefault("poll_interval", 0.2)
+        options.setdefault("output_dir", workdir / "output")
+        return LocalRunner(client, wf, RunnerOptions(**options)).run()
+
+    return run
+
+
+def jobs_by_name(client: Client, wf: str) -> dict[str, dict[str, Any]]:
+    return {j["name"]: j for j in client.list_jobs(wf)}
+
+
+@pytest.fixture
+def by_name(client: Client) -> Callable[[str], dict[str, dict[str, Any]]]:
+    return lambda wf: jobs_by_name(client, wf)
+
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+
+
+@pytest.fixture(scope="session")
+def cli_helper():
+    """tests/helpers/server.py, imported by path: ``cli_argv(...)`` and ``subprocess_env()``
+    run ``torc-graph`` with this interpreter, installed or not."""
+    import importlib.util
+
+    name = "torc_graph_test_helpers_server"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HELPERS / "server.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,427 @@
+"""The HTTP client of the torc_graph REST API, used by the CLI and the runners.
+
+``Client(url)`` talks HTTP to a server (``torc-graph serve`` or any torc v0.6.4 compatible one).
+``Client()`` without a URL (and without ``TORC_GRAPH_URL``) works on the embedded store named by
+``database`` (default ``TORC_GRAPH_DATABASE``, i.e. ``sqlite:///torc_graph.db``): requests are
+served in-process by the same Falcon app through a WSGI transport adapter, so the embedded and the
+remote paths share every byte of request handling (validation, errors, id decoding).
+
+Paths are relative to the service base URL, e.g. ``/workflows/12/jobs``. Values put into path
+segments must be quoted with :func:`seg` (a full id such as ``jobs__12/34`` becomes
+``jobs__12%2F34``, as the torc client sends it).
+
+Errors: a non-2xx answer raises :class:`ApiError` (status, the server's ``errorMessage``, the
+body); a server that cannot be reached (after retries) raises :class:`ServerUnreachable`.
+Retries: connection failures before a request was sent are retried for every method (nothing
+reached the server); failures after it was sent are retried only for GET/HEAD, because a PUT or
+POST may already have taken effect (e.g. ``start_job`` would then answer 409).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.util.retry import Retry
+
+from torc_graph.config import load_settings
+
+#: Base URL the embedded transport is mounted on (never resolved on the network).
+EMBEDDED_BASE = "http://torc-graph.embedded"
+
+__all__ = ["ApiError", "Client", "ServerUnreachable", "absolute_database_url", "seg"]
+
+
+class ApiError(Exception):
+    """The server answered with a non-2xx status.
+
+    ``status`` is the HTTP status, ``message`` the server's ``errorMessage`` (or the response text
+    when the body is not a torc error body), ``body`` the decoded JSON body (or None).
+    """
+
+    def __init__(self, status: int, message: str, body: Any = None):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.body = body
+
+
+class ServerUnreachable(Exception):
+    """No answer from the server at ``url`` (connection refused, DNS failure, timeout)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"cannot reach the torc_graph server at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def seg(value: Any) -> str:
+    """Quote one path segment; ``/`` becomes ``%2F`` (ids in key slots, behavior doc §2.8)."""
+    return quote(str(value), safe="")
+
+
+def absolute_database_url(database: str) -> str:
+    """``sqlite:///rel.db`` -> ``sqlite:////abs/dir/rel.db`` so that a child process started in
+    another directory opens the same file. Other URLs are returned unchanged."""
+    prefix = "sqlite:///"
+    if database.startswith(prefix) and not database.startswith(prefix + "/"):
+        path = database[len(prefix):]
+        if path and path != ":memory:":
+            return prefix + os.path.abspath(path)
+    return database
+
+
+class WSGIAdapter(BaseAdapter):
+    """A requests transport that hands each request to a WSGI application in-process.
+
+    The environ is built like gunicorn builds it: ``PATH_INFO`` is percent-decoded and the raw
+    path is kept in ``RAW_URI``/``REQUEST_URI``, so ids with ``%2F`` take the same route as over
+    the network. ``app_factory`` is called once, on the first request.
+    """
+
+    def __init__(self, app_factory: Callable[[], Callable]):
+        super().__init__()
+        self._factory = app_factory
+        self._app: Callable | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Callable:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._factory()
+        return self._app
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        app = self.app
+        parts = urlsplit(request.url)
+        raw_path = parts.path or "/"
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        raw_uri = raw_path + (f"?{parts.query}" if parts.query else "")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
+            "QUERY_STRING": parts.query,
+            "RAW_URI": raw_uri,
+            "REQUEST_URI": raw_uri,
+            "SERVER_NAME": parts.hostname or "localhost",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        for name, value in request.headers.items():
+            key = name.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ["HTTP_" + key] = value
+        started: dict[str, Any] = {}
+
+        def start_response(status, headers, exc_info=None):
+            started["status"] = status
+            started["headers"] = headers
+
+        result = app(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        resp = requests.Response()
+        code, _, reason = started["status"].partition(" ")
+        resp.status_code = int(code)
+        resp.reason = reason
+        resp.headers = CaseInsensitiveDict(started["headers"])
+        resp._content = content
+        resp.encoding = "utf-8"
+        resp.url = request.url
+        resp.request = request
+        resp.connection = self
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+def _query_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+class Client:
+    """A torc_graph API client: HTTP when a URL is configured, else the embedded store.
+
+    Resolution: an explicit ``url`` wins; else an explicit ``database`` selects the embedded
+    store; else ``TORC_GRAPH_URL``; else the embedded store ``TORC_GRAPH_DATABASE`` (default
+    ``sqlite:///torc_graph.db``). Use one client per thread (requests Sessions are not
+    documented as thread-safe).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        database: str | None = None,
+        timeout: float = 120,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ):
+        settings = load_settings()
+        if url is None and database is None:
+            url = settings.get("url")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self._store = None
+        if url:
+            self.url: str | None = url.rstrip("/")
+            self.database: str | None = None
+            self.base = self.url
+            retry = Retry(
+                total=None,
+                connect=retries,
+                read=retries,
+                status=0,
+                other=0,
+                backoff_factor=backoff,
+                backoff_max=10,
+                allowed_methods=frozenset({"GET", "HEAD"}),
+                raise_on_status=False,
+                respect_retry_after_header=False,
+            )
+            adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        else:
+            self.url = None
+            self.database = absolute_database_url(database or settings["database"])
+            self.base = EMBEDDED_BASE
+            # No proxies or netrc apply to an in-process call; skipping their lookup (the
+            # whole environment, on every request) saves ~0.5 ms per request.
+            self.session.trust_env = False
+            self.session.mount(EMBEDDED_BASE, WSGIAdapter(self._make_app))
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url is None
+
+    @property
+    def location(self) -> str:
+        """The server URL or the embedded database URL (for messages)."""
+        return self.url or f"embedded store {self.database}"
+
+    def _make_app(self):
+        try:
+            from torc_graph.app import create_app, store_options
+            from torc_graph.store import open_store
+        except ImportError as exc:  # the server package is part of torc_graph; say what broke
+            raise RuntimeError(f"the embedded torc_graph server cannot be loaded: {exc}") from exc
+        settings = load_settings(database=self.database)
+        self._store = open_store(self.database, **store_options(settings))
+        return create_app(self._store, settings)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that let a child process (a job script, another worker)
+        reach the same server or embedded store with ``Client()``."""
+        if self.url:
+            return {"TORC_GRAPH_URL": self.url}
+        return {"TORC_GRAPH_DATABASE": self.database, "TORC_GRAPH_URL": ""}
+
+    def close(self) -> None:
+        self.session.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, body: Any = None, params: Mapping | None = None) -> Any:
+        """Send one request; return the decoded JSON body (None when empty).
+
+        Raises ApiError for a non-2xx status, ServerUnreachable when no answer came.
+        """
+        if not path.startswith("/"):
+            path = "/" + path
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        data = None
+        headers = {}
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        try:
+            resp = self.session.request(
+                method, self.base + path, params=query, data=data, headers=headers,
+                timeout=self.timeout,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServerUnreachable(self.location, _reason(exc)) from None
+        content = resp.content
+        try:
+            decoded = json.loads(content) if content else None
+        except ValueError:
+            decoded = None
+        if not 200 <= resp.status_code < 300:
+            if isinstance(decoded, dict) and "errorMessage" in decoded:
+                message = str(decoded["errorMessage"])
+            else:
+                message = (resp.text or resp.reason or "").strip()[:500] or f"HTTP {resp.status_code}"
+            raise ApiError(resp.status_code, message, decoded)
+        if decoded is None and content:
+            return resp.text
+        return decoded
+
+    def get(self, path: str, **params) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, **params) -> Any:
+        return self.request("POST", path, body, params)
+
+    def put(self, path: str, body: Any = None, **params) -> Any:
+        return self.request("PUT", path, body, params)
+
+    def delete(self, path: str, **params) -> Any:
+        return self.request("DELETE", path, params=params)
+
+    def iter_items(self, path: str, **params) -> Iterator[dict[str, Any]]:
+        """Yield every item of a list endpoint, paging with ``skip`` while ``has_more``."""
+        skip = int(params.pop("skip", 0) or 0)
+        while True:
+            page = self.get(path, skip=skip, **params)
+            items = page.get("items", [])
+            yield from items
+            if not page.get("has_more") or not items:
+                return
+            skip += len(items)
+
+    # ------------------------------------------------------------------ conveniences
+
+    def ping(self) -> dict[str, Any]:
+        return self.get("/ping")
+
+    def version(self) -> str:
+        return self.get("/version")["version"]
+
+    def add_workflow_specification(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /workflow_specifications; returns the workflow document."""
+        return self.post("/workflow_specifications", dict(spec))
+
+    def get_workflow(self, wf: str) -> dict[str, Any]:
+        return self.get(f"/workflows/{seg(wf)}")
+
+    def get_status(self, wf: str) -> dict[str, Any]:
+        return self.get(f"/workflows/{seg(wf)}/status")
+
+    def get_config(self, wf: str) -> dict[str, Any]:
+        return self.get(f"/workflows/{seg(wf)}/config")
+
+    def bump_run_id(self, wf: str) -> int:
+        """Increment the workflow's run_id as torc's client does (GET + PUT status)."""
+        status = self.get_status(wf)
+        status["run_id"] = int(status.get("run_id", 0)) + 1
+        self.put(f"/workflows/{seg(wf)}/status", status)
+        return status["run_id"]
+
+    def reset_status(self, wf: str) -> None:
+        self.post(f"/workflows/{seg(wf)}/reset_status")
+
+    def reset_job_status(self, wf: str, failed_only: bool = False) -> None:
+        self.post(f"/workflows/{seg(wf)}/reset_job_status", failed_only=failed_only)
+
+    def initialize_jobs(self, wf: str, only_uninitialized: bool = False,
+                        clear_ephemeral_user_data: bool = True) -> None:
+        self.post(f"/workflows/{seg(wf)}/initialize_jobs", only_uninitialized=only_uninitialized,
+                  clear_ephemeral_user_data=clear_ephemeral_user_data)
+
+    def is_complete(self, wf: str) -> dict[str, Any]:
+        """``{is_canceled, is_complete, needs_to_run_completion_script}``."""
+        return self.get(f"/workflows/{seg(wf)}/is_complete")
+
+    def cancel_workflow(self, wf: str) -> None:
+        self.put(f"/workflows/{seg(wf)}/cancel")
+
+    def prepare_jobs_for_submission(self, wf: str, resources: Mapping[str, Any], *,
+                                    sort_method: str | None = None,
+                                    limit: int | None = None) -> list[dict[str, Any]]:
+        """Claim jobs that fit ``resources``; returns them (status submitted_pending)."""
+        resp = self.post(f"/workflows/{seg(wf)}/prepare_jobs_for_submission", dict(resources),
+                         sort_method=sort_method, limit=limit)
+        return resp.get("jobs", [])
+
+    def get_job(self, wf: str, key: str) -> dict[str, Any]:
+        return self.get(f"/workflows/{seg(wf)}/jobs/{seg(key)}")
+
+    def start_job(self, wf: str, job_key: str, rev: str, run_id: int,
+                  compute_node: str) -> dict[str, Any]:
+        """PUT start_job; ``compute_node`` is a key or an id. Returns the job (new _rev)."""
+        return self.put(
+            f"/workflows/{seg(wf)}/jobs/{seg(job_key)}/start_job/{seg(rev)}/{int(run_id)}/"
+            f"{seg(compute_node)}"
+        )
+
+    def complete_job(self, wf: str, job_key: str, status: str, rev: str, run_id: int,
+                     compute_node: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """POST complete_job with a result document; returns the final job."""
+        return self.post(
+            f"/workflows/{seg(wf)}/jobs/{seg(job_key)}/complete_job/{seg(status)}/{seg(rev)}/"
+            f"{int(run_id)}/{seg(compute_node)}",
+            dict(result),
+        )
+
+    def add_document(self, wf: str, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /workflows/{wf}/{collection}; returns the stored document."""
+        return self.post(f"/workflows/{seg(wf)}/{seg(collection)}", dict(doc))
+
+    def update_document(self, wf: str, collection: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT /workflows/{wf}/{collection}/{doc._key} (merge; ``_rev`` required)."""
+        return self.put(f"/workflows/{seg(wf)}/{seg(collection)}/{seg(doc['_key'])}", dict(doc))
+
+    def add_edge(self, wf: str, name: str, from_id: str, to_id: str,
+                 data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"_from": from_id, "_to": to_id}
+        if data is not None:
+            body["data"] = dict(data)
+        return self.post(f"/workflows/{seg(wf)}/edges/{seg(name)}", body)
+
+    def add_event(self, wf: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        return self.add_document(wf, "events", event)
+
+    def list_jobs(self, wf: str, **filters) -> list[dict[str, Any]]:
+        return list(self.iter_items(f"/workflows/{seg(wf)}/jobs", **filters))
+
+
+def _reason(exc: Exception) -> str:
+    """A one-line reason for a requests connection failure (no traceback text)."""
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out",
+                   "No route to host", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
