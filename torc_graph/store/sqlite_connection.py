@@ -1,0 +1,311 @@
+"""SQLite connections, transactions, busy handling and error translation for the SQLite store.
+
+Rules (architecture doc §3):
+
+* Connections are opened lazily, one per process and thread (a forked child never reuses its
+  parent's connection), in WAL mode with ``busy_timeout``, ``foreign_keys=ON`` and the chosen
+  ``synchronous``; pending schema migrations are applied on first open.
+* Every write, even a single statement, runs under ``BEGIN IMMEDIATE`` (a DEFERRED transaction
+  that upgrades to a writer gets SQLITE_BUSY at once) while holding a process-wide lock that
+  serializes this process's writers. ``SQLITE_BUSY`` is retried until the busy timeout, then
+  ``StoreUnavailable``: "database is locked" never reaches a caller. Nested transactions (and
+  every write inside one) are savepoints, so a failing operation leaves nothing half-done.
+* After commits, a WAL over :data:`WAL_LIMIT_BYTES` is checkpointed with ``TRUNCATE`` (short
+  busy timeout, then a pause before the next try) and ``journal_size_limit`` caps what remains,
+  so concurrent writers cannot grow the WAL without bound.
+* Reads outside a transaction run in autocommit mode and are retried on ``SQLITE_BUSY``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from torc_graph.errors import (
+    InvalidInput,
+    StoreError,
+    StoreUnavailable,
+    TorcGraphError,
+    UniqueConstraintViolated,
+)
+from torc_graph.store import sqlite_schema as schema
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+_CHECKPOINT_TIMEOUT_MS = 500
+_CHECKPOINT_PAUSE = 1.0  # seconds before retrying a checkpoint that found readers busy
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes carry them in the low byte)
+
+# One lock per database file per process serializes this process's writers. A forked child
+# gets fresh locks: a thread of the parent might have held one at the fork.
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _reset_locks_after_fork() -> None:
+    global _WRITE_LOCKS_GUARD
+    _WRITE_LOCKS_GUARD = threading.Lock()
+    _WRITE_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def _write_lock(path: str) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, threading.Lock())
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLITE_BUSY/SQLITE_LOCKED ("database is locked")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _BUSY_CODES
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class _ThreadState(threading.local):
+    pid: int | None = None
+    conn: sqlite3.Connection | None = None
+    generation: int = -1
+    depth: int = 0
+
+
+class Connections:
+    """The per-process, per-thread connections to one database file and their transactions."""
+
+    def __init__(self, path: str, synchronous: str, busy_timeout: float):
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._state = _ThreadState()
+        self._conns: list[tuple[int, sqlite3.Connection]] = []
+        self._conns_guard = threading.Lock()
+        self._generation = 0  # bumped by close(): every thread then reconnects
+        self._checkpoint_after = 0.0
+
+    @property
+    def _busy_ms(self) -> int:
+        return int(self.busy_timeout * 1000)
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._state.depth) and self._state.pid == os.getpid()
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use (and after a fork or :meth:`close`)."""
+        st = self._state
+        pid = os.getpid()
+        if st.depth and st.pid == pid:
+            return st.conn  # never swap the connection under an open transaction
+        if st.conn is None or st.pid != pid or st.generation != self._generation:
+            # A connection inherited over fork is abandoned, never used or closed here.
+            st.conn, st.pid, st.depth, st.generation = None, pid, 0, self._generation
+            st.conn = self._open()
+        return st.conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False, cached_statements=512)
+        except sqlite3.Error:
+            raise StoreUnavailable(f"cannot open the SQLite database {self.path}") from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            self.retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+            if self.retry(lambda: schema.pending(conn)):
+                with self._immediate(conn):
+                    schema.apply_pending(conn)
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            conn.close()
+            if isinstance(exc, StoreUnavailable) or is_busy(exc):
+                raise StoreUnavailable("the SQLite database stayed busy") from None
+            log.exception("cannot initialize SQLite database %s", self.path)
+            raise StoreUnavailable(f"cannot initialize the SQLite database {self.path}") from None
+        with self._conns_guard:
+            self._conns.append((os.getpid(), conn))
+        return conn
+
+    def close(self) -> None:
+        """Close this process's connections; every thread reconnects on next use."""
+        pid = os.getpid()
+        with self._conns_guard:
+            mine = [c for p, c in self._conns if p == pid]
+            self._conns = [(p, c) for p, c in self._conns if p != pid]
+            self._generation += 1
+        for conn in mine:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._state.conn = None
+        self._state.depth = 0
+
+    def retry(self, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``fn``, retrying SQLITE_BUSY until the busy timeout (or ``deadline``), then
+        raise StoreUnavailable."""
+        if deadline is None:
+            deadline = time.monotonic() + self.busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable("the database stayed busy past the timeout") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    @contextlib.contextmanager
+    def _immediate(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Hold the process write lock and a ``BEGIN IMMEDIATE`` transaction on ``conn``;
+        commit on success, roll back on exception."""
+        deadline = time.monotonic() + self.busy_timeout
+        lock = _write_lock(self.path)
+        if not lock.acquire(timeout=self.busy_timeout):
+            raise StoreUnavailable("the database stayed busy past the timeout")
+        try:
+            if conn.in_transaction:
+                # Left open by an earlier failure: it must not swallow this transaction.
+                conn.execute("ROLLBACK")
+            remaining = deadline - time.monotonic()
+            if remaining < self.busy_timeout - 0.5:
+                # Waiting for this process's lock used part of the budget: SQLite's own busy
+                # handler gets only the rest.
+                conn.execute(f"PRAGMA busy_timeout = {max(1, int(remaining * 1000))}")
+                try:
+                    self.retry(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            else:
+                self.retry(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            if not conn.in_transaction:
+                raise StoreError("the transaction was aborted by the database")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                # Never leave a failed transaction open on this connection.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            self._maybe_checkpoint(conn)
+        finally:
+            lock.release()
+
+    def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Truncate a WAL that grew past the limit (after a commit, under the process write
+        lock). Continuous readers and writers keep SQLite's automatic PASSIVE checkpoints from
+        ever resetting the WAL; TRUNCATE waits briefly for them to reach the newest snapshot.
+        After a failed attempt the next one waits a pause, unless the WAL reached the hard cap
+        of four times the limit."""
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except OSError:
+            return
+        if size <= WAL_LIMIT_BYTES:
+            return
+        if time.monotonic() < self._checkpoint_after and size <= 4 * WAL_LIMIT_BYTES:
+            return
+        busy = 1
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_TIMEOUT_MS}")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            pass
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if busy:
+            log.info("WAL checkpoint of %s postponed: readers are busy", self.path)
+            self._checkpoint_after = time.monotonic() + _CHECKPOINT_PAUSE
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection; nested blocks are savepoints."""
+        with guard("transaction"):
+            conn = self.conn()
+        st = self._state
+        if st.depth:
+            name = f"sp{st.depth}"
+            with guard("transaction"):
+                conn.execute(f"SAVEPOINT {name}")
+            st.depth += 1
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                with guard("transaction"):
+                    conn.execute(f"RELEASE {name}")
+            finally:
+                st.depth = max(st.depth - 1, 0)
+            return
+        with guard("commit"), self._immediate(conn):
+            st.depth = 1
+            try:
+                yield conn
+            finally:
+                st.depth = 0
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read: inside a transaction directly, else retried on SQLITE_BUSY."""
+        with guard("read"):
+            conn = self.conn()
+            if self._state.depth:
+                return fn(conn)
+            return self.retry(lambda: fn(conn))
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write operation (its own transaction, or a savepoint of the open one)."""
+        with guard("write"), self.transaction() as conn:
+            yield conn
+
+
+@contextlib.contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Translate driver errors into torc_graph errors (no driver text leaves the store)."""
+    try:
+        yield
+    except TorcGraphError:
+        raise
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc):
+            raise UniqueConstraintViolated(
+                "unique constraint violated - in index primary of type primary over '_key'"
+            ) from None
+        log.error("SQLite integrity error in %s: %s", what, exc)
+        raise StoreError(f"storage failure in {what}") from None
+    except sqlite3.OperationalError as exc:
+        if is_busy(exc):
+            raise StoreUnavailable("the database stayed busy past the timeout") from None
+        log.error("SQLite error in %s: %s", what, exc)
+        raise StoreError(f"storage failure in {what}") from None
+    except sqlite3.Error as exc:
+        log.error("SQLite error in %s: %s", what, exc)
+        raise StoreError(f"storage failure in {what}") from None
+    except OverflowError:
+        raise InvalidInput("integer value out of range") from None

@@ -1,0 +1,134 @@
+"""SQLite schema of the graph store: table names, DDL, and named migrations.
+
+Every collection type is one table whose name comes only from the model enums (never from
+input): ``doc_<collection>`` and ``edge_<edge>``. A row holds one document; ``wf`` is the owning
+workflow's key (``''`` for the global collections), ``key`` its ``_key`` and ``doc`` the full JSON
+including ``_key``/``_id``/``_rev`` (and ``_from``/``_to`` for edges), so reads need no assembly.
+``seq`` (the rowid) is the insertion order. The revision lives only inside ``doc`` so set-based
+updates can renew it in the same ``json_set`` call that changes the fields.
+
+Schema changes are explicit, named migrations recorded in ``schema_migrations``. Applying them
+is idempotent and safe when several processes start at once: the check is repeated under
+``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from torc_graph.model import Collection, Edge, GlobalCollection, GlobalEdge
+
+#: Fields of vertex collections with an expression index ``(wf, json_extract(doc, '$.f'))``.
+#: Queries must use exactly ``json_extract(<alias>.doc, '$.<f>')`` for the planner to match them.
+INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
+    Collection.JOBS.value: ("status", "name"),
+    Collection.FILES.value: ("name",),
+    Collection.USER_DATA.value: ("name",),
+    Collection.RESOURCE_REQUIREMENTS.value: ("name",),
+    Collection.RESULTS.value: ("job_key",),
+}
+
+
+def doc_table(name: str) -> str:
+    """The table of a document collection (``name`` must come from the model enums)."""
+    return f"doc_{name}"
+
+
+def edge_table(name: str) -> str:
+    """The table of an edge collection (``name`` must come from the model enums)."""
+    return f"edge_{name}"
+
+
+def document_names() -> Iterator[str]:
+    yield from (c.value for c in Collection)
+    yield from (c.value for c in GlobalCollection)
+
+
+def edge_names() -> Iterator[str]:
+    yield from (e.value for e in Edge)
+    yield from (e.value for e in GlobalEdge)
+
+
+def all_tables() -> Iterator[str]:
+    yield from (doc_table(n) for n in document_names())
+    yield from (edge_table(n) for n in edge_names())
+
+
+def _initial() -> list[str]:
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('key_counter', 0)",
+    ]
+    for name in document_names():
+        t = doc_table(name)
+        stmts.append(
+            f"CREATE TABLE {t} (seq INTEGER PRIMARY KEY, wf TEXT NOT NULL, key TEXT NOT NULL, "
+            f"doc TEXT NOT NULL, UNIQUE (wf, key))"
+        )
+        for field in INDEXED_FIELDS.get(name, ()):
+            stmts.append(
+                f"CREATE INDEX ix_{t}_{field} ON {t} (wf, json_extract(doc, '$.{field}'))"
+            )
+    for name in edge_names():
+        t = edge_table(name)
+        stmts.append(
+            f"CREATE TABLE {t} (seq INTEGER PRIMARY KEY, wf TEXT NOT NULL, key TEXT NOT NULL, "
+            f"from_id TEXT NOT NULL, to_id TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (wf, key))"
+        )
+        stmts.append(f"CREATE INDEX ix_{t}_from ON {t} (wf, from_id)")
+        stmts.append(f"CREATE INDEX ix_{t}_to ON {t} (wf, to_id)")
+    return stmts
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A named schema change: its statements run in one transaction and it is recorded once."""
+
+    name: str
+    statements: Callable[[], list[str]]
+
+
+#: Applied in order; never edit or reorder an entry that has shipped, append a new one instead.
+MIGRATIONS: tuple[Migration, ...] = (Migration("0001_initial", _initial),)
+
+_CREATE_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+)
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations recorded in the database, in the order applied."""
+    try:
+        rows = conn.execute("SELECT name FROM schema_migrations ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    return [r[0] for r in rows]
+
+
+def pending(conn: sqlite3.Connection) -> list[Migration]:
+    done = set(applied(conn))
+    return [m for m in MIGRATIONS if m.name not in done]
+
+
+def apply_pending(conn: sqlite3.Connection) -> list[str]:
+    """Apply every pending migration inside the caller's ``BEGIN IMMEDIATE`` transaction.
+
+    The caller holds the write lock, so no other process can apply the same migration
+    concurrently; the pending list is recomputed here, under that lock. Returns the names applied.
+    """
+    conn.execute(_CREATE_MIGRATIONS)
+    names = []
+    for m in pending(conn):
+        for stmt in m.statements():
+            conn.execute(stmt)
+        conn.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+            (m.name, _dt.datetime.now(_dt.timezone.utc).isoformat()),
+        )
+        names.append(m.name)
+    return names
