@@ -22,6 +22,20 @@ import psutil
 import requests
 
 
+def cli_argv(*args: str) -> list[str]:
+    """argv that runs ``torc-graph ARGS`` with this interpreter (no PATH lookup)."""
+    return [sys.executable, "-c", "from torc_graph.cli.main import cli; cli(prog_name='torc-graph')",
+            *args]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``TORC_GRAPH_*`` variable, plus ``extra``: child
+    processes see only the settings a test gives them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORC_GRAPH_")}
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
@@ -30,13 +44,17 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A ``torc-graph serve`` subprocess on a free port of 127.0.0.1."""
+    """A ``torc-graph serve`` subprocess on a free port of 127.0.0.1.
+
+    ``database=None`` leaves ``--database`` out (the default file in ``cwd``). The server's
+    environment is :func:`clean_env` plus ``env``."""
 
     def __init__(
         self,
-        database: str,
+        database: str | None,
         *,
         workers: int = 2,
+        cwd: Path | None = None,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
@@ -46,18 +64,19 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self._env = dict(os.environ, TORC_GRAPH_LOG_LEVEL="warning", **(env or {}))
+        self.cwd = cwd
+        self._env = clean_env(TORC_GRAPH_LOG_LEVEL="warning", **(env or {}))
         self._startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "LiveServer":
-        cmd = [
-            sys.executable, "-c", "from torc_graph.cli.main import cli; cli()", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-            "--database", self.database,
-        ]
+        cmd = cli_argv("serve", "--host", "127.0.0.1", "--port", str(self.port),
+                       "--workers", str(self.workers))
+        if self.database is not None:
+            cmd += ["--database", self.database]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, env=self._env, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, env=self._env, cwd=self.cwd, stdout=out,
+                                     stderr=subprocess.STDOUT)
         if self.log_path:
             out.close()  # the child holds its own descriptor
         deadline = time.monotonic() + self._startup_timeout

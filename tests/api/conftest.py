@@ -3,10 +3,6 @@ client, a database dump for "nothing changed" checks, and a real gunicorn server
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from falcon import testing
 
@@ -14,20 +10,7 @@ from torc_graph import model
 from torc_graph.app import create_app
 from torc_graph.config import load_settings
 from torc_graph.store import open_store
-
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
-
-
-def load_helper(name: str):
-    """Import ``tests/helpers/<name>.py`` by path (no package layout under tests/)."""
-    module_name = f"torc_graph_test_helpers_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, HELPERS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+from torc_graph.testing import LiveServer
 
 
 @pytest.fixture
@@ -65,15 +48,9 @@ def db_dump(store):
 
 
 @pytest.fixture(scope="module")
-def server_factory():
-    return load_helper("server")
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory, server_factory):
+def live_server(tmp_path_factory):
     """A real ``torc-graph serve`` (gunicorn, 2 workers) on a fresh SQLite file."""
     tmp = tmp_path_factory.mktemp("live")
-    with server_factory.running_server(
-        f"sqlite:///{tmp / 'live.db'}", workers=2, cwd=tmp, log_path=tmp / "server.log"
-    ) as base:
-        yield base
+    with LiveServer(f"sqlite:///{tmp / 'live.db'}", workers=2, cwd=tmp,
+                    log_path=tmp / "server.log") as server:
+        yield server.url

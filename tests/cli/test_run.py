@@ -15,22 +15,11 @@ import pytest
 from torc_graph.cli.run import Progress
 
 from torc_graph.client import Client
+from torc_graph.testing import clean_env, cli_argv
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 
-
-def _load_server_helper():
-    """tests/helpers/server.py by path: ``cli_argv`` runs torc-graph, installed or not."""
-    import importlib.util
-
-    name = "torc_graph_test_helpers_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests/helpers/server.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 #: example -> (file it writes, expected content)
 EXPECTED = {
@@ -70,10 +59,9 @@ def test_example_runs_in_process(example, invoke, client, workdir):
 @pytest.mark.slow
 @pytest.mark.parametrize("example", sorted(EXPECTED))
 def test_example_runs_as_a_subprocess(example, db_url, client, workdir):
-    helper = _load_server_helper()
-    env = helper.subprocess_env(TORC_GRAPH_DATABASE=db_url, PATH=os.environ["PATH"])
+    env = clean_env(TORC_GRAPH_DATABASE=db_url, PATH=os.environ["PATH"])
     proc = subprocess.run(
-        helper.cli_argv("run", str(EXAMPLES / example), "--num-cpus", "2",
+        cli_argv("run", str(EXAMPLES / example), "--num-cpus", "2",
                         "--poll-interval", "0.2"),
         check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
     )
@@ -192,13 +180,12 @@ def test_shares_a_workflow_with_torcs_own_worker(live_server, workdir):
     """A torc v0.6.4 worker (torc-client's `torc jobs run`) and ours on one workflow: every
     job runs exactly once, and both workers take part."""
     pytest.importorskip("torc")
-    helper = _load_server_helper()
     with Client(live_server) as client:
         wf = client.add_workflow_specification({"name": "shared", "user": "u", "jobs": [
             {"name": f"j{i}", "command": "sleep 0.5"} for i in range(16)]})["_key"]
         client.bump_run_id(wf)
         client.initialize_jobs(wf)
-        env = helper.subprocess_env(PATH=os.environ["PATH"])
+        env = clean_env(PATH=os.environ["PATH"])
         torc_worker = subprocess.Popen(
             [sys.executable, "-c", "from torc.cli.torc import cli; cli()", "-u", live_server,
              "-k", wf, "-n", "jobs", "run", "-p", "1", "-o", str(workdir / "torc_out")],
@@ -210,7 +197,7 @@ def test_shares_a_workflow_with_torcs_own_worker(live_server, workdir):
                 assert time.monotonic() < deadline and torc_worker.poll() is None
                 time.sleep(0.1)
             ours = subprocess.run(
-                helper.cli_argv("jobs", "run", wf, "--url", live_server, "--num-cpus", "2",
+                cli_argv("jobs", "run", wf, "--url", live_server, "--num-cpus", "2",
                                 "--no-progress", "--poll-interval", "0.2"),
                 check=False, cwd=workdir, env=env, capture_output=True, text=True,
                 timeout=120)

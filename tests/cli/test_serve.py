@@ -3,28 +3,14 @@ the workers fork, a clean error for a bad database URL, and a real gunicorn answ
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
 
 from torc_graph.cli.main import cli
-
-_HELPER = Path(__file__).resolve().parents[1] / "helpers" / "server.py"
-
-
-def _server_helper():
-    name = "torc_graph_test_helpers_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _HELPER)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from torc_graph.testing import LiveServer, clean_env, cli_argv
 
 
 def test_serve_help_lists_options():
@@ -36,10 +22,9 @@ def test_serve_help_lists_options():
 
 
 def test_serve_rejects_a_bad_database_url(tmp_path):
-    helper = _server_helper()
     proc = subprocess.run(
-        helper.cli_argv("serve", "--database", "postgres://nope", "--port", "1"),
-        cwd=tmp_path, env=helper.subprocess_env(), capture_output=True, text=True, timeout=60,
+        cli_argv("serve", "--database", "postgres://nope", "--port", "1"),
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1
     assert "unsupported database URL" in proc.stderr
@@ -49,9 +34,9 @@ def test_serve_rejects_a_bad_database_url(tmp_path):
 @pytest.mark.slow
 def test_serve_default_database_in_cwd(tmp_path):
     """No --database: ``sqlite:///torc_graph.db`` relative to the cwd, created before fork."""
-    helper = _server_helper()
     log = tmp_path / "server.log"
-    with helper.running_server(None, workers=2, cwd=tmp_path, log_path=log) as base:
+    with LiveServer(None, workers=2, cwd=tmp_path, log_path=log) as server:
+        base = server.url
         assert (tmp_path / "torc_graph.db").exists()
         # Both workers serve requests against the same file.
         keys = {requests.post(f"{base}/workflows", json={"user": "u"}).json()["_key"]

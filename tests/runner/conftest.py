@@ -71,21 +71,3 @@ def jobs_by_name(client: Client, wf: str) -> dict[str, dict[str, Any]]:
 def by_name(client: Client) -> Callable[[str], dict[str, dict[str, Any]]]:
     return lambda wf: jobs_by_name(client, wf)
 
-
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
-
-
-@pytest.fixture(scope="session")
-def cli_helper():
-    """tests/helpers/server.py, imported by path: ``cli_argv(...)`` and ``subprocess_env()``
-    run ``torc-graph`` with this interpreter, installed or not."""
-    import importlib.util
-
-    name = "torc_graph_test_helpers_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HELPERS / "server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module

@@ -16,6 +16,7 @@ import pytest
 from torc_graph.client import Client
 from torc_graph.runner.local import LocalRunner, RunnerError, RunnerOptions
 from torc_graph.runner.process import stdio_paths
+from torc_graph.testing import clean_env, cli_argv
 
 PY = sys.executable
 
@@ -253,11 +254,11 @@ KILL_JOB = ("if [ -e release ]; then exit 0; fi; sleep 60 & echo $! > pids/$TORC
             "echo $$ > pids/$TORC_JOB_KEY.sh; wait")
 
 
-def _start_runner(cli_helper, wf: str, db_url: str, workdir: Path) -> subprocess.Popen:
-    argv = cli_helper.cli_argv("jobs", "run", wf, "--database", db_url, "--num-cpus", "2",
+def _start_runner(wf: str, db_url: str, workdir: Path) -> subprocess.Popen:
+    argv = cli_argv("jobs", "run", wf, "--database", db_url, "--num-cpus", "2",
                                "--poll-interval", "0.2", "--no-progress", "--output",
                                str(workdir / "output"))
-    env = cli_helper.subprocess_env(PATH=os.environ["PATH"])
+    env = clean_env(PATH=os.environ["PATH"])
     return subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
@@ -269,10 +270,10 @@ def _job_pids(workdir: Path) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_runner_leaves_no_processes_and_restart_completes(
-        sig, cli_helper, client, db_url, make_workflow, by_name, workdir):
+        sig, client, db_url, make_workflow, by_name, workdir):
     (workdir / "pids").mkdir()
     wf = make_workflow([{"name": f"j{i}", "command": KILL_JOB} for i in range(3)])
-    proc = _start_runner(cli_helper, wf, db_url, workdir)
+    proc = _start_runner(wf, db_url, workdir)
     try:
         assert wait_for(lambda: len(_job_pids(workdir)) == 4, 30), proc.stdout.read1()
         pids = _job_pids(workdir)
@@ -300,7 +301,7 @@ def test_killed_runner_leaves_no_processes_and_restart_completes(
     (workdir / "release").touch()
     client.reset_status(wf)
     client.reset_job_status(wf)
-    proc = _start_runner(cli_helper, wf, db_url, workdir)
+    proc = _start_runner(wf, db_url, workdir)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode()
     assert all(j["status"] == "done" for j in by_name(wf).values())
