@@ -60,9 +60,7 @@ def graph(client: Client, workflow: str, kind: str, fmt: str, output: Path | Non
     elif fmt == "dot":
         click.echo(text, nl=not text.endswith("\n"))
     else:
-        stdout = click.get_binary_stream("stdout")
-        stdout.write(data)
-        stdout.flush()
+        click.echo(data, nl=False)  # bytes go to the binary stdout
 
 
 def dot_body(text: str) -> list[str]:
