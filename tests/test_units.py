@@ -169,3 +169,29 @@ def test_bytes_to_gib():
     assert units.bytes_to_gib(0) == 0.0
     assert units.bytes_to_gib(units.memory_bytes("1.5g")) == 1.5
     assert units.bytes_to_gib(MiB) == pytest.approx(1 / 1024)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("9" * 400 + "g", "too long"),  # Fraction arithmetic on it was an OverflowError path
+    ("9" * 5000, "too long"),  # int() refuses over 4300 digits (ValueError)
+    ("9" * 30 + "g", "too large"),
+    ("9223372036854775808", "too large"),
+])
+def test_memory_bytes_rejects_values_beyond_64_bits(text, fragment):
+    with pytest.raises(InvalidInput, match=fragment):
+        units.memory_bytes(text)
+
+
+def test_memory_bytes_accepts_the_64_bit_maximum():
+    assert units.memory_bytes(str(units.MAX_BYTES)) == units.MAX_BYTES
+    assert units.memory_bytes("8388607t") == 8388607 * 1024**4
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("P" + "9" * 400 + "D", "too long"),  # float() of it was an OverflowError
+    ("P99999999999999999999W", "too large"),
+    ("-P99999999999999999999W", "too large"),
+])
+def test_duration_seconds_rejects_huge_durations(text, fragment):
+    with pytest.raises(InvalidInput, match=fragment):
+        units.duration_seconds(text)

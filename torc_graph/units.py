@@ -36,24 +36,39 @@ _DURATION = re.compile(
 )
 _SECONDS_PER = (None, None, 7 * 86400, 86400, 3600, 60, 1)  # Y, M, W, D, H, M, S
 
+#: Bounds that keep parsed values storable: bytes fit a 64-bit integer (SQLite, ArangoDB) and
+#: seconds stay far inside a float; longer number texts are refused before any arithmetic.
+MAX_BYTES = 2**63 - 1
+MAX_SECONDS = 2**53
+_MAX_NUMBER_TEXT = 100
+
+
+def _clip(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
 
 def memory_bytes(text: str) -> int:
     """Bytes in a memory string: all digits = bytes (``"1048576"``), else a number and a unit
     ``k|m|g|t`` (powers of 1024, case-insensitive), optionally separated by spaces and followed by
     ``b``/``B``: ``"10g"``, ``"1.5 GB"``, ``"512m"``. Fractional bytes are truncated.
 
-    Raises InvalidInput for anything else (e.g. ``"10"`` with junk, ``"g"``, ``"1.5.2g"``, ``""``).
+    Raises InvalidInput for anything else (e.g. ``"10"`` with junk, ``"g"``, ``"1.5.2g"``, ``""``)
+    and for values over :data:`MAX_BYTES` or texts over 100 characters.
     """
     if type(text) is not str:
         raise InvalidInput(f"invalid memory value {text!r}: expected a string such as '10g'")
-    if _DIGITS.fullmatch(text):
-        return int(text)
-    m = _MEMORY.fullmatch(text)
-    if m is None:
+    digits = _DIGITS.fullmatch(text) is not None
+    m = None if digits else _MEMORY.fullmatch(text)
+    if not digits and m is None:
         raise InvalidInput(
             f"invalid memory value {text!r}: expected bytes or <number><k|m|g|t>, e.g. '10g'"
         )
-    return int(Fraction(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()])
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise InvalidInput(f"memory value {_clip(text)} is too long")
+    n = int(text) if m is None else int(Fraction(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()])
+    if n > MAX_BYTES:
+        raise InvalidInput(f"memory value {_clip(text)} is too large (over {MAX_BYTES} bytes)")
+    return n
 
 
 def duration_seconds(text: str) -> float:
@@ -63,7 +78,8 @@ def duration_seconds(text: str) -> float:
     ``P1W`` = 604800.
 
     Raises InvalidInput for years or months (their length in seconds is undefined), for a
-    string without any component (``P``, ``PT``, ``P1DT``), and for anything else.
+    string without any component (``P``, ``PT``, ``P1DT``), for more than :data:`MAX_SECONDS`
+    seconds or texts over 100 characters, and for anything else.
     """
     if type(text) is not str:
         raise InvalidInput(f"invalid duration {text!r}: expected an ISO-8601 string such as 'P0DT1H'")
@@ -81,10 +97,14 @@ def duration_seconds(text: str) -> float:
         raise InvalidInput(
             f"invalid duration {text!r}: years and months are not supported; use weeks or days"
         )
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise InvalidInput(f"duration {_clip(text)} is too long")
     total = Fraction(0)
     for value, factor in zip(numbers, _SECONDS_PER):
         if value is not None:
             total += Fraction(value) * factor
+    if total > MAX_SECONDS:
+        raise InvalidInput(f"duration {_clip(text)} is too large (over {MAX_SECONDS} seconds)")
     return float(-total if m.group("sign") else total)
 
 

@@ -1,17 +1,39 @@
 """JSON on the wire: the one encoder, the bounded body reader and the response writer.
 
 Integers stay JSON integers (the torc client's pydantic models use ``StrictInt``), output is
-compact, and NaN/Infinity are never produced or accepted (they are not JSON).
+compact, and NaN/Infinity are never produced or accepted (they are not JSON; nor is a number
+like ``1e400`` that only a float infinity could hold). Request bodies
+nested deeper than :data:`MAX_DEPTH` are rejected: deeper values would exhaust Python's
+recursion limit in the parser, the schema validator or SQLite's JSON functions.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import falcon
 
 from torc_graph.errors import InvalidInput, PayloadTooLarge
+
+try:
+    # gunicorn parses chunked framing lazily, while the app reads the body: a bad chunk is
+    # the client's malformed request, not a server failure.
+    from gunicorn.http.errors import ParseException as _ServerParseError
+except ImportError:  # another WSGI server: its read errors are OSErrors
+    _ServerParseError = OSError
+
+#: Errors of the WSGI input stream that mean the client sent a broken or truncated body.
+_BODY_READ_ERRORS = (OSError, _ServerParseError)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+#: Deepest nesting of arrays/objects accepted in a request body (torc documents are shallow;
+#: free-form ``user_data.data`` gets generous room, far below the recursion limits).
+MAX_DEPTH = 100
 
 
 def dumps(value: Any) -> str:
@@ -29,19 +51,34 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # Python reads 1e400 as infinity, which no store can hold and no JSON can carry back.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def read_body(req: falcon.Request, max_bytes: int, *, required: bool = True) -> Any:
     """Parse the request body as JSON.
 
-    An absent or blank body is ``None`` when ``required`` is False and a 400 otherwise. A body
+    An absent, blank or ``null`` body is ``None`` when ``required`` is False and a 400
+    otherwise; arrays/objects nested deeper than :data:`MAX_DEPTH` and strings with lone
+    surrogates are a 400. A body
     over ``max_bytes`` is PayloadTooLarge (413) without reading more than ``max_bytes + 1``
     bytes (the middleware already rejected a declared Content-Length over the limit; this
     covers chunked bodies). Raises InvalidInput (400) for malformed JSON.
     """
-    if req.content_length is None and req.env.get("wsgi.input_terminated"):
-        # A chunked body: the server (gunicorn) marks its input as ending at the body's end.
-        raw = req.stream.read(max_bytes + 1)
-    else:
-        raw = req.bounded_stream.read(max_bytes + 1)
+    try:
+        if req.content_length is None and req.env.get("wsgi.input_terminated"):
+            # A chunked body: the server (gunicorn) marks its input as ending at the body's end.
+            raw = req.stream.read(max_bytes + 1)
+        else:
+            raw = req.bounded_stream.read(max_bytes + 1)
+    except _BODY_READ_ERRORS:
+        raise InvalidInput(
+            "request body could not be read: malformed chunked encoding or truncated body"
+        ) from None
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     if not raw.strip():
@@ -50,9 +87,55 @@ def read_body(req: falcon.Request, max_bytes: int, *, required: bool = True) -> 
         return None
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"request body is nested deeper than {MAX_DEPTH} levels") from None
+    if value is None and required:
+        # JSON null is no body: without this, handlers would see an absent body and skip
+        # validation.
+        raise InvalidInput("request body is required (a JSON object), not null")
+    # Only an escape can produce a surrogate (raw UTF-8 ones fail to decode above).
+    check_depth(value, surrogates=_SURROGATE_ESCAPE.search(raw) is not None)
+    return value
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH, *, surrogates: bool = True) -> None:
+    """InvalidInput (400) if arrays/objects in ``value`` nest deeper than ``limit``, or (with
+    ``surrogates``) if a string or key holds a lone UTF-16 surrogate.
+
+    JSON text can spell a lone surrogate as an escape (``"\\ud800"``); Python decodes it into a
+    string that cannot be encoded as UTF-8, so it could never be stored or sent back.
+    Iterative, so it is safe on any value the parser produced; only containers are stacked,
+    so the cost is one pass over the body's values."""
+    if isinstance(value, str):
+        _check_string(value, surrogates)
+    if not isinstance(value, (dict, list)):
+        return
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise InvalidInput(f"request body is nested deeper than {limit} levels")
+        if isinstance(item, dict):
+            if surrogates:
+                for key in item:
+                    _check_string(key, True)
+            item = item.values()
+        for child in item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+            elif surrogates and isinstance(child, str):
+                _check_string(child, True)
+
+
+def _check_string(text: str, surrogates: bool) -> None:
+    if surrogates and _SURROGATE.search(text):
+        raise InvalidInput(
+            "request body contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), "
+            "which is not valid Unicode"
+        )
 
 
 def read_object(req: falcon.Request, max_bytes: int, *, required: bool = True) -> dict | None:

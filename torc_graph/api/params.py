@@ -1,13 +1,16 @@
 """Query and path parameter conversion (query and path values always arrive as strings).
 
 Query parameters convert by declared type (``bool`` from true/false, ``int``/``float`` from
-decimal strings); a value that does not convert is InvalidInput (400) naming the parameter.
+decimal strings; integers must fit in 64 bits and numbers must be finite, as nothing downstream
+can store or compare anything else); a value that does not convert is InvalidInput (400)
+naming the parameter.
 Path parameters that do not convert are NotFound (404): Foxx treated such a route as unmatched.
 Undeclared query parameters are ignored, as in Foxx.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,10 +22,11 @@ from torc_graph.errors import InvalidInput, NotFound
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TYPE_NAMES = {
     bool: "a boolean (true or false)",
-    int: "an integer",
-    float: "a number",
+    int: f"an integer between {INT64_MIN} and {INT64_MAX}",
+    float: "a finite number",
     str: "a string",
 }
 
@@ -37,12 +41,12 @@ def convert(raw: str, type_: type) -> Any:
             return low == "true"
         raise ValueError(raw)
     if type_ is int:
-        if _INT.match(raw.strip()):
-            return int(raw)
+        if _INT.match(raw.strip()) and INT64_MIN <= (value := int(raw)) <= INT64_MAX:
+            return value
         raise ValueError(raw)
     if type_ is float:
-        if _FLOAT.match(raw.strip()):
-            return float(raw)
+        if _FLOAT.match(raw.strip()) and math.isfinite(value := float(raw)):
+            return value
         raise ValueError(raw)
     raise TypeError(f"unsupported parameter type {type_!r}")
 

@@ -22,7 +22,7 @@ from torc_graph.engine.initialize import (
 from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
 from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne
-from torc_graph.units import GiB, duration_seconds, seconds_to_duration
+from torc_graph.units import MAX_BYTES, GiB, duration_seconds, seconds_to_duration
 
 JOBS = Collection.JOBS.value
 
@@ -88,6 +88,8 @@ def prepare_jobs_for_submission(
     gpus = resources.get("num_gpus", 0) or 0
     nodes = resources.get("num_nodes", 1)
     memory = resources["memory_gb"] * GiB
+    if not abs(memory) <= MAX_BYTES:  # bytes are compared as 64-bit values; also rejects inf
+        raise InvalidInput(f"memory_gb is out of range: {resources['memory_gb']!r}")
     time_limit = resources.get("time_limit")
     runtime = None if time_limit is None else duration_seconds(time_limit)
     scheduler_id = resources.get("scheduler_config_id") or ""

@@ -51,6 +51,27 @@ def envelope(items: Sequence[Any], skip: int, total: int | None = None) -> dict[
     }
 
 
+#: The largest skip/limit: stores bind them as 64-bit integers (SQLite's OFFSET/LIMIT).
+MAX_COUNT = 2**63 - 1
+
+
+def count_param(name: str, value: Any, default: int | None = None) -> int | None:
+    """A skip/limit value as a non-negative int. The OpenAPI declares them as numbers, so
+    ``10.0`` is accepted; ``10.5``, a negative value or one over :data:`MAX_COUNT` is
+    InvalidInput naming the parameter."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
+        value = int(value)
+    if not 0 <= value <= MAX_COUNT:
+        raise InvalidInput(f"{name} must be an integer from 0 to {MAX_COUNT}, got {value!r}")
+    return value
+
+
 def clamp_limit(limit: int | None) -> int:
     """``limit`` defaults to and is capped at MAX_TRANSFER_RECORDS."""
     if limit is None or limit > MAX:

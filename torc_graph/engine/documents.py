@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torc_graph import model, validation
-from torc_graph.engine.common import clamp_limit, envelope, now_ms, require_workflow, to_key
+from torc_graph.engine.common import (
+    clamp_limit, count_param, envelope, now_ms, require_workflow, to_key,
+)
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict
 from torc_graph.store.base import GraphStore
 
@@ -132,13 +134,11 @@ def page(
     ``sort_by`` sorts the whole result by the named field (ties keep insertion order) and
     ``reverse_sort`` descends; this fixes the original, which sorted only the page and always
     by ``name``. Without ``sort_by`` the order is insertion order and ``reverse_sort`` is
-    ignored, as in the original. Raises InvalidInput for a negative skip/limit, an unknown
-    sort field or filter.
+    ignored, as in the original. Raises InvalidInput for a negative or over-64-bit
+    skip/limit, an unknown sort field or filter.
     """
-    if listing.skip < 0:
-        raise InvalidInput(f"skip must be a non-negative integer, got {listing.skip}")
-    if listing.limit is not None and listing.limit < 0:
-        raise InvalidInput(f"limit must be a non-negative integer, got {listing.limit}")
+    count_param("skip", listing.skip)
+    count_param("limit", listing.limit)
     for name in listing.filters:
         if name not in allowed_filters:
             raise InvalidInput(f"unknown filter {name!r}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from torc_graph import model, validation
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS
-from torc_graph.engine.common import clamp_limit, envelope, require_workflow
+from torc_graph.engine.common import clamp_limit, count_param, envelope, require_workflow
 from torc_graph.errors import BadRequest, InvalidInput, NotFound
 from torc_graph.store.base import Document, GraphStore, HasEdge
 
@@ -37,20 +37,6 @@ _SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev"})
 # ----------------------------------------------------------------------------------------------
 
 
-def count_param(name: str, value: Any, default: int | None = None) -> int | None:
-    """A skip/limit value as a non-negative int. The OpenAPI declares them as numbers, so
-    ``10.0`` is accepted; ``10.5`` or a negative value is InvalidInput naming the parameter."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
-        value = int(value)
-    if value < 0:
-        raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
-    return value
 
 
 def get_document(store: GraphStore, workflow: str, collection: str, key: str, label: str) -> Document:

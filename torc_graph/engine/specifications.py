@@ -28,8 +28,8 @@ from typing import Any
 
 from torc_graph import model, units, validation
 from torc_graph.engine import workflows
-from torc_graph.engine.common import envelope, clamp_limit, require_workflow
-from torc_graph.engine.queries import count_param, get_job
+from torc_graph.engine.common import clamp_limit, count_param, envelope, require_workflow
+from torc_graph.engine.queries import get_job
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store.base import Document, GraphStore
 
