@@ -54,3 +54,23 @@ def test_no_root_conftest_and_no_test_packages():
 def test_console_script_points_at_cli():
     scripts = _setup_cfg()["options.entry_points"]["console_scripts"]
     assert "torc-graph = torc_graph.cli.main:cli" in scripts
+
+
+def test_schemas_are_read_from_the_installed_package():
+    """A non-editable install has no ``schemas/`` beside ``torc_graph/``: validation must load
+    the JSON files from the ``torc_graph.schemas`` package, which setup.cfg installs."""
+    import torc_graph.schemas
+    from torc_graph import validation
+
+    package_dir = pathlib.Path(torc_graph.schemas.__file__).resolve().parent
+    assert validation.SCHEMA_DIR.resolve() == package_dir
+    assert "*.json" in _setup_cfg()["options.package_data"]["torc_graph.schemas"]
+    for name in validation.schema_names():
+        assert (package_dir / f"{name}.json").is_file()
+
+
+def test_sources_do_not_reach_outside_their_package():
+    """Code that locates files relative to the source tree breaks after `pip install .`."""
+    for path in list((ROOT / "torc_graph").rglob("*.py")) + list((ROOT / "cli").rglob("*.py")):
+        text = path.read_text()
+        assert "parent.parent" not in text and "parents[" not in text, path

@@ -19,6 +19,7 @@ schema, the field path and the problem, e.g. ``job: 'num_cpus' must be an intege
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import threading
 from collections.abc import Callable
@@ -28,7 +29,8 @@ from typing import Any
 from torc_graph import model
 from torc_graph.errors import InvalidInput
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+#: The installed ``torc_graph.schemas`` package (``schemas/`` in the source tree).
+SCHEMA_DIR = Path(str(importlib.resources.files("torc_graph.schemas")))
 #: The file of shared ``$defs``; not a document type, so not in :func:`schema_names`.
 COMMON = "common"
 
