@@ -140,3 +140,19 @@ class CountingStore:
             return attr(*args, **kwargs)
 
         return counted
+
+
+#: Environment variable naming the ArangoDB server of the optional test leg.
+ARANGO_TEST_ENV = "TORC_GRAPH_TEST_ARANGO_URL"
+#: Backends of the contract-suite legs.
+BACKENDS = ("sqlite", "arango")
+
+
+def backend_url(backend: str, directory: Path) -> str | None:
+    """The store URL of a test leg: a fresh SQLite file in ``directory``, or the ArangoDB server
+    named by $TORC_GRAPH_TEST_ARANGO_URL (None when it is unset: the leg is skipped)."""
+    if backend == "sqlite":
+        return f"sqlite:///{Path(directory) / 'store.db'}"
+    if backend == "arango":
+        return os.environ.get(ARANGO_TEST_ENV) or None
+    raise ValueError(f"unknown backend {backend!r}")

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import pytest
 
 from torc_graph.errors import NotFound
 from torc_graph.store import open_store
+from torc_graph.testing import ARANGO_TEST_ENV, BACKENDS, backend_url
 
-ARANGO_ENV = "TORC_GRAPH_TEST_ARANGO_URL"
 
-
-@pytest.fixture(params=["sqlite", "arango"])
+@pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
     """A store of each backend. SQLite: a fresh file in tmp_path. ArangoDB: the server named by
     $TORC_GRAPH_TEST_ARANGO_URL (skipped when unset)."""
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    else:
-        url = os.environ.get(ARANGO_ENV)
-        if not url:
-            pytest.skip(f"{ARANGO_ENV} not set")
-        s = open_store(url)
+    url = backend_url(request.param, tmp_path)
+    if url is None:
+        pytest.skip(f"{ARANGO_TEST_ENV} not set")
+    s = open_store(url)
     yield s
     s.close()
 
