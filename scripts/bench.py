@@ -155,8 +155,9 @@ def ping_rate(url: str, workers: int, seconds: float) -> float:
     return sum(n for n, _ in results) / seconds
 
 
-def _job_worker(url: str, wf: str, out: mp.Queue) -> None:
-    """claim (limit 1) -> start_job -> complete_job until nothing is left; 3 requests per job."""
+def _job_worker(url: str, wf: str, quota, out: mp.Queue) -> None:
+    """claim (limit 1) -> start_job -> complete_job until nothing is left or the shared
+    ``quota`` of jobs is used up; 3 requests per job."""
     api = Api(url)
     node = api.call("POST", f"/workflows/{wf}/compute_nodes", {
         "hostname": socket.gethostname(), "pid": os.getpid(),
@@ -166,6 +167,10 @@ def _job_worker(url: str, wf: str, out: mp.Queue) -> None:
     done = fails = 0
     resources = {"num_cpus": 1, "memory_gb": 1.0, "num_gpus": 0, "num_nodes": 1}
     while True:
+        with quota.get_lock():
+            if quota.value <= 0:
+                break
+            quota.value -= 1
         try:
             t0 = time.perf_counter()
             jobs = api.call("POST", f"/workflows/{wf}/prepare_jobs_for_submission", resources, limit=1)["jobs"]
@@ -191,14 +196,22 @@ def _job_worker(url: str, wf: str, out: mp.Queue) -> None:
     out.put((done, fails, latencies))
 
 
-def job_throughput(api: Api, n: int, workers: int) -> dict:
-    wf = new_workflow(api, f"throughput-{workers}")
+def independent_workflow(api: Api, n: int, name: str) -> str:
+    """A started workflow of n jobs without dependencies (all ready after initialize_jobs)."""
+    wf = new_workflow(api, name)
     for start in range(0, n, BATCH):
         api.call("POST", f"/workflows/{wf}/bulk_jobs",
                  {"jobs": [{"name": f"j{i}", "command": "true"} for i in range(start, min(n, start + BATCH))]})
     api.call("POST", f"/workflows/{wf}/initialize_jobs")
+    return wf
+
+
+def drive_jobs(api: Api, wf: str, workers: int, quota: int) -> dict:
+    """W worker processes claim/start/complete jobs of ``wf`` until ``quota`` jobs were taken
+    or none is ready. The clock runs from the first worker's start to the last report."""
     out: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_job_worker, args=(api.url, wf, out)) for _ in range(workers)]
+    left = mp.Value("q", quota)
+    procs = [mp.Process(target=_job_worker, args=(api.url, wf, left, out)) for _ in range(workers)]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
@@ -210,9 +223,15 @@ def job_throughput(api: Api, n: int, workers: int) -> dict:
     fails = sum(r[1] for r in results)
     lat = {k: [x for r in results for x in r[2][k]] for k in ("claim", "start", "complete")}
     counts = api.call("GET", f"/workflows/{wf}/jobs", status="done", limit=1)["total_count"]
+    return {"jobs_per_s": done / elapsed, "seconds": elapsed, "done": done, "done_in_db": counts,
+            "failures": fails, "latency_ms": {k: percentiles(v) for k, v in lat.items()}}
+
+
+def job_throughput(api: Api, n: int, workers: int) -> dict:
+    wf = independent_workflow(api, n, f"throughput-{workers}")
+    result = drive_jobs(api, wf, workers, n)
     api.call("DELETE", f"/workflows/{wf}")
-    return {"jobs_per_s": done / elapsed, "done": done, "done_in_db": counts, "failures": fails,
-            "latency_ms": {k: percentiles(v) for k, v in lat.items()}}
+    return result
 
 
 def percentiles(values: list[float]) -> dict:
@@ -336,6 +355,7 @@ def paging_rss(server: LiveServer, api: Api, wf: str, n: int) -> float:
 def run(args) -> dict:
     sizes = args.sizes
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_"))
+    load_start = os.getloadavg()
     database = args.database or f"sqlite:///{workdir / 'bench.db'}"
     server = LiveServer(database, workers=args.server_workers, log_path=workdir / "server.log",
                         env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": args.synchronous}).start()
@@ -346,40 +366,62 @@ def run(args) -> dict:
     def fig(num, name, value, baseline, ratio, target, met, unit=""):
         figures.append({"figure": num, "name": name, "value": value, "baseline": baseline,
                         "ratio": ratio, "target": target, "met": met, "unit": unit})
+        # Progress on stderr: a long run that fails late still shows what it measured.
+        print(f"[{time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.2f}] figure {num}: "
+              f"{name}: {value} {unit} (baseline {baseline}, ratio {ratio}, met {met})",
+              file=sys.stderr, flush=True)
 
     try:
         info = api.call("GET", "/version")
-        largest = None
-        for n in sizes:
+        # Figure 6 runs on the workflow nearest 10^5 jobs, figure 7 on the largest; the others
+        # are deleted as soon as figures 1, 2 and the figure-8 throughput probe are done.
+        query_n = min(sizes, key=lambda n: abs(n - 10**5))
+        kept: dict[int, tuple[str, list[str]]] = {}
+        for n in sorted(sizes):
             wf = new_workflow(api, f"create-{n}")
             secs, ids = create_dependent_jobs(api, wf, n)
             raw = raw_sqlite_insert(workdir / f"raw_{n}.db", n, args.synchronous)
+            (workdir / f"raw_{n}.db").unlink()
             rate, raw_rate = n / secs, n / raw
             per_job["create"][n] = secs / n
             target_ok = (rate / raw_rate >= 0.2) and (n < 10**6 or secs <= 30)
-            fig(1, f"create {n:,} jobs via bulk_jobs", round(rate), round(raw_rate),
+            fig(1, f"create {n:,} jobs + {max(0, n - BATCH):,} blocked_by edges via bulk_jobs "
+                   f"({secs:.1f} s)", round(rate), round(raw_rate),
                 round(rate / raw_rate, 3), "ratio >= 0.2; 10^6 in <= 30 s", target_ok, "jobs/s")
             t0 = time.perf_counter()
             api.call("POST", f"/workflows/{wf}/initialize_jobs")
             init_s = time.perf_counter() - t0
             per_job["initialize"][n] = init_s / n
+            # The target is stated for 10^6 jobs only; smaller N are reported, not judged.
             fig(2, f"initialize_jobs, {n:,} jobs", round(init_s, 3), None, None,
-                "10^6 in <= 10 s", init_s <= 10 * max(1, n / 10**6), "s")
-            if largest:
-                api.call("DELETE", f"/workflows/{largest[0]}")
-            largest = (wf, ids, n)
+                "10^6 in <= 10 s", (init_s <= 10) if n >= 10**6 else None, "s")
+            if len(sizes) > 1:
+                # Figure 8's throughput probe: the same claim/start/complete loop on this
+                # workflow (min(n, 10,000) jobs ready, the rest blocked), a fixed number of jobs.
+                t = drive_jobs(api, wf, args.scale_workers, min(n, args.scale_jobs))
+                per_job["throughput"][n] = 1 / t["jobs_per_s"]
+            kept[n] = (wf, ids)
+            for m in [m for m in kept if m not in (query_n, n)]:
+                api.call("DELETE", f"/workflows/{kept.pop(m)[0]}")
+        largest = max(sizes)
 
         for w in args.workers:
             n = args.throughput_jobs
-            ping = ping_rate(server.url, w, args.ping_seconds)
+            # The machine is shared: the ping ceiling is measured right before and right
+            # after the job run and averaged, so a load change during the run shows in both.
+            ping_before = ping_rate(server.url, w, args.ping_seconds)
             t = job_throughput(api, n, w)
-            per_job["throughput"].setdefault(n, 1 / t["jobs_per_s"])
+            ping_after = ping_rate(server.url, w, args.ping_seconds)
+            ping = (ping_before + ping_after) / 2
             ratio = t["jobs_per_s"] * 3 / ping
             ok = ratio >= 0.6 and t["failures"] == 0 and t["done"] == n == t["done_in_db"]
             lat = t["latency_ms"]
             fig(3, f"claim/start/complete, W={w}, {n:,} jobs (p50/p99 ms claim "
-                   f"{lat['claim']['p50']}/{lat['claim']['p99']}, complete "
-                   f"{lat['complete']['p50']}/{lat['complete']['p99']}; failures {t['failures']})",
+                   f"{lat['claim']['p50']}/{lat['claim']['p99']}, start "
+                   f"{lat['start']['p50']}/{lat['start']['p99']}, complete "
+                   f"{lat['complete']['p50']}/{lat['complete']['p99']}; failures {t['failures']}, "
+                   f"done {t['done']}, done in db {t['done_in_db']}; ping before/after "
+                   f"{ping_before:.0f}/{ping_after:.0f}/s)",
                 round(t["jobs_per_s"], 1), round(ping, 1), round(ratio, 3),
                 "(jobs/s x 3) / ping rate >= 0.6; 0 failures", ok, "jobs/s vs pings/s")
 
@@ -394,7 +436,8 @@ def run(args) -> dict:
         fig(5, f"unblock latency, chain of {args.chain} (p50 {u['p50']} ms)", u["p99"], None, None,
             "p99 <= 20 ms", u["p99"] is not None and u["p99"] <= 20, "ms (p99)")
 
-        wf, ids, n = largest
+        n = query_n
+        wf, ids = kept[n]
         q = query_latency(api, wf, ids, args.repeats)
         for key, label in (("downstream_ms", "downstream_jobs"),
                            ("join_filtered_ms", "join_by_outbound_edge (filtered)"),
@@ -402,15 +445,21 @@ def run(args) -> dict:
             fig(6, f"{label} on {n:,} jobs (p50 {q[key]['p50']} ms)", q[key]["p99"], None, None,
                 "<= 100 ms", q[key]["p99"] <= 100, "ms (p99)")
 
+        n = largest
+        wf, ids = kept[n]
         peak = paging_rss(server, api, wf, n)
         fig(7, f"peak worker RSS paging {n:,} jobs", round(peak, 1), None, None, "<= 250 MB",
             peak <= 250, "MB")
 
         if len(sizes) > 1:
             lo, hi = min(sizes), max(sizes)
-            for key in ("create", "initialize"):
+            for key in ("create", "initialize", "throughput"):
                 g = per_job[key][hi] / per_job[key][lo]
-                fig(8, f"per-job cost growth of {key}, {hi:,} vs {lo:,}", round(g, 3), None, None,
+                what = {"throughput": f"claim/start/complete ({min(lo, args.scale_jobs):,} jobs, "
+                                      f"W={args.scale_workers})"}.get(key, key)
+                fig(8, f"per-job cost growth of {what}, {hi:,} vs {lo:,} "
+                       f"({1e3 * per_job[key][lo]:.3f} -> {1e3 * per_job[key][hi]:.3f} ms/job)",
+                    round(g, 3), None, None,
                     "<= 1.5x", g <= 1.5, "x")
     finally:
         server.stop()
@@ -423,7 +472,10 @@ def run(args) -> dict:
                "cpus": os.cpu_count(), "platform": platform.platform(),
                "python": platform.python_version(), "sqlite": sqlite_version,
                "synchronous": args.synchronous, "server_workers": args.server_workers,
-               "database": "arangodb" if args.database else "sqlite", "version": info.get("version")}
+               "database": "arangodb" if args.database else "sqlite", "version": info.get("version"),
+               # Other processes share the machine: the 1/5/15-minute load at start and end.
+               "load_start": [round(x, 2) for x in load_start],
+               "load_end": [round(x, 2) for x in os.getloadavg()]}
     return {"machine": machine, "figures": figures}
 
 
@@ -431,14 +483,19 @@ def table(report: dict) -> str:
     m = report["machine"]
     lines = [f"Machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, SQLite {m['sqlite']}, "
              f"synchronous={m['synchronous']}, gunicorn workers={m['server_workers']}, "
-             f"store={m['database']}, {m['date']}", "",
+             f"store={m['database']}, {m['date']}, load average at start {m['load_start']}, "
+             f"at end {m['load_end']}", "",
              "| # | Figure | Value | Baseline | Ratio | Target | Met? |", "|---|---|---|---|---|---|---|"]
     for f in report["figures"]:
         base = "—" if f["baseline"] is None else f"{f['baseline']:,}"
         ratio = "—" if f["ratio"] is None else f"{f['ratio']}"
         lines.append(f"| {f['figure']} | {f['name']} | {f['value']:,} {f['unit']} | {base} | {ratio} | "
-                     f"{f['target']} | {'yes' if f['met'] else 'NO'} |")
+                     f"{f['target']} | {_met(f['met'])} |")
     return "\n".join(lines)
+
+
+def _met(met: bool | None) -> str:
+    return "—" if met is None else ("yes" if met else "NO")
 
 
 def parse_args(argv=None):
@@ -449,6 +506,8 @@ def parse_args(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", help="job counts for figures 1, 2, 6-8")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16], help="figure 3 worker processes")
     p.add_argument("--throughput-jobs", type=int, help="jobs per figure-3 run")
+    p.add_argument("--scale-jobs", type=int, help="jobs per figure-8 throughput probe")
+    p.add_argument("--scale-workers", type=int, default=4, help="figure-8 probe worker processes")
     p.add_argument("--e2e-jobs", type=int, help="figure 4 job count")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
@@ -464,6 +523,8 @@ def parse_args(argv=None):
         a.sizes = [10**4, 10**5, 10**6] if a.full else [10**4]
     if a.throughput_jobs is None:
         a.throughput_jobs = 5_000 if a.full else 1_000
+    if a.scale_jobs is None:
+        a.scale_jobs = 1_000 if a.full else 300
     if a.e2e_jobs is None:
         a.e2e_jobs = 20_000 if a.full else 2_000
     return a

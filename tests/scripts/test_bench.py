@@ -26,7 +26,7 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = bench.main([
         "--sizes", "300", "600", "--workers", "1", "2", "--throughput-jobs", "40",
-        "--e2e-jobs", "20", "--chain", "8", "--repeats", "2", "--ping-seconds", "0.3",
+        "--scale-jobs", "20", "--e2e-jobs", "20", "--chain", "8", "--repeats", "2", "--ping-seconds", "0.3",
         "--server-workers", "2", "--json", str(out),
     ])
     assert rc == 0
@@ -38,6 +38,8 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
     # figure 3 asserts exactly-once completion on the server side
     for f in (f for f in report["figures"] if f["figure"] == 3):
         assert "failures 0" in f["name"]
+    growth = [f["name"] for f in report["figures"] if f["figure"] == 8]
+    assert any(name.startswith("per-job cost growth of claim/start/complete") for name in growth)
     table = capsys.readouterr().out
     assert "| # | Figure | Value | Baseline | Ratio | Target | Met? |" in table
     assert report["machine"]["sqlite"] and report["machine"]["synchronous"] == "FULL"

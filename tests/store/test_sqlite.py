@@ -139,12 +139,24 @@ def test_query_plans_use_indexes(store):
     plan = _plan(store, "jobs", wf, {"status": "ready"})
     assert "USING INDEX ix_doc_jobs_status" in plan
     plan = _plan(store, "jobs", wf, {"status": In(["ready", "scheduled"])})
-    assert "USING INDEX ix_doc_jobs_status" in plan
+    # Either index that starts with (wf, status) serves it (the claim index does too).
+    assert "USING INDEX ix_doc_jobs_status" in plan or "USING INDEX ix_doc_jobs_claim" in plan
     plan = _plan(store, "jobs", wf, {"status": "blocked"},
                  [HasEdge("blocks", "in", {"status": NotIn(["done"])}, exists=False)])
     assert "ix_edge_blocks_to" in plan and "SCAN" not in plan.replace("SCAN json_each", "")
     plan = _plan(store, "blocks", wf, {"_from": "jobs__1/2"})
     assert "ix_edge_blocks_from" in plan
+    # Unfiltered pages walk the (wf) partial index in seq order: no sort of the workflow.
+    plan = _plan(store, "jobs", wf)
+    assert "USING INDEX ix_doc_jobs_seq" in plan and "TEMP B-TREE" not in plan
+    c, w = store._coll("jobs", wf)
+    b = q.Binder()
+    text = store._find_sql(c, w, {"status": "ready"}, (), [
+        ("internal.num_gpus", True), ("internal.runtime_seconds", True),
+        ("internal.memory_bytes", True)], b)
+    plan = " | ".join(r[3] for r in store._db.conn().execute("EXPLAIN QUERY PLAN " + text,
+                                                              b.params))
+    assert "USING INDEX ix_doc_jobs_claim" in plan
 
 
 # -- SQLite-specific filter semantics ------------------------------------------------------------

@@ -110,7 +110,11 @@ def prepare_jobs_for_submission(
         chosen: list[str] = []
         left_cpus, left_gpus, left_memory = cpus, gpus, memory
         if count_limit > 0 and left_cpus > 0 and left_memory > 0:
-            batch = max(1, min(count_limit, 1000))
+            # Every claimed job takes at least one CPU, so a worker with C free CPUs takes at
+            # most C jobs: a first batch of 4C candidates almost always suffices (more batches
+            # follow only when candidates do not fit). Reading 1,000 candidates per claim cost
+            # a 2-CPU local runner ~17% of its time (one claim per finished job).
+            batch = max(1, min(count_limit, 1000, 4 * max(1, int(cpus))))
             candidates = store.iter_find(
                 JOBS, workflow, where, order_by=SORT_METHODS[sort_method], batch_size=batch
             )

@@ -186,7 +186,11 @@ def _apply_resource_requirements(store: GraphStore, workflow: str) -> None:
         default,
         edges=[HasEdge(Edge.REQUIRES.value, "out", {"_id": In(rr_ids)}, exists=False)],
     )
-    store.update_many(JOBS, workflow, {"internal.num_cpus": 0}, default)
+    # After the passes above every job holds the values of one of its rrs or the default
+    # (1 CPU), so only an rr that asks for 0 CPUs can leave a job at 0: skip the full scan
+    # of the jobs otherwise (it costs ~2 us per job).
+    if any(patch["internal.num_cpus"] == 0 for _, patch in patches):
+        store.update_many(JOBS, workflow, {"internal.num_cpus": 0}, default)
 
 
 def _apply_schedulers(store: GraphStore, workflow: str) -> None:
@@ -225,13 +229,18 @@ def initialize_jobs(
         _apply_resource_requirements(store, workflow)
         _apply_schedulers(store, workflow)
         # Safety net: everything downstream of an uninitialized job is uninitialized too.
-        store.update_descendants(
-            workflow,
-            Edge.BLOCKS.value,
-            {"status": UNINITIALIZED},
-            start_where={"status": UNINITIALIZED},
-            where={"status": Ne(UNINITIALIZED)},
-        )
+        # The traversal visits every edge below the uninitialized jobs (all of them on a first
+        # initialization: ~7 us per edge) and can change something only if some jobs are
+        # uninitialized and some are not; two index counts decide that first.
+        uninitialized = store.count(JOBS, workflow, {"status": UNINITIALIZED})
+        if uninitialized and uninitialized < store.count(JOBS, workflow):
+            store.update_descendants(
+                workflow,
+                Edge.BLOCKS.value,
+                {"status": UNINITIALIZED},
+                start_where={"status": UNINITIALIZED},
+                where={"status": Ne(UNINITIALIZED)},
+            )
         blocked_where: dict[str, Any] = {"status": Ne(JobStatus.DISABLED.value)}
         if only_uninitialized:
             blocked_where = {"status": UNINITIALIZED}

@@ -152,6 +152,17 @@ def _check_exist(store: GraphStore, workflow: str, links: Sequence[Mapping[str, 
             for doc_id in ids:
                 base, _wf, key = model.split_id(doc_id)
                 wanted[base].add(key)
+    missing = False
+    for base, keys in wanted.items():
+        pending = sorted(keys - batch_keys) if base == JOBS else sorted(keys)
+        for i in range(0, len(pending), _CHUNK):
+            chunk = pending[i:i + _CHUNK]
+            # Keys are unique per collection and workflow, so a full count proves existence
+            # without reading (and decoding) the documents; only a shortfall needs the keys.
+            if store.count(base, workflow, {"_key": In(chunk)}) != len(chunk):
+                missing = True
+    if not missing:
+        return
     existing: dict[str, set[str]] = {}
     for base, keys in wanted.items():
         found: set[str] = set(batch_keys) if base == JOBS else set()
