@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from torc_graph.engine import documents as d
+from torc_graph.engine.common import envelope
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict, UniqueConstraintViolated
 
 
@@ -20,12 +23,12 @@ def test_add_fills_defaults_and_get_accepts_key_or_id(store, wf):
 def test_list_filters_sort_and_paging(store, wf):
     for i, name in enumerate(["b", "a", "c", "a"]):
         d.add_document(store, wf, "files", {"name": name, "path": f"/{i}"})
-    env = d.list_documents(store, wf, "files", d.Listing(filters={"name": "a"}))
+    env = json.loads(d.list_documents(store, wf, "files", d.Listing(filters={"name": "a"})))
     assert [x["path"] for x in env["items"]] == ["/1", "/3"] and env["total_count"] == 2
-    env = d.list_documents(store, wf, "files", d.Listing(sort_by="name", skip=1, limit=2))
+    env = json.loads(d.list_documents(store, wf, "files", d.Listing(sort_by="name", skip=1, limit=2)))
     assert [x["path"] for x in env["items"]] == ["/3", "/0"]
     assert (env["skip"], env["count"], env["total_count"], env["has_more"]) == (1, 2, 4, True)
-    env = d.list_documents(store, wf, "files", d.Listing(sort_by="name", reverse_sort=True))
+    env = json.loads(d.list_documents(store, wf, "files", d.Listing(sort_by="name", reverse_sort=True)))
     assert [x["name"] for x in env["items"]] == ["c", "b", "a", "a"]
     for bad in (d.Listing(skip=-1), d.Listing(limit=-5), d.Listing(sort_by="nope"),
                 d.Listing(sort_by="name;drop"), d.Listing(filters={"hash": "x"})):
@@ -33,12 +36,51 @@ def test_list_filters_sort_and_paging(store, wf):
             d.list_documents(store, wf, "files", bad)
 
 
+def test_listings_splice_the_stored_json_into_the_envelope(store, wf):
+    """The encoded page equals the envelope built from the store's decoded documents."""
+    for i, name in enumerate(["b", "a", "c", "a", "é✓"]):
+        d.add_document(store, wf, "files", {"name": name, "path": f"/{i}"})
+    j = store.insert("jobs", wf, {"command": "c"})
+    for f in store.find("files", wf):
+        d.add_edge(store, wf, "needs", {"_from": j["_id"], "_to": f["_id"], "data": {"x": 1}})
+    listings = [d.Listing(), d.Listing(filters={"name": "a"}), d.Listing(skip=1, limit=2),
+                d.Listing(sort_by="name", skip=1, limit=2), d.Listing(skip=2),
+                d.Listing(sort_by="name", reverse_sort=True), d.Listing(skip=9),
+                d.Listing(limit=0), d.Listing(skip=0, limit=5), d.Listing(skip=4, limit=1)]
+
+    def expected(collection, listing):
+        order = [(listing.sort_by, listing.reverse_sort)] if listing.sort_by else None
+        where = dict(listing.filters) or None
+        page = store.page(collection, wf, where, skip=listing.skip,
+                          limit=100_000 if listing.limit is None else listing.limit,
+                          order_by=order)
+        return envelope(page.items, listing.skip, page.total)
+
+    for listing in listings:
+        body = d.list_documents(store, wf, "files", listing)
+        assert isinstance(body, bytes)
+        assert json.loads(body) == expected("files", listing), listing
+        edges = d.Listing(skip=listing.skip, limit=listing.limit,
+                          sort_by=listing.sort_by and "_key", reverse_sort=listing.reverse_sort)
+        assert json.loads(d.list_edges(store, wf, "needs", edges)) == expected("needs", edges)
+    for bad in (d.Listing(skip=-1), d.Listing(limit=-5), d.Listing(sort_by="nope"),
+                d.Listing(sort_by="name;drop"), d.Listing(filters={"hash": "x"})):
+        with pytest.raises(InvalidInput):
+            d.list_documents(store, wf, "files", bad)
+    with pytest.raises(InvalidInput, match="unknown edge collection 'files'"):
+        d.list_edges(store, wf, "files")
+    for call in (lambda: d.list_documents(store, "999", "files"),
+                 lambda: d.list_edges(store, "999", "blocks")):
+        with pytest.raises(NotFound, match="Get workflow with key=999"):
+            call()
+
+
 def test_typed_filters_are_type_strict(store, wf):
     d.add_document(store, wf, "resource_requirements", {"name": "r", "num_cpus": 2})
-    assert d.list_documents(store, wf, "resource_requirements",
-                            d.Listing(filters={"num_cpus": 2}))["count"] == 1
-    assert d.list_documents(store, wf, "resource_requirements",
-                            d.Listing(filters={"num_cpus": "2"}))["count"] == 0
+    assert json.loads(d.list_documents(store, wf, "resource_requirements",
+                            d.Listing(filters={"num_cpus": 2})))["count"] == 1
+    assert json.loads(d.list_documents(store, wf, "resource_requirements",
+                            d.Listing(filters={"num_cpus": "2"})))["count"] == 0
 
 
 def test_modify_rules(store, wf):
@@ -61,13 +103,13 @@ def test_remove_and_delete_all(store, wf):
     j = store.insert("jobs", wf, {"command": "c"})
     d.add_edge(store, wf, "needs", {"_from": j["_id"], "_to": f["_id"]})
     assert d.remove_document(store, wf, "files", f["_id"]) == f
-    assert d.list_edges(store, wf, "needs")["count"] == 0
+    assert json.loads(d.list_edges(store, wf, "needs"))["count"] == 0
     with pytest.raises(NotFound, match="Error: Document not found"):
         d.remove_document(store, wf, "files", f["_key"])
     d.add_document(store, wf, "events", {"category": "x"})
     msg = d.delete_documents(store, wf, "events")
     assert msg == {"message": f'Deleted all documents in the "events" collection for workflow {wf}'}
-    assert d.list_documents(store, wf, "events")["count"] == 0
+    assert json.loads(d.list_documents(store, wf, "events"))["count"] == 0
 
 
 def test_events_get_server_timestamp(store, wf):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from torc_graph import model, validation
@@ -63,7 +65,7 @@ def test_list_delete_and_names(store):
     b = w.create_workflow(store, {"user": "b"})["_key"]
     from torc_graph.engine.documents import Listing
 
-    assert [x["_key"] for x in w.list_workflows(store, Listing(filters={"user": "b"}))["items"]] == [b]
+    assert [x["_key"] for x in json.loads(w.list_workflows(store, Listing(filters={"user": "b"})))["items"]] == [b]
     assert w.collection_names(store, a)["names"][0] == f"events__{a}"
     assert len(w.collection_names(store, a)["names"]) == len(model.COLLECTION_NAMES_ORDER)
     store.insert("files", a, {"path": "/p"})
@@ -74,4 +76,4 @@ def test_list_delete_and_names(store):
         w.delete_workflow(store, a)
     with pytest.raises(NotFound):
         w.collection_names(store, a)
-    assert w.list_workflows(store)["total_count"] == 1
+    assert json.loads(w.list_workflows(store))["total_count"] == 1

@@ -391,7 +391,7 @@ def test_insert_allocates_keys_in_the_same_query_then_drops_placeholders(store, 
     assert len(ins) == 1
     _, text, bind, _ = fake.log[ins[0]]
     assert {arango_mod.TICKS, "jobs__12"} <= {v for v in bind.values() if isinstance(v, str)}
-    assert text.index(f"INSERT {{}} INTO") < text.index("MERGE(d, {_key: ks[i]})")
+    assert text.index("INSERT {} INTO") < text.index("MERGE(d, {_key: ks[i]})")
     assert all(SEQ_FIELD not in d for d in next(v for v in bind.values() if isinstance(v, list)))
     _, cleanup, cbind, _ = fake.log[ins[0] + 1]
     assert cleanup.startswith("FOR k IN") and "REMOVE k IN" in cleanup

@@ -5,6 +5,8 @@ Only the protocol is used here, so the same tests hold for SQLite and ArangoDB.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from torc_graph.errors import (
@@ -351,6 +353,52 @@ def test_iter_find_is_lazy_and_complete(store, wf):
     assert keys(ordered) == keys(docs[::-1])
     it = store.iter_find("jobs", wf, batch_size=3)
     assert next(it)["_key"] == docs[0]["_key"]
+
+
+def _same_as_find(store, collection, wf, where=None, **kw):
+    texts = store.find_json(collection, wf, where, **kw)
+    assert all(isinstance(t, str) for t in texts)
+    docs = [json.loads(t) for t in texts]
+    assert docs == store.find(collection, wf, where, **kw)
+    return docs
+
+
+def test_find_json_is_find_as_text(store, wf):
+    docs = store.insert_many("jobs", wf, [
+        {"name": f"n{i}", "p": p, "internal": {"num_cpus": p, "tags": ["x", i]}, "u": "é✓",
+         "f": 1.5, "none": None, "flag": i % 2 == 0}
+        for i, p in enumerate([2, 1, 2, 1, 3])])
+    assert _same_as_find(store, "jobs", wf) == docs
+    _same_as_find(store, "jobs", wf, {"p": Ne(3)})
+    _same_as_find(store, "jobs", wf, {"internal.num_cpus": Gt(1), "flag": True})
+    _same_as_find(store, "jobs", wf, {"_key": In([docs[0]["_key"], docs[3]["_key"]])})
+    ordered = _same_as_find(store, "jobs", wf, order_by=[("p", True), ("name", False)])
+    assert [d["name"] for d in ordered] == ["n4", "n0", "n2", "n1", "n3"]
+    page = _same_as_find(store, "jobs", wf, {"p": Ne(3)}, order_by=[("p", False)], skip=1,
+                         limit=2)
+    assert [d["name"] for d in page] == ["n3", "n0"]
+    assert _same_as_find(store, "jobs", wf, skip=10) == []
+    assert _same_as_find(store, "jobs", wf, limit=0) == []
+    # set-based and single updates rewrite the stored text; the text still decodes to find's
+    store.update_many("jobs", wf, {"p": 1}, {"internal.num_cpus": 8, "status": "ready"})
+    store.update("jobs", wf, docs[4]["_key"], {"name": "renamed", "none": 0})
+    _same_as_find(store, "jobs", wf)
+    _same_as_find(store, "jobs", wf, {"status": "ready"}, order_by=[("internal.num_cpus", True)])
+    _same_as_find(store, "workflows", None, {"_key": wf})
+
+
+def test_find_json_edges(store, wf):
+    a, b, c = store.insert_many("jobs", wf, [{"name": n} for n in "abc"])
+    e1, e2 = edge(store, wf, "blocks", a, b, data={"k": 1}), edge(store, wf, "blocks", b, c)
+    assert _same_as_find(store, "blocks", wf) == [e1, e2]
+    _same_as_find(store, "blocks", wf, {"_to": c["_id"]})
+    _same_as_find(store, "blocks", wf, order_by=[("_key", True)], limit=1)
+    blocked = _same_as_find(store, "jobs", wf, edges=[HasEdge("blocks", "in")])
+    assert names(blocked) == ["b", "c"]
+    free = _same_as_find(store, "jobs", wf, edges=[HasEdge("blocks", "in", exists=False)])
+    assert names(free) == ["a"]
+    _same_as_find(store, "jobs", wf, {"name": Ne("c")},
+                  edges=[HasEdge("blocks", "out", {"name": "c"})], skip=0, limit=5)
 
 
 # -- HasEdge -----------------------------------------------------------------------------------

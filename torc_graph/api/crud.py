@@ -45,10 +45,10 @@ class CollectionResource(_Resource):
 
     def on_get(self, req, resp, workflow: str) -> None:
         spec = documents.collection_spec(self.name)
-        result = documents.list_documents(
+        body = documents.list_documents(
             self.store, workflow, self.name, listing(req, spec.filters)
         )
-        media.send_json(resp, result)
+        media.send_json_bytes(resp, body)
 
     def on_post(self, req, resp, workflow: str) -> None:
         add = POST_OVERRIDES.get(self.name)
@@ -81,8 +81,8 @@ class EdgeCollectionResource(_Resource):
     """``/workflows/{workflow}/edges/{name}``: list, add, delete all."""
 
     def on_get(self, req, resp, workflow: str, name: str) -> None:
-        result = documents.list_edges(self.store, workflow, name, listing(req, {"_key": str}))
-        media.send_json(resp, result)
+        body = documents.list_edges(self.store, workflow, name, listing(req, {"_key": str}))
+        media.send_json_bytes(resp, body)
 
     def on_post(self, req, resp, workflow: str, name: str) -> None:
         result = documents.add_edge(self.store, workflow, name, self.body(req))

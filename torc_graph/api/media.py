@@ -47,6 +47,13 @@ def send_json(resp: falcon.Response, value: Any, status: int = 200) -> None:
     resp.text = dumps(value)
 
 
+def send_json_bytes(resp: falcon.Response, data: bytes, status: int = 200) -> None:
+    """Send an already encoded JSON body (UTF-8 bytes, e.g. a spliced list page)."""
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = data
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 

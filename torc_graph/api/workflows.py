@@ -25,8 +25,8 @@ class WorkflowsResource(_Resource):
     """``/workflows``: list (filters name, user, description, is_archived) and add."""
 
     def on_get(self, req, resp) -> None:
-        result = workflows.list_workflows(self.store, listing(req, workflows.FILTERS))
-        media.send_json(resp, result)
+        body = workflows.list_workflows(self.store, listing(req, workflows.FILTERS))
+        media.send_json_bytes(resp, body)
 
     def on_post(self, req, resp) -> None:
         media.send_json(resp, workflows.create_workflow(self.store, self.body(req)))

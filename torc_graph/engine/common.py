@@ -39,10 +39,13 @@ def to_key(value: str, collection: str, workflow: str | None) -> str:
 
 def envelope(items: Sequence[Any], skip: int, total: int | None = None) -> dict[str, Any]:
     """The torc list envelope (behavior doc §2.2)."""
-    count = len(items)
+    return {"items": list(items), **envelope_fields(len(items), skip, total)}
+
+
+def envelope_fields(count: int, skip: int, total: int | None = None) -> dict[str, Any]:
+    """The envelope's fields after ``items``, for ``count`` items (in torc's order)."""
     total = count if total is None else total
     return {
-        "items": list(items),
         "skip": skip,
         "max_limit": MAX,
         "count": count,

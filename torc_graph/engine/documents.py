@@ -8,13 +8,14 @@ Key arguments accept a bare key or a full id (``files__12/34``, behavior doc §2
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torc_graph import model, validation
 from torc_graph.engine.common import (
-    clamp_limit, count_param, envelope, now_ms, require_workflow, to_key,
+    clamp_limit, count_param, envelope_fields, now_ms, require_workflow, to_key,
 )
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict
 from torc_graph.store.base import GraphStore
@@ -128,15 +129,52 @@ def page(
     schema: str | None,
     allowed_filters: Mapping[str, type],
     free_form: bool = False,
-) -> dict[str, Any]:
-    """One page of a collection as the torc list envelope.
+) -> bytes:
+    """One page of a collection as the torc list envelope, encoded: the response body.
 
     ``sort_by`` sorts the whole result by the named field (ties keep insertion order) and
     ``reverse_sort`` descends; this fixes the original, which sorted only the page and always
     by ``name``. Without ``sort_by`` the order is insertion order and ``reverse_sort`` is
     ignored, as in the original. Raises InvalidInput for a negative or over-64-bit
     skip/limit, an unknown sort field or filter.
+
+    Built without decoding documents: the stored JSON texts (:meth:`GraphStore.find_json`) are
+    spliced into the envelope, because a 100,000-document page as Python dicts costs several
+    times its JSON size (a gunicorn worker paging 10^6 jobs peaked at 337 MB that way).
     """
+    where, order_by, limit = _page_query(listing, schema, allowed_filters, free_form)
+    texts = store.find_json(
+        collection, workflow, where, skip=listing.skip, limit=limit, order_by=order_by
+    )
+    count = len(texts)
+    # The total as GraphStore.page computes it: a short first page is the whole result.
+    if listing.skip == 0 and count < limit:
+        total = count
+    else:
+        total = store.count(collection, workflow, where)
+    tail = "]," + json.dumps(envelope_fields(count, listing.skip, total), separators=(",", ":"))[1:]
+    body = "".join(_splice(texts, '{"items":[', tail))
+    texts.clear()  # free the per-document strings before the encoded copy is made
+    data = body.encode("utf-8")
+    del body
+    return data
+
+
+def _splice(texts: list[str], head: str, tail: str) -> Iterator[str]:
+    """``head``, the texts separated by commas, ``tail``: the pieces for one ``str.join``
+    (no intermediate joined copy of the items)."""
+    yield head
+    for i, text in enumerate(texts):
+        if i:
+            yield ","
+        yield text
+    yield tail
+
+
+def _page_query(
+    listing: Listing, schema: str | None, allowed_filters: Mapping[str, type], free_form: bool
+) -> tuple[dict[str, Any] | None, list[tuple[str, bool]] | None, int]:
+    """Check a listing; return the store's ``where``, ``order_by`` and clamped ``limit``."""
     count_param("skip", listing.skip)
     count_param("limit", listing.limit)
     for name in listing.filters:
@@ -145,15 +183,7 @@ def page(
     order_by = None
     if listing.sort_by is not None:
         order_by = [(_sort_field(listing.sort_by, schema, free_form), listing.reverse_sort)]
-    result = store.page(
-        collection,
-        workflow,
-        dict(listing.filters) or None,
-        skip=listing.skip,
-        limit=clamp_limit(listing.limit),
-        order_by=order_by,
-    )
-    return envelope(result.items, listing.skip, result.total)
+    return dict(listing.filters) or None, order_by, clamp_limit(listing.limit)
 
 
 def _sort_field(name: str, schema: str | None, free_form: bool) -> str:
@@ -170,12 +200,12 @@ def _sort_field(name: str, schema: str | None, free_form: bool) -> str:
 
 
 def list_documents(store: GraphStore, workflow: str, collection: str,
-                   listing: Listing = Listing()) -> dict[str, Any]:
-    """``GET /workflows/{wf}/C``: filtered, sorted, paged envelope."""
+                   listing: Listing = Listing()) -> bytes:
+    """``GET /workflows/{wf}/C``: filtered, sorted, paged envelope (the encoded body)."""
     spec = collection_spec(collection)
     require_workflow(store, workflow)
     return page(store, collection, workflow, listing, schema=spec.schema,
-                allowed_filters=spec.filters, free_form=spec.free_form)
+                     allowed_filters=spec.filters, free_form=spec.free_form)
 
 
 def add_document(store: GraphStore, workflow: str, collection: str,
@@ -256,8 +286,9 @@ def delete_documents(store: GraphStore, workflow: str, collection: str) -> dict[
 
 
 def list_edges(store: GraphStore, workflow: str, name: str,
-               listing: Listing = Listing()) -> dict[str, Any]:
-    """``GET /workflows/{wf}/edges/{name}``: paged envelope; ``total_count`` = all edges."""
+               listing: Listing = Listing()) -> bytes:
+    """``GET /workflows/{wf}/edges/{name}``: paged envelope; ``total_count`` = all edges
+    (the encoded body)."""
     edge_name(name)
     require_workflow(store, workflow)
     return page(store, name, workflow, listing, schema="edge", allowed_filters={"_key": str})

@@ -65,7 +65,7 @@ def create_workflow(store: GraphStore, body: Mapping[str, Any]) -> dict[str, Any
         raise InvalidInput(f"a workflow with key={key} already exists") from None
 
 
-def list_workflows(store: GraphStore, listing: Listing = Listing()) -> dict[str, Any]:
+def list_workflows(store: GraphStore, listing: Listing = Listing()) -> bytes:
     """``GET /workflows``: envelope with filters and paging (sort_by over the whole result)."""
     return page(store, WORKFLOWS, None, listing, schema="workflow", allowed_filters=FILTERS)
 

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -322,6 +323,29 @@ class GraphStore(abc.ABC):
     ) -> list[Document]:
         """Matching documents, ordered (insertion order by default), after ``skip``, at most
         ``limit``."""
+
+    def find_json(
+        self,
+        collection: str,
+        workflow: str | None,
+        where: Where | None = None,
+        *,
+        edges: Sequence[HasEdge] = (),
+        skip: int = 0,
+        limit: int | None = None,
+        order_by: OrderBy | None = None,
+    ) -> list[str]:
+        """:meth:`find`, but each document as its JSON text: same selection and order, and
+        ``json.loads`` of each text equals the document :meth:`find` returns.
+
+        For list responses that splice the texts into a body without building dicts. This
+        default encodes :meth:`find`'s documents; a backend that stores JSON text returns it
+        as stored.
+        """
+        docs = self.find(
+            collection, workflow, where, edges=edges, skip=skip, limit=limit, order_by=order_by
+        )
+        return [json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in docs]
 
     @abc.abstractmethod
     def iter_find(

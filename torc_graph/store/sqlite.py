@@ -427,15 +427,29 @@ class SQLiteStore(GraphStore):
         order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge)
         return f"SELECT t.doc FROM {c.table} t WHERE {cond} {order}"
 
-    def find(self, collection: str, workflow: str | None, where: Where | None = None, *,
-             edges: Sequence[HasEdge] = (), skip: int = 0, limit: int | None = None,
-             order_by: OrderBy | None = None) -> list[Document]:
+    def _find_texts(self, collection: str, workflow: str | None, where, edges, skip, limit,
+                    order_by) -> list[str]:
+        """The ``doc`` column of the matching rows (each the whole stored document)."""
         c, wf = self._coll(collection, workflow)
         b = q.Binder()
         text = self._find_sql(c, wf, where, edges, order_by, b)
         text += f" LIMIT {b(-1 if limit is None else int(limit))} OFFSET {b(int(skip or 0))}"
-        rows = self._db.read(lambda conn: conn.execute(text, b.params).fetchall())
-        return [_loads(r[0]) for r in rows]
+        # Unpacked while iterating: no intermediate list of row tuples for large pages.
+        return self._db.read(lambda conn: [d for (d,) in conn.execute(text, b.params)])
+
+    def find(self, collection: str, workflow: str | None, where: Where | None = None, *,
+             edges: Sequence[HasEdge] = (), skip: int = 0, limit: int | None = None,
+             order_by: OrderBy | None = None) -> list[Document]:
+        texts = self._find_texts(collection, workflow, where, edges, skip, limit, order_by)
+        return [_loads(t) for t in texts]
+
+    def find_json(self, collection: str, workflow: str | None, where: Where | None = None, *,
+                  edges: Sequence[HasEdge] = (), skip: int = 0, limit: int | None = None,
+                  order_by: OrderBy | None = None) -> list[str]:
+        """See :meth:`GraphStore.find_json`: the stored text, never decoded (the ``doc``
+        column holds the whole document, system fields included, and :meth:`find` returns
+        exactly its decoding)."""
+        return self._find_texts(collection, workflow, where, edges, skip, limit, order_by)
 
     def iter_find(self, collection: str, workflow: str | None, where: Where | None = None, *,
                   edges: Sequence[HasEdge] = (), order_by: OrderBy | None = None,
