@@ -373,3 +373,21 @@ def test_driver_errors_never_escape(tmp_path):
     with pytest.raises(StoreUnavailable) as info:
         s.find("workflows", None)
     assert "not a database" not in str(info.value)
+
+
+def test_unstorable_values_are_invalid_input_not_store_errors(tmp_path):
+    """The store boundary translates what the driver cannot bind (lone surrogates, offsets
+    beyond 64 bits) into InvalidInput; callers validate first, this is the safety net."""
+    from torc_graph.errors import InvalidInput
+    from torc_graph.store import open_store
+
+    s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    wf = s.create_workflow({"name": "w"}, {}, {"run_id": 0}).workflow["_key"]
+    with pytest.raises(InvalidInput, match="surrogate"):
+        s.insert("files", wf, {"name": "\ud800", "path": "p"})
+    with pytest.raises(InvalidInput, match="surrogate"):
+        s.find("files", wf, {"name": "\ud800"})
+    with pytest.raises(InvalidInput, match="out of range"):
+        s.find("files", wf, skip=2**63)
+    assert s.count("files", wf) == 0
+    s.close()

@@ -353,6 +353,8 @@ def guard(what: str) -> Iterator[None]:
             raise UniqueConstraintViolated(
                 "unique constraint violated - in index primary of type primary over '_key'"
             ) from None
+        if "datatype mismatch" in str(exc):  # e.g. an OFFSET/LIMIT beyond 64 bits
+            raise InvalidInput("a value is out of range for the database") from None
         log.error("SQLite integrity error in %s: %s", what, exc)
         raise StoreError(f"storage failure in {what}") from None
     except sqlite3.OperationalError as exc:
@@ -365,3 +367,5 @@ def guard(what: str) -> Iterator[None]:
         raise StoreError(f"storage failure in {what}") from None
     except OverflowError:
         raise InvalidInput("integer value out of range") from None
+    except UnicodeEncodeError:
+        raise InvalidInput("text contains a lone surrogate (not valid UTF-8)") from None
