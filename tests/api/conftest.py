@@ -9,6 +9,7 @@ from falcon import testing
 from torc_graph import model
 from torc_graph.app import create_app
 from torc_graph.config import load_settings
+from torc_graph.errors import error_body
 from torc_graph.store import open_store
 from torc_graph.testing import LiveServer
 
@@ -54,3 +55,47 @@ def live_server(tmp_path_factory):
     with LiveServer(f"sqlite:///{tmp / 'live.db'}", workers=2, cwd=tmp,
                     log_path=tmp / "server.log") as server:
         yield server.url
+
+
+class Seeded:
+    """Two workflows: ``wf`` with a file and a job that needs it, ``wf2`` with a job."""
+
+    def __init__(self, client):
+        self.workflow = client.simulate_post("/workflows", json={"user": "u"}).json
+        self.wf = self.workflow["_key"]
+        self.wf2 = client.simulate_post("/workflows", json={"user": "v"}).json["_key"]
+        self.file = client.simulate_post(f"/workflows/{self.wf}/files",
+                                         json={"path": "/f", "name": "f"}).json
+        self.job = client.simulate_post(f"/workflows/{self.wf}/jobs",
+                                        json={"command": "c", "input_files": [self.file["_id"]]}).json
+        self.job2 = client.simulate_post(f"/workflows/{self.wf2}/jobs", json={"command": "c"}).json
+
+
+@pytest.fixture
+def seeded(client):
+    return Seeded(client)
+
+
+@pytest.fixture
+def assert_rejected(client, db_dump):
+    """``assert_rejected(make, status, fragment)``: seed two workflows, send the request
+    ``make(seeded) -> (method, path, simulate_request kwargs)``, and check the torc error body
+    with ``status``, ``fragment`` in its message (unless None), no driver text, and an unchanged
+    database."""
+
+    def check(make, status, fragment):
+        seeded = Seeded(client)
+        before = db_dump()
+        method, path, kwargs = make(seeded)
+        resp = client.simulate_request(method, path, **kwargs)
+        assert resp.status_code == status, resp.text
+        assert resp.headers["content-type"].startswith("application/json")
+        body = resp.json
+        assert body == error_body(status, body["errorMessage"], body["errorNum"])
+        assert isinstance(body["errorMessage"], str) and body["errorMessage"]
+        if fragment is not None:
+            assert fragment in body["errorMessage"]
+        assert "sqlite" not in body["errorMessage"].lower()
+        assert db_dump() == before
+
+    return check
