@@ -29,6 +29,14 @@ def statuses(store, wf):
     return {j["name"]: j["status"] for j in store.find("jobs", wf)}
 
 
+def chain(store, wf, *names):
+    """Jobs named ``names``, each blocked by the previous one (explicit blocks edges)."""
+    jobs = add_jobs(store, wf, [{"name": n, "command": n} for n in names])
+    for blocker, blocked in zip(jobs, jobs[1:]):
+        store.insert("blocks", wf, {"_from": blocker["_id"], "_to": blocked["_id"]})
+    return jobs
+
+
 def set_status(store, wf, job, status):
     store.update("jobs", wf, job["_key"], {"status": status})
 
@@ -135,10 +143,7 @@ def test_initialize_archived_is_400(store):
 
 def test_safety_net_and_only_uninitialized(store):
     wf = new_workflow(store)
-    a, b, c = add_jobs(store, wf, [{"name": "a", "command": "a"}, {"name": "b", "command": "b"},
-                                   {"name": "c", "command": "c"}])
-    store.insert("blocks", wf, {"_from": a["_id"], "_to": b["_id"]})
-    store.insert("blocks", wf, {"_from": b["_id"], "_to": c["_id"]})
+    a, b, c = chain(store, wf, "a", "b", "c")
     # b and c done, a uninitialized: the safety net resets everything below a.
     set_status(store, wf, b, "done")
     set_status(store, wf, c, "disabled")
@@ -155,10 +160,7 @@ def test_safety_net_and_only_uninitialized(store):
 def test_done_job_below_canceled_job_is_not_blocked_forever(store):
     """§8 item 11: a done job whose blocker stays canceled must not become blocked."""
     wf = new_workflow(store)
-    a, b, c = add_jobs(store, wf, [{"name": "a", "command": "a"}, {"name": "b", "command": "b"},
-                                   {"name": "c", "command": "c"}])
-    store.insert("blocks", wf, {"_from": a["_id"], "_to": b["_id"]})
-    store.insert("blocks", wf, {"_from": b["_id"], "_to": c["_id"]})
+    a, b, c = chain(store, wf, "a", "b", "c")
     set_status(store, wf, a, "done")
     set_status(store, wf, b, "canceled")
     set_status(store, wf, c, "done")
