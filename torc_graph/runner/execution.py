@@ -109,6 +109,16 @@ class Execution:
                               "message": exc.message})
         return items
 
+    def held_jobs(self) -> list[dict[str, Any]]:
+        """The started jobs whose lease this node holds (to find the jobs of a claim whose
+        answer was lost)."""
+        held = []
+        for status in ("submitted", "submitted_pending"):
+            for job in self.client.iter_items(f"{self._base}/jobs", status=status):
+                if str((job.get("execution") or {}).get("compute_node")) == self.node_key:
+                    held.append(job)
+        return held
+
     # ------------------------------------------------------------------ torc v0.6.4 protocol
 
     def _legacy_claim(self, claim: dict[str, Any]) -> dict[str, Any]:
@@ -157,3 +167,19 @@ class Execution:
                 self.client.add_edge(self.wf, "process_used", job["_id"], stats["_id"])
             return {**out, "outcome": "completed", "code": 200, "status": job.get("status")}
         return {**out, "outcome": "stale", "code": 409, "status": status}
+
+
+def why_stuck(client: Client, wf: str, resources: Any) -> str | None:
+    """None while some worker still runs jobs of workflow ``wf``; else why nothing can run on
+    a worker with ``resources``."""
+    def count(status: str) -> int:
+        page = client.get(f"/workflows/{seg(wf)}/jobs", status=status, limit=1)
+        return int(page.get("total_count", 0))
+
+    if count("submitted") or count("submitted_pending"):
+        return None
+    ready = count("ready") + count("scheduled")
+    if ready:
+        return (f"{ready} ready job(s) need more resources than this worker has "
+                f"({resources})")
+    return "no job can run: the remaining jobs are blocked or uninitialized"

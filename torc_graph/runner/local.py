@@ -4,9 +4,7 @@ It registers a compute node and then loops (:meth:`LocalRunner._loop`):
 
 * finished jobs are reaped (:mod:`.slots`) and queued as completions (:mod:`.reporting`);
 * claimed jobs wait in a small **prefetch** queue and start as soon as resources free up, so
-  a core never waits on a round trip (only while jobs are short: for jobs that run longer
-  than :data:`PREFETCH_MAX_DURATION`, the runner claims only what fits now and leaves the
-  rest to other workers);
+  a core never waits on a round trip (only while jobs are short, :mod:`.prefetch`);
 * the queued completions go to the server in one ``complete_jobs`` request that also claims
   the next jobs (:mod:`.execution`): one round trip per finished batch;
 * a runner with nothing to do long-polls ``claim_jobs`` (``wait_seconds``): idle runners cost
@@ -30,31 +28,27 @@ import datetime as _dt
 import logging
 import os
 import signal
-import socket
-import subprocess
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torc_graph import __version__
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
-from torc_graph.runner.execution import Execution
+from torc_graph.runner.execution import Execution, why_stuck
 from torc_graph.runner.heartbeat import Heartbeat, LeaseLost
 from torc_graph.runner.link import LinkDown, ServerLink
+from torc_graph.runner.node import ComputeNode
 from torc_graph.runner.options import RunnerError, RunnerOptions, RunnerSummary
-from torc_graph.runner.process import JobProcess, argv_for
-from torc_graph.runner.reporting import (
-    ReportQueue,
-    attempt_of,
-    completion_item,
-    release_item,
-    run_recovery_script,
-)
+from torc_graph.runner.outputs import check_outputs
+from torc_graph.runner.process import JobProcess
+from torc_graph.runner.reporting import ReportQueue, attempt_of, completion_item, release_item
+from torc_graph.runner.prefetch import Prefetch
 from torc_graph.runner.resources import Resources
+from torc_graph.runner.scripts import run_recovery_script, run_workflow_script
 from torc_graph.runner.signals import SignalTrap
 from torc_graph.runner.slots import JobSlots
+from torc_graph.runner.walltime import Walltime
 
 __all__ = ["LocalRunner", "RunnerError", "RunnerOptions", "RunnerSummary"]
 
@@ -64,9 +58,6 @@ logger = logging.getLogger("torc_graph.runner")
 BATCH = 500
 #: Longest a completion waits in the queue while other jobs keep the runner busy (seconds).
 REPORT_DELAY = 0.05
-#: Prefetch only while the recent mean job duration is below this (seconds).
-PREFETCH_MAX_DURATION = 0.5
-PREFETCH_MAX_JOBS = 256
 #: Longest long poll of the embedded store (the signal handler cannot interrupt it).
 EMBEDDED_LONG_POLL = 2.0
 #: Exit codes of a job that a signal meant for the runner may have reached first.
@@ -92,26 +83,25 @@ class LocalRunner:
         self.options = options or RunnerOptions()
         self.on_progress = on_progress
         self.output_dir = Path(self.options.output_dir).absolute()
-        self.hostname = socket.gethostname()
         self.summary = RunnerSummary()
         self.run_id = 0
         self.config: dict[str, Any] = {}
-        self.node: dict[str, Any] | None = None
+        self.node: ComputeNode | None = None
         self.total: Resources | None = None
         self.slots: JobSlots | None = None
         self.execution: Execution | None = None
         self.link = ServerLink(20 * 60.0)
         self.heartbeat = Heartbeat()
         self.queue = ReportQueue()
-        self.prefetch: deque[dict[str, Any]] = deque()
+        self.prefetch: Prefetch | None = None
+        self.walltime = Walltime(self.options.end_time, 0)
+        self.hostname = ""
         self._held: list[tuple[JobProcess, float]] = []  # stop-coded exits, held STOP_HOLD
         self._stop_signal: int | None = None
         self._long_polling = False
         self._state: dict[str, Any] = {}  # latest is_complete / is_canceled from the server
         self._next_claim = 0.0
         self._claim_uncertain = False
-        self._mean_duration: float | None = None
-        self._rtt = 0.005  # seconds, moving average of non-waiting round trips
         self._has_produced_files = True
         self._log_handler: logging.Handler | None = None
         self._base_env: dict[str, str] = {}
@@ -161,7 +151,6 @@ class LocalRunner:
 
     def _prepare(self) -> None:
         opts = self.options
-        minutes = opts.wait_for_healthy_database_minutes
         status = self.link.wait(self.client.get_status, self.wf)
         self.run_id = int(status.get("run_id", 0))
         if self.run_id <= 0:
@@ -171,20 +160,20 @@ class LocalRunner:
                 "all uninitialized"
             )
         self.config = self.link.wait(self.client.get_config, self.wf) or {}
+        minutes = opts.wait_for_healthy_database_minutes
         if minutes is None:
             minutes = float(self.config.get("compute_node_wait_for_healthy_database_minutes")
                             or 0)
         self.link.give_up_seconds = 60.0 * float(minutes)
         self.heartbeat.seconds = float(self.config.get("heartbeat_seconds") or 30)
+        self.walltime = Walltime(opts.end_time,
+                                 self.config.get("compute_node_expiration_buffer_seconds") or 0)
         self.total = Resources.detect(opts.num_cpus, opts.memory_gb, opts.num_gpus)
-        stats_cfg = self.config.get("compute_node_resource_stats") or {}
-        stats_interval = None
-        if opts.process_stats:
-            stats_interval = 1.0
-            if opts.stats_interval is not None:
-                stats_interval = max(float(opts.stats_interval), 0.01)
-            elif stats_cfg.get("process"):
-                stats_interval = max(float(stats_cfg.get("interval") or 1.0), 0.01)
+        self.prefetch = Prefetch(self.total, opts.max_parallel_jobs,
+                                 self.config.get("prepare_jobs_sort_method")
+                                 or "gpus_runtime_memory")
+        self.node = ComputeNode(self.client, self.wf, self.link, self.total, self.output_dir)
+        self.hostname = self.node.hostname
         self.output_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir / f"worker_{self.hostname}_{self.wf}_{self.run_id}.log"
         self._log_handler = logging.FileHandler(log_path, encoding="utf-8")
@@ -203,7 +192,7 @@ class LocalRunner:
         self.slots = JobSlots(self.total, output_dir=self.output_dir, env=env, cwd=opts.cwd,
                               termination_grace=float(opts.termination_grace),
                               max_parallel_jobs=opts.max_parallel_jobs,
-                              stats_interval=stats_interval)
+                              stats_interval=opts.sampling_interval(self.config))
         # Server calls of the loop must not block in the client's own connect retries.
         loop_client = self.client
         if self.client.url:
@@ -212,10 +201,10 @@ class LocalRunner:
         self.execution = Execution(loop_client, self.wf, self.run_id)
 
     def _register(self) -> None:
-        assert self.total is not None and self.execution is not None
-        self._event("start", f"Started worker {self.hostname}",
-                    torc_graph_version=__version__, output_dir=str(self.output_dir))
-        self._register_node()
+        assert self.node is not None and self.execution is not None
+        self.node.event("start", f"Started worker {self.hostname}",
+                        torc_graph_version=__version__, output_dir=str(self.output_dir))
+        self.execution.node_key = self.node.register(lambda: self._stop_signal is not None)
         try:
             produces = self.client.get(f"/workflows/{seg(self.wf)}/edges/produces", limit=1)
             self._has_produced_files = bool(produces.get("total_count", 1))
@@ -227,19 +216,6 @@ class LocalRunner:
         logger.info("worker %s pid=%s workflow=%s run_id=%s resources=%s output=%s",
                     self.hostname, os.getpid(), self.wf, self.run_id, self.total,
                     self.output_dir)
-
-    def _register_node(self) -> None:
-        assert self.total is not None and self.execution is not None
-        self.node = self.link.wait(self.client.add_document, self.wf, "compute_nodes", {
-            "hostname": self.hostname,
-            "pid": os.getpid(),
-            "start_time": str(_dt.datetime.now()),
-            "resources": self.total.to_body(),
-            "is_active": True,
-            "scheduler": {"hostname": self.hostname, "scheduler_type": "local",
-                          "output_dir": str(self.output_dir)},
-        }, stop=lambda: self._stop_signal is not None)
-        self.execution.node_key = self.node["_key"]
 
     # ------------------------------------------------------------------ main loop
 
@@ -258,7 +234,9 @@ class LocalRunner:
             now = time.monotonic()
             self._collect(now)
             self.slots.enforce(now)
-            if self._walltime_over(now):
+            self.walltime.warn(self.slots)
+            if self.walltime.over():
+                self._walltime_end()
                 return
             self._start_prefetched()
             polled = False
@@ -274,14 +252,13 @@ class LocalRunner:
             if self._state.get("is_canceled"):
                 self._cancel_running()
                 return
-            busy = bool(self.slots.procs or self.prefetch or len(self.queue) or self._held)
-            if self._state.get("is_complete") and not busy:
+            if self._state.get("is_complete") and not self._busy():
                 self._check_completion_script()
                 self.summary.reason = "the workflow is complete"
                 return
             if self.on_progress is not None:
                 self.on_progress(self)
-            if busy or not polled:
+            if self._busy() or not polled:
                 idle_since = None
                 stuck_checks = 0
             else:
@@ -289,7 +266,7 @@ class LocalRunner:
                 now = time.monotonic()
                 idle_since = now if idle_since is None else idle_since
                 if now - idle_since >= wait_new:
-                    reason = self._why_stuck()
+                    reason = self.link.wait(why_stuck, self.client, self.wf, self.total)
                     stuck_checks = 0 if reason is None else stuck_checks + 1
                     # Two observations a poll apart: a job may have become ready in between.
                     if stuck_checks >= 2:
@@ -298,10 +275,16 @@ class LocalRunner:
                         return
             self.slots.wait(self._next_wakeup())
 
+    def _busy(self) -> bool:
+        assert self.slots is not None and self.prefetch is not None
+        return bool(self.slots.procs or self.prefetch or len(self.queue) or self._held)
+
     def _talk(self, now: float) -> bool:
-        """The round trips due now: heartbeat, completions (+ claim), claim or long poll.
-        Returns True if a claim came back empty. Raises LinkDown, LeaseLost, _Interrupted."""
+        """The round trips due now: heartbeat, releases, completions (+ claim), claim or long
+        poll. Returns True if a claim came back empty. Raises LinkDown, LeaseLost,
+        _Interrupted."""
         assert self.slots is not None and self.execution is not None
+        assert self.prefetch is not None
         if (self.slots.procs or self.prefetch) and self.heartbeat.due(now):
             resp = self.heartbeat.beat(self.execution, self.link, now)
             for key in resp.get("lost_jobs") or []:
@@ -313,8 +296,8 @@ class LocalRunner:
             items = self.link.call(self.execution.release, list(self.queue.releases))
             self.queue.releases.clear()
             self.summary.released += sum(1 for i in items if i.get("code", 200) == 200)
-        claim = self._claim_body(now)
-        low = claim is not None and len(self.prefetch) <= self._prefetch_target() // 2
+        claim = self._claim_body()
+        low = claim is not None and self.prefetch.low()
         if self.queue.completions and (low or self._report_due(now)):
             return self._flush(now, claim)
         if not low:
@@ -322,7 +305,7 @@ class LocalRunner:
         idle = not (self.slots.procs or self.prefetch or self.queue.completions)
         if not idle and now < self._next_claim:
             return False
-        wait = self._long_poll_seconds(now) if idle and self.execution.long_polls else 0.0
+        wait = self._long_poll_seconds() if idle and self.execution.long_polls else 0.0
         claim["wait_seconds"] = wait
         self._long_polling = wait > 0 and self.client.url is not None
         try:
@@ -333,15 +316,16 @@ class LocalRunner:
         finally:
             self._long_polling = False
         if wait == 0:
-            self._timed(now)
+            self.prefetch.round_trip(time.monotonic() - now)
         got = self._claimed(resp, claim, time.monotonic())
         if not got and idle and not self.execution.long_polls:
             self._next_claim = time.monotonic() + self.options.poll_interval
         return not got
 
     def _flush(self, now: float, claim: dict[str, Any] | None) -> bool:
-        """Send queued completions (with ``claim``); handle the items and the claimed jobs."""
-        assert self.execution is not None
+        """Send queued completions (with ``claim``); handle the items and the claimed jobs.
+        Returns True if the claim came back empty."""
+        assert self.execution is not None and self.prefetch is not None
         batch = self.queue.take(BATCH)
         if claim is not None:
             claim["wait_seconds"] = 0
@@ -351,7 +335,8 @@ class LocalRunner:
             if claim is not None:
                 self._claim_uncertain = True
             raise
-        now = self._timed(now)
+        sent, now = now, time.monotonic()
+        self.prefetch.round_trip(now - sent)
         self.queue.acknowledge(len(batch), now)
         for item in resp.get("items", []):
             self._acknowledged(item, batch)
@@ -361,12 +346,6 @@ class LocalRunner:
         if claimed is None:
             return False
         return not self._claimed(claimed, claim or {}, now)
-
-    def _timed(self, sent: float) -> float:
-        """Record the round-trip time of a request sent at ``sent``; returns the time now."""
-        now = time.monotonic()
-        self._rtt = 0.8 * self._rtt + 0.2 * (now - sent)
-        return now
 
     def _acknowledged(self, item: dict[str, Any], batch: list[dict[str, Any]]) -> None:
         """Count one answered completion; run the recovery script of a retried attempt."""
@@ -388,6 +367,7 @@ class LocalRunner:
 
     def _claimed(self, resp: dict[str, Any], claim: dict[str, Any], now: float) -> int:
         """Take a claim response: jobs into the prefetch queue, workflow state, timings."""
+        assert self.prefetch is not None
         jobs = resp.get("jobs") or []
         self._state["is_complete"] = bool(resp.get("is_complete"))
         self._state["is_canceled"] = bool(resp.get("is_canceled"))
@@ -408,59 +388,23 @@ class LocalRunner:
     def _adopt_orphans(self) -> None:
         """After a claim whose answer was lost: run the jobs the server handed to this node
         that the runner does not know of."""
-        assert self.slots is not None and self.node is not None
-        known = set(self.slots.procs) | {j["_key"] for j in self.prefetch}
+        assert self.slots is not None and self.execution is not None
+        assert self.prefetch is not None
+        known = set(self.slots.procs) | self.prefetch.keys()
         known |= {c["job_key"] for c in self.queue.completions}
-        path = f"/workflows/{seg(self.wf)}/jobs"
-        for status in ("submitted", "submitted_pending"):
-            for job in self.link.call(lambda s=status: list(self.client.iter_items(path,
-                                                                                   status=s))):
-                holder = (job.get("execution") or {}).get("compute_node")
-                if str(holder) == str(self.node["_key"]) and job["_key"] not in known:
-                    logger.info("adopting job %s (claimed while the server's answer was lost)",
-                                job["_key"])
-                    self.prefetch.append(job)
+        for job in self.link.call(self.execution.held_jobs):
+            if job["_key"] not in known:
+                logger.info("adopting job %s (claimed while the server's answer was lost)",
+                            job["_key"])
+                self.prefetch.extend([job])
 
-    # ------------------------------------------------------------------ claim sizing
-
-    def _prefetch_target(self) -> int:
-        """Jobs to hold beyond the free slots: enough to keep every slot busy for two round
-        trips, while jobs are short (none for jobs longer than PREFETCH_MAX_DURATION)."""
-        mean = self._mean_duration
-        if mean is None or mean >= PREFETCH_MAX_DURATION:
-            return 0
-        assert self.total is not None
-        width = max(self.options.max_parallel_jobs or self.total.num_cpus, 1)
-        rate = width / max(mean, 1e-4)
-        return min(PREFETCH_MAX_JOBS, max(width, int(rate * (2 * self._rtt + 0.01))))
-
-    def _claim_body(self, now: float) -> dict[str, Any] | None:
+    def _claim_body(self) -> dict[str, Any] | None:
         """The claim for the free resources plus the prefetch; None when nothing is wanted."""
-        assert self.slots is not None and self.total is not None
-        if self._stop_signal is not None or self._state.get("is_canceled"):
+        assert self.slots is not None and self.prefetch is not None
+        if (self._stop_signal is not None or self._state.get("is_canceled")
+                or not self.walltime.can_claim()):
             return None
-        time_limit = None
-        if self.options.end_time is not None:
-            left = self.options.end_time - time.time() - self._buffer_seconds()
-            if left <= 1:
-                return None
-            time_limit = f"PT{int(left)}S"
-        extra = self._prefetch_target()
-        reserved = Resources(0, 0.0, 0)
-        for job in self.prefetch:
-            reserved = reserved + Resources.of_job(job)
-        width = max(self.total.num_cpus, 1)
-        ask = self.slots.free - reserved + self.total.scaled(-(-extra // width))
-        slots = self.slots.free_job_slots()
-        limit = (slots if slots is not None else max(self.slots.free.num_cpus, 0)) + extra
-        limit -= len(self.prefetch)
-        if limit <= 0 or not ask.can_claim():
-            return None
-        resources = ask.to_body(time_limit=time_limit)
-        del resources["scheduler_config_id"]
-        return {"resources": resources, "scheduler_config_id": "",
-                "limit": limit,
-                "sort_method": self.config.get("prepare_jobs_sort_method") or "gpus_runtime_memory"}
+        return self.prefetch.claim(self.slots, self.walltime.time_limit())
 
     def _report_due(self, now: float) -> bool:
         assert self.slots is not None
@@ -468,46 +412,42 @@ class LocalRunner:
             return True
         return self.queue.since is not None and now - self.queue.since >= REPORT_DELAY
 
-    def _long_poll_seconds(self, now: float) -> float:
+    def _long_poll_seconds(self) -> float:
         wait = float(self.options.long_poll_seconds)
         if self.client.url is None:
             wait = min(wait, EMBEDDED_LONG_POLL)
-        if self.options.end_time is not None:
-            wait = min(wait, max(self.options.end_time - time.time() - self._buffer_seconds(), 0))
+        wait = min(wait, max(self.walltime.claimable(), 0.0))
         return max(min(wait, 60.0), 0.0)
 
     def _next_wakeup(self) -> float:
+        assert self.slots is not None
         now = time.monotonic()
-        until = now + 60.0
+        until = min(now + 60.0, self._next_claim, self.walltime.next_event(now))
         if self.link.is_down:
             until = min(until, self.link.retry_at)
         if self.queue.since is not None:
             until = min(until, self.queue.since + REPORT_DELAY)
-        if self.queue.releases or (self.queue.completions and not self.running):
+        if self.queue.releases or (self.queue.completions and not self.slots.procs):
             until = now
-        if self.slots and (self.slots.procs or self.prefetch):
-            until = min(until, self.heartbeat.next_at, self._next_claim)
-        else:
-            until = min(until, self._next_claim)
+        if self.slots.procs or self.prefetch:
+            until = min(until, self.heartbeat.next_at)
         if self._held:
             until = min(until, min(t for _, t in self._held))
-        if self.options.end_time is not None:
-            until = min(until, now + max(self.options.end_time - time.time(), 0) + 0.01)
         return max(until, now)
 
     # ------------------------------------------------------------------ starting and reaping
 
     def _start_prefetched(self) -> None:
-        assert self.slots is not None
-        while self.prefetch and self._stop_signal is None and self.slots.fits(self.prefetch[0]):
-            job = self.prefetch.popleft()
-            proc = self.slots.start(job, self.run_id)
+        assert self.slots is not None and self.prefetch is not None
+        while self._stop_signal is None:
+            job = self.prefetch.next_fitting(self.slots)
+            if job is None:
+                return
+            self.slots.start(job, self.run_id)
             self.summary.started += 1
             logger.info("started job %s (%s) attempt %s: %s", job["_key"], job.get("name"),
                         attempt_of(job), job.get("command"))
-            if self.options.end_time is not None and job.get("supports_termination"):
-                if self.options.end_time - time.time() <= self._buffer_seconds():
-                    proc.request_stop("walltime", self._time_left())
+            self.walltime.warn(self.slots)
 
     def _collect(self, now: float) -> None:
         """Reap exited jobs: queue a completion, a release (interrupted) or nothing (lost)."""
@@ -529,6 +469,8 @@ class LocalRunner:
         self._held = still
 
     def _finished(self, proc: JobProcess, rc: int, now: float) -> None:
+        """Queue what the server must hear about one reaped job; count it."""
+        assert self.prefetch is not None
         duration = time.time() - proc.start_wall
         if proc.stop_reason == "lost":
             self.summary.lost += 1
@@ -539,14 +481,13 @@ class LocalRunner:
             logger.info("job %s interrupted: released", proc.key)
             return
         if proc.stop_reason is None and rc == 0 and self._has_produced_files:
-            rc = self._check_outputs(proc)
+            rc = check_outputs(self.client, self.link, self.wf, proc, self.options.cwd)
         stats = None
         if proc.stats.num_samples:
             stats = proc.stats.document(proc.key, self.run_id, str(_dt.datetime.now()))
         item = completion_item(proc, rc, duration, stats)
         self.queue.add(item, now)
-        self._mean_duration = (duration if self._mean_duration is None
-                               else 0.8 * self._mean_duration + 0.2 * duration)
+        self.prefetch.job_finished(duration)
         status = item["status"]
         if status == "canceled":
             self.summary.canceled += 1
@@ -563,79 +504,33 @@ class LocalRunner:
         logger.info("completed job %s status=%s cause=%s return_code=%s duration=%.3fs",
                     proc.key, status, item["cause"], rc, duration)
 
-    def _check_outputs(self, proc: JobProcess) -> int:
-        """Record the st_mtime of the files the job produced; 1 if one is missing (torc)."""
-        rc = 0
-        path = f"/workflows/{seg(self.wf)}/files/produced_by_job/{seg(proc.key)}"
-        base = Path(self.options.cwd) if self.options.cwd else Path.cwd()
-        for file in self.link.wait(lambda: list(self.client.iter_items(path))):
-            fpath = base / file["path"]
-            if not fpath.exists():
-                rc = 1
-                message = (f"torc-graph: job {proc.key} should have produced {file['path']}, "
-                           "which does not exist\n")
-                logger.error(message.strip())
-                with open(proc.stderr_path, "a", encoding="utf-8") as err:
-                    err.write(message)
-                continue
-            file = dict(file)
-            file["st_mtime"] = fpath.stat().st_mtime
-            try:
-                self.link.wait(self.client.update_document, self.wf, "files", file)
-            except ApiError as exc:
-                logger.warning("could not update file %s: %s", file.get("_key"), exc)
-        return rc
-
-    # ------------------------------------------------------------------ leases and walltime
+    # ------------------------------------------------------------------ leases, walltime, cancel
 
     def _drop_lost(self, key: str) -> None:
         """The server gave job ``key`` away: kill it, do not report it."""
-        assert self.slots is not None
+        assert self.slots is not None and self.prefetch is not None
         self.slots.stop(key, "lost", grace=0.0)
-        self.prefetch = deque(j for j in self.prefetch if j["_key"] != key)
+        self.prefetch.discard(key)
         self.queue.completions = [c for c in self.queue.completions if c["job_key"] != key]
 
     def _lease_lost(self, message: str) -> None:
         """The whole node was declared dead: every job it held runs elsewhere now."""
-        assert self.slots is not None
+        assert self.slots is not None and self.prefetch is not None
+        assert self.node is not None and self.execution is not None
         logger.warning("this worker's lease expired (%s): dropping its %d job(s), "
                        "registering again", message, len(self.slots) + len(self.prefetch))
         for key in list(self.slots.procs):
             self._drop_lost(key)
-        self.prefetch.clear()
-        self._register_node()
+        self.prefetch.take_all()
+        self.execution.node_key = self.node.register(lambda: self._stop_signal is not None)
 
-    def _buffer_seconds(self) -> float:
-        return float(self.config.get("compute_node_expiration_buffer_seconds") or 0)
-
-    def _time_left(self) -> float:
-        assert self.options.end_time is not None
-        return max(self.options.end_time - time.time(), 0.0)
-
-    def _walltime_over(self, now: float) -> bool:
-        """SIGTERM to jobs with ``supports_termination`` inside the buffer; at the end, kill
-        every job (cause ``walltime``), report them and return True."""
-        if self.options.end_time is None:
-            return False
+    def _walltime_end(self) -> None:
+        """The allocation ends: kill every job, complete it ``terminated``/``walltime``."""
         assert self.slots is not None
-        left = self._time_left()
-        if left <= self._buffer_seconds():
-            for key, proc in self.slots.procs.items():
-                if proc.job.get("supports_termination") and proc.stop_reason is None:
-                    self.slots.stop(key, "walltime", grace=left)
-        if left > 0:
-            return False
         logger.warning("the allocation's walltime ended: killing %d job(s)", len(self.slots))
         self.slots.stop_all("walltime", grace=0.0)
-        for proc in self.slots.exited_blocking():
-            self._finished(proc, proc.return_code or -signal.SIGKILL, time.monotonic())
-        for job in self.prefetch:
-            self.queue.release(release_item(job))
-        self.prefetch.clear()
+        self._drain()
         self.summary.reason = "the allocation's walltime ended"
-        return True
-
-    # ------------------------------------------------------------------ stopping
 
     def _cancel_running(self) -> None:
         assert self.slots is not None
@@ -645,9 +540,8 @@ class LocalRunner:
             logger.info("workflow canceled: killing %d job(s)", len(self.slots))
         self.slots.stop_all("canceled")
         self._drain()
-        for job in self.prefetch:
-            self.queue.release(release_item(job))
-        self.prefetch.clear()
+
+    # ------------------------------------------------------------------ stopping
 
     def _drain(self) -> None:
         """Wait for every stopping job to exit (kill deadlines enforced) and queue its report."""
@@ -660,10 +554,10 @@ class LocalRunner:
                 self.slots.wait(min(self._next_wakeup(), now + 0.05))
 
     def _shutdown(self) -> None:
-        """Stop what still runs (interrupt or error) and give it back, send every queued
-        report, mark the node inactive, post the stop event. Reporting failures are logged,
-        never raised: the processes must be gone first."""
-        if self.slots is None:
+        """Stop what still runs (interrupt or error) and give it back with what was never
+        started, send every queued report, mark the node inactive, post the stop event.
+        Reporting failures are logged, never raised: the processes must be gone first."""
+        if self.slots is None or self.prefetch is None:
             return
         if self.slots.procs:
             logger.info("stopping %d running job(s)", len(self.slots))
@@ -675,11 +569,18 @@ class LocalRunner:
             self.slots.kill_all()
             raise
         finally:
-            for job in self.prefetch:
+            for job in self.prefetch.take_all():
                 self.queue.release(release_item(job))
-            self.prefetch.clear()
-        give_up = time.monotonic() + 30.0
-        while len(self.queue) and self.execution is not None:
+        self._send_remaining()
+        if self.node is not None:
+            self.node.deactivate()
+            self.node.event("stop", f"Stopped worker {self.hostname}",
+                            num_jobs_started=self.summary.started)
+
+    def _send_remaining(self, patience: float = 30.0) -> None:
+        """Send the queued reports, waiting up to ``patience`` seconds for the server."""
+        give_up = time.monotonic() + patience
+        while len(self.queue):
             try:
                 if self.queue.completions:
                     self._flush(time.monotonic(), None)
@@ -696,28 +597,6 @@ class LocalRunner:
             self.summary.report_errors += len(self.queue)
             logger.error("%d report(s) not sent; the server requeues those jobs when their "
                          "lease expires", len(self.queue))
-        self._mark_node_inactive()
-        self._event("stop", f"Stopped worker {self.hostname}",
-                    num_jobs_started=self.summary.started)
-
-    def _mark_node_inactive(self) -> None:
-        if self.node is None:
-            return
-        node = dict(self.node)
-        node["is_active"] = False
-        try:
-            start = _dt.datetime.strptime(node["start_time"], "%Y-%m-%d %H:%M:%S.%f")
-            node["duration_seconds"] = time.time() - start.timestamp()
-        except (KeyError, ValueError):
-            pass
-        node.pop("_oldRev", None)
-        try:
-            fresh = self.client.get(f"/workflows/{seg(self.wf)}/compute_nodes/"
-                                    f"{seg(node['_key'])}")
-            node["_rev"] = fresh.get("_rev", node.get("_rev"))
-            self.client.update_document(self.wf, "compute_nodes", node)
-        except (ApiError, ServerUnreachable) as exc:
-            logger.warning("could not mark compute node inactive: %s", exc)
 
     def _teardown(self) -> None:
         if self.slots is not None:
@@ -730,21 +609,6 @@ class LocalRunner:
             self._log_handler = None
 
     # ------------------------------------------------------------------ helpers
-
-    def _why_stuck(self) -> str | None:
-        """None while other workers still run jobs of the workflow; else why nothing can run."""
-        def count(status: str) -> int:
-            page = self.link.wait(self.client.get, f"/workflows/{seg(self.wf)}/jobs",
-                                  status=status, limit=1)
-            return int(page.get("total_count", 0))
-
-        if count("submitted") or count("submitted_pending"):
-            return None
-        ready = count("ready") + count("scheduled")
-        if ready:
-            return (f"{ready} ready job(s) need more resources than this worker has "
-                    f"({self.total})")
-        return "no job can run: the remaining jobs are blocked or uninitialized"
 
     def _check_completion_script(self) -> None:
         """Run the workflow completion script if the server says this worker is the one to."""
@@ -760,25 +624,7 @@ class LocalRunner:
             self._run_script("workflow_completion_script",
                              self.config["workflow_completion_script"])
 
-    def _event(self, kind: str, message: str, **extra: Any) -> None:
-        event = {"category": "worker", "type": kind, "node_name": self.hostname,
-                 "message": message, **extra}
-        try:
-            self.client.add_event(self.wf, event)
-        except (ApiError, ServerUnreachable) as exc:  # torc ignores these errors too
-            logger.warning("could not post worker %s event: %s", kind, exc)
-
     def _run_script(self, label: str, script: str) -> None:
         """Run a workflow script (worker startup, completion) with the jobs' environment."""
-        log = self.output_dir / f"{label}_{self.wf}_{self.run_id}.log"
-        logger.info("running %s: %s", label, script)
-        try:
-            with open(log, "ab") as out:
-                rc = subprocess.run(argv_for(script), stdout=out, stderr=subprocess.STDOUT,
-                                    env=self._base_env, cwd=self.options.cwd,
-                                    check=False).returncode
-        except (OSError, ValueError) as exc:
-            logger.error("%s could not run: %s", label, exc)
-            return
-        if rc != 0:
-            logger.error("%s exited with %s (see %s)", label, rc, log)
+        run_workflow_script(label, script, self.output_dir / f"{label}_{self.wf}_{self.run_id}.log",
+                            self._base_env, self.options.cwd)

@@ -54,6 +54,18 @@ class RunnerOptions:
     #: Longest wait of one long poll for work (the server caps it at 60 s).
     long_poll_seconds: float = 30.0
 
+    def sampling_interval(self, config: dict[str, Any]) -> float | None:
+        """Seconds between process-stats samples given the workflow ``config``; None when
+        sampling is off."""
+        if not self.process_stats:
+            return None
+        if self.stats_interval is not None:
+            return max(float(self.stats_interval), 0.01)
+        stats_cfg = config.get("compute_node_resource_stats") or {}
+        if stats_cfg.get("process"):
+            return max(float(stats_cfg.get("interval") or 1.0), 0.01)
+        return 1.0
+
 
 @dataclass
 class RunnerSummary:

@@ -1,5 +1,5 @@
 """What the runner tells the server about finished jobs: completion items, the queue that
-batches them, and the recovery scripts of retried attempts.
+batches them,.
 
 A finished job becomes one ``complete_jobs`` item (docs/execution-model.md §4) with its status
 and cause (§3): a job that exited by itself is ``done`` with cause ``exit`` — or ``oom`` when it
@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 import signal
-import subprocess
-from pathlib import Path
 from typing import Any
 
 from torc_graph.runner.process import JobProcess
@@ -93,26 +90,3 @@ class ReportQueue:
         """The server answered for the first ``count`` completions: drop them."""
         del self.completions[:count]
         self.since = now if self.completions else None
-
-
-def run_recovery_script(script: str, job_key: str, rc: int, attempt_id: int,
-                        env: dict[str, str], cwd: str | None, output_dir: Path) -> int:
-    """Run a retried attempt's ``recovery_script`` as torc does (``bash -c``, with
-    ``TORC_RETURN_CODE`` and ``TORC_ATTEMPT_ID``), output appended to
-    ``<output>/recovery_<job>.log``; returns its exit code (127 if it cannot start)."""
-    env = {**env, "TORC_JOB_KEY": job_key, "TORC_RETURN_CODE": str(rc),
-           "TORC_ATTEMPT_ID": str(attempt_id)}
-    log = output_dir / f"recovery_{job_key}.log"
-    logger.info("job %s attempt %s: running recovery script %s", job_key, attempt_id, script)
-    try:
-        with open(log, "ab") as out:
-            code = subprocess.run(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT,
-                                  env=env, cwd=cwd, check=False, stdin=subprocess.DEVNULL
-                                  ).returncode
-    except OSError as exc:
-        logger.error("recovery script of job %s could not run: %s", job_key, exc)
-        return 127
-    if code != 0:
-        logger.error("recovery script of job %s exited with %s (see %s)", job_key, code,
-                     os.fspath(log))
-    return code
