@@ -85,10 +85,12 @@ class Execution:
             self._revs.pop(str(item.get("job_key")), None)
         return resp
 
-    def heartbeat(self) -> dict[str, Any] | None:
-        """Renew the lease of this node's jobs; None against a torc v0.6.4 server.
-        Raises ApiError 409 when the node's lease has already expired."""
-        return self._batched(f"/compute_nodes/{seg(self.node_key)}/heartbeat", {})
+    def heartbeat(self, job_keys: list[str]) -> dict[str, Any] | None:
+        """Renew the lease of this node's jobs (``job_keys``: those it believes it holds; the
+        answer's ``lost_jobs`` are those of them it no longer holds); None against a torc
+        v0.6.4 server. Raises ApiError 409 when the node's lease has already expired."""
+        return self._batched(f"/compute_nodes/{seg(self.node_key)}/heartbeat",
+                             {"job_keys": list(job_keys)})
 
     def release(self, releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Give jobs back unfinished (``release_jobs`` items); returns the items' outcomes."""

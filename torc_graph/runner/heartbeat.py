@@ -42,11 +42,12 @@ class Heartbeat:
     def due(self, now: float) -> bool:
         return now >= self.next_at
 
-    def beat(self, execution: Execution, link: ServerLink, now: float) -> dict[str, Any]:
-        """Send one heartbeat. Returns ``{"lost_jobs": [...], "is_canceled": bool}`` (empty
+    def beat(self, execution: Execution, link: ServerLink, job_keys: list[str],
+             now: float) -> dict[str, Any]:
+        """Send one heartbeat for the jobs ``job_keys``. Returns ``{"lost_jobs": [...], "is_canceled": bool}`` (empty
         against a torc v0.6.4 server). Raises LeaseLost on 409, LinkDown during an outage."""
         try:
-            resp = link.call(execution.heartbeat)
+            resp = link.call(execution.heartbeat, job_keys)
         except ApiError as exc:
             if exc.status == 409:
                 raise LeaseLost(exc.message) from None

@@ -286,7 +286,8 @@ class LocalRunner:
         assert self.slots is not None and self.execution is not None
         assert self.prefetch is not None
         if (self.slots.procs or self.prefetch) and self.heartbeat.due(now):
-            resp = self.heartbeat.beat(self.execution, self.link, now)
+            held = list(self.slots.procs) + list(self.prefetch.keys())
+            resp = self.heartbeat.beat(self.execution, self.link, held, now)
             for key in resp.get("lost_jobs") or []:
                 self._drop_lost(str(key))
             if resp.get("is_canceled"):
