@@ -18,6 +18,7 @@ Every method raises ApiError / ServerUnreachable from the client unchanged; the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torc_graph.client import ApiError, Client, seg
@@ -44,12 +45,13 @@ class Execution:
     def long_polls(self) -> bool:
         return self.batched is not False
 
-    def _batched(self, path: str, body: dict[str, Any]) -> Any:
-        """POST ``path``; None if the server lacks the batched API (then remembered)."""
+    def _batched(self, call: Callable[[], Any]) -> Any:
+        """``call()`` (a batched-API client call); None if the server lacks that API (then
+        remembered)."""
         if self.batched is False:
             return None
         try:
-            resp = self.client.post(self._base + path, body)
+            resp = call()
         except ApiError as exc:
             if self.batched is None and _is_missing_route(exc):
                 self.batched = False
@@ -63,7 +65,11 @@ class Execution:
     def claim(self, claim: dict[str, Any]) -> dict[str, Any]:
         """Claim and start jobs for ``claim`` (a ``claim_jobs`` body without the node).
         Returns the ``claim_jobs`` response."""
-        resp = self._batched("/claim_jobs", {"compute_node_key": self.node_key, **claim})
+        resp = self._batched(lambda: self.client.claim_jobs(
+            self.wf, self.node_key, claim["resources"], limit=claim["limit"],
+            sort_method=claim.get("sort_method"),
+            scheduler_config_id=claim.get("scheduler_config_id"),
+            wait_seconds=claim.get("wait_seconds", 0)))
         if resp is None:
             return self._legacy_claim(claim)
         return resp
@@ -72,11 +78,8 @@ class Execution:
                  claim: dict[str, Any] | None = None) -> dict[str, Any]:
         """Report finished attempts (``complete_jobs`` items) and, with ``claim``, claim the
         next jobs in the same request. Returns the ``complete_jobs`` response."""
-        body: dict[str, Any] = {"compute_node_key": self.node_key, "run_id": self.run_id,
-                                "completions": completions}
-        if claim is not None:
-            body["claim"] = claim
-        resp = self._batched("/complete_jobs", body)
+        resp = self._batched(lambda: self.client.complete_jobs(
+            self.wf, self.node_key, self.run_id, completions, claim=claim))
         if resp is None:
             resp = {"items": [self._legacy_complete(item) for item in completions],
                     "claimed": self._legacy_claim(claim) if claim is not None else None}
@@ -89,13 +92,12 @@ class Execution:
         """Renew the lease of this node's jobs (``job_keys``: those it believes it holds; the
         answer's ``lost_jobs`` are those of them it no longer holds); None against a torc
         v0.6.4 server. Raises ApiError 409 when the node's lease has already expired."""
-        return self._batched(f"/compute_nodes/{seg(self.node_key)}/heartbeat",
-                             {"job_keys": list(job_keys)})
+        return self._batched(lambda: self.client.heartbeat(self.wf, self.node_key,
+                                                           job_keys=job_keys))
 
     def release(self, releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Give jobs back unfinished (``release_jobs`` items); returns the items' outcomes."""
-        resp = self._batched("/release_jobs", {"compute_node_key": self.node_key,
-                                               "releases": releases})
+        resp = self._batched(lambda: self.client.release_jobs(self.wf, self.node_key, releases))
         if resp is not None:
             return resp.get("items", [])
         items = []
