@@ -357,11 +357,16 @@ class LocalRunner:
             self.summary.report_errors += 1
             return
         if outcome == "retried":
+            sent = next((c for c in batch if c["job_key"] == item.get("job_key")), None)
+            rc = sent["result"]["return_code"] if sent else 0
+            self._count(sent["status"] if sent else "done", rc, -1)
             self.summary.retried += 1
+            for outcome_row in reversed(self.summary.outcomes):
+                if outcome_row["key"] == item.get("job_key"):
+                    outcome_row["status"] = "retried"
+                    break
             script = item.get("recovery_script")
             if script:
-                sent = next((c for c in batch if c["job_key"] == item.get("job_key")), None)
-                rc = sent["result"]["return_code"] if sent else 0
                 run_recovery_script(script, str(item["job_key"]), rc,
                                     int(item.get("attempt_id") or 1), self._base_env,
                                     self.options.cwd, self.output_dir)
@@ -490,20 +495,19 @@ class LocalRunner:
         self.queue.add(item, now)
         self.prefetch.job_finished(duration)
         status = item["status"]
-        if status == "canceled":
-            self.summary.canceled += 1
-        elif status == "terminated":
-            self.summary.terminated += 1
-        elif rc == 0:
-            self.summary.succeeded += 1
-        else:
-            self.summary.failed += 1
+        self._count(status, rc, 1)
         self.summary.outcomes.append({
             "key": proc.key, "name": proc.job.get("name"), "status": status,
             "cause": item["cause"], "return_code": rc, "duration_seconds": duration,
         })
-        logger.info("completed job %s status=%s cause=%s return_code=%s duration=%.3fs",
+        logger.info("finished job %s status=%s cause=%s return_code=%s duration=%.3fs",
                     proc.key, status, item["cause"], rc, duration)
+
+    def _count(self, status: str, rc: int, n: int) -> None:
+        """Add ``n`` to the summary counter of an attempt that ended ``status`` / ``rc``."""
+        name = ("canceled" if status == "canceled" else "terminated" if status == "terminated"
+                else "succeeded" if rc == 0 else "failed")
+        setattr(self.summary, name, getattr(self.summary, name) + n)
 
     # ------------------------------------------------------------------ leases, walltime, cancel
 
