@@ -136,3 +136,197 @@ def test_walltime_claims_only_fitting_jobs_and_ends_with_cause_walltime(client, 
         assert jobs[name]["status"] == "ready"
     assert jobs["too_long"]["status"] == "ready"  # never claimed: 1 h does not fit in 600 s
     assert jobs["too_long"]["_key"] not in rows
+
+
+# ---------------------------------------------------------------------- interrupts
+
+FAN_IN = [
+    {"name": "q1", "command": "sh -c 'echo q1 >> runs.log'"},
+    {"name": "q2", "command": "sh -c 'echo q2 >> runs.log'"},
+    *({"name": f"s{i}", "blocked_by": ["q1", "q2"],
+       "command": f"sh -c 'echo s{i} >> runs.log; [ -e release ] && exit 0; "
+                  f"echo $$ > pids/s{i}; sleep 60'"} for i in (1, 2, 3)),
+    {"name": "join", "blocked_by": ["s1", "s2", "s3"],
+     "command": "sh -c 'echo join >> runs.log'"},
+]
+
+
+@pytest.mark.slow
+def test_sigint_to_the_process_group_releases_jobs_and_a_second_run_resumes(
+        client, db_url, workdir):
+    (workdir / "pids").mkdir()
+    wf = new_workflow(client, FAN_IN)
+    proc = start_cli_runner(wf, workdir, "--database", db_url)
+    try:
+        assert wait_for(lambda: len(list((workdir / "pids").iterdir())) == 2, 30), \
+            proc.stdout.read1()
+        pids = [int(p.read_text()) for p in (workdir / "pids").iterdir()]
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_for(lambda: not any(alive(p) for p in pids), 10)
+    statuses = Counter(j["status"] for j in client.list_jobs(wf))
+    assert statuses == {"done": 2, "ready": 3, "blocked": 1}  # 0 canceled, 0 terminated
+    causes = Counter(r["cause"] for rs in attempts(client, wf).values() for r in rs)
+    # The two running jobs, and any job claimed for the prefetch but not started, were
+    # released: back to ready, attempt + 1, no cascade.
+    assert causes["exit"] == 2 and causes["interrupted"] in (2, 3) and len(causes) == 2
+    (workdir / "release").touch()
+    proc = start_cli_runner(wf, workdir, "--database", db_url)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    assert all(j["status"] == "done" for j in client.list_jobs(wf))
+    runs = Counter((workdir / "runs.log").read_text().split())
+    assert runs["q1"] == runs["q2"] == runs["join"] == 1  # done jobs did not run again
+    assert sum(runs[f"s{i}"] for i in (1, 2, 3)) == 5  # two interrupted, then all three
+
+
+# ---------------------------------------------------------------------- heartbeats and polls
+
+def _in_thread(runner: LocalRunner) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(summary=runner.run()))
+    thread.start()
+    return thread, box
+
+
+def test_heartbeat_is_one_request_for_all_jobs_and_lost_jobs_are_killed(
+        client, workdir, monkeypatch):
+    beats: list[list[str]] = []
+    real = execution_module.Execution.heartbeat
+
+    def counting(self, job_keys):
+        beats.append(list(job_keys))
+        return real(self, job_keys)
+
+    monkeypatch.setattr(execution_module.Execution, "heartbeat", counting)
+    (workdir / "pids").mkdir()
+    job = ("sh -c 'echo $$ >> pids/$TORC_JOB_KEY; [ $(wc -l < pids/$TORC_JOB_KEY) -gt 1 ] "
+           "&& exit 0; sleep 3'")
+    wf = new_workflow(client, [{"name": f"j{i}", "command": job} for i in range(4)],
+                      config={"heartbeat_seconds": 1})
+    runner = LocalRunner(client, wf, RunnerOptions(num_cpus=4, output_dir=workdir / "output"))
+    thread, box = _in_thread(runner)
+    try:
+        assert wait_for(lambda: len(list((workdir / "pids").iterdir())) == 4, 15)
+        # Another client takes j0 away from this worker (as a lease expiry would).
+        j0 = next(j for j in client.list_jobs(wf) if j["name"] == "j0")
+        first_pid = int((workdir / "pids" / j0["_key"]).read_text())
+        client.put(f"/workflows/{wf}/jobs/{j0['_key']}/manage_status_change/ready/"
+                   f"{j0['_rev']}/1")
+        assert wait_for(lambda: not alive(first_pid), 2.5)  # killed at the next heartbeat
+        thread.join(30)
+    finally:
+        if thread.is_alive():
+            runner.request_stop()
+            thread.join(30)
+    summary = box["summary"]
+    assert summary.reason == "the workflow is complete" and summary.lost == 1
+    # One request per interval, naming every held job (4 at first), never one per job.
+    assert 2 <= len(beats) <= 5, beats
+    assert len(beats[0]) == 4
+    rows = attempts(client, wf)
+    assert [r["return_code"] for r in rows[j0["_key"]]][-1] == 0  # j0 ran again, not reported
+    assert all(j["status"] == "done" for j in client.list_jobs(wf))
+
+
+# ---------------------------------------------------------------------- through a live server
+
+@pytest.fixture
+def live(workdir: Path):
+    """A real gunicorn-served torc_graph on a SQLite file in the test's directory."""
+    with LiveServer(f"sqlite:///{workdir / 'server.db'}", workers=2,
+                    log_path=workdir / "server.log") as server:
+        yield server
+
+
+@pytest.fixture
+def remote(live: LiveServer):
+    with Client(live.url) as c:
+        yield c
+
+
+SECOND_TIME_OK = ("sh -c 'echo $$ >> pids/$TORC_JOB_KEY; "
+                  "[ $(wc -l < pids/$TORC_JOB_KEY) -gt 1 ] && exit 0; sleep 60'")
+
+
+def _runs(workdir: Path) -> dict[str, int]:
+    return {p.name: len(p.read_text().split()) for p in (workdir / "pids").iterdir()}
+
+
+@pytest.mark.slow
+def test_kill9_of_a_runner_its_jobs_run_again_within_lease_plus_heartbeat(live, remote,
+                                                                          workdir):
+    (workdir / "pids").mkdir()
+    lease, beat = 3, 1
+    wf = new_workflow(remote, [{"name": f"j{i}", "command": SECOND_TIME_OK} for i in range(4)],
+                      config={"heartbeat_seconds": beat, "lease_seconds": lease})
+    first = start_cli_runner(wf, workdir, "--url", live.url, num_cpus=4)
+    try:
+        assert wait_for(lambda: len(_runs(workdir)) == 4, 30), first.stdout.read1()
+    finally:
+        first.kill()  # kill -9: no report, no release
+        first.wait()
+    killed_at = time.monotonic()
+    (dead_node,) = [n for n in remote.iter_items(f"/workflows/{wf}/compute_nodes")
+                    if n["pid"] == first.pid]
+    second = start_cli_runner(wf, workdir, "--url", live.url, num_cpus=4)
+    try:
+        assert wait_for(lambda: sorted(_runs(workdir).values()) == [2, 2, 2, 2], 30)
+        rerun_after = time.monotonic() - killed_at
+        out, _ = second.communicate(timeout=60)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+    assert second.returncode == 0, out.decode()
+    # lease + one heartbeat, plus 2 s for starting the second runner's interpreter.
+    assert rerun_after <= lease + beat + 2, rerun_after
+    rows = attempts(remote, wf)
+    for job in remote.list_jobs(wf):
+        assert job["status"] == "done"
+        assert [(r["attempt_id"], r["cause"]) for r in rows[job["_key"]]] == [
+            (1, "lost"), (2, "exit")]
+    # A late completion from the dead runner is fenced off and changes nothing.
+    late = remote.complete_jobs(wf, dead_node["_key"], 1, [{
+        "job_key": job["_key"], "attempt_id": 1, "status": "done", "cause": "exit",
+        "result": {"return_code": 0, "exec_time_minutes": 0.1, "completion_time": "now"},
+    } for job in remote.list_jobs(wf)])
+    assert {(i["outcome"], i["code"]) for i in late["items"]} == {("stale", 409)}
+    assert attempts(remote, wf) == rows
+
+
+def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir,
+                                                              monkeypatch):
+    claims: list[float] = []
+    real = execution_module.Execution.claim
+
+    def counting(self, claim):
+        claims.append(claim.get("wait_seconds", 0))
+        return real(self, claim)
+
+    monkeypatch.setattr(execution_module.Execution, "claim", counting)
+    wf = new_workflow(remote, [{"name": "gate", "command": "sh -c 'sleep 3; touch gate.done'"},
+                               {"name": "after", "command": "touch after.done",
+                                "blocked_by": ["gate"]}])
+    busy = start_cli_runner(wf, workdir, "--url", live.url, num_cpus=1)
+    try:
+        with Client(live.url) as own:
+            assert wait_for(lambda: any(j["status"] == "submitted"
+                                        for j in remote.list_jobs(wf)), 20)
+            idle = LocalRunner(own, wf, RunnerOptions(num_cpus=1, output_dir=workdir / "o2"))
+            thread, box = _in_thread(idle)
+            thread.join(30)
+        busy.communicate(timeout=30)
+    finally:
+        if busy.poll() is None:
+            busy.kill()
+            busy.wait()
+    # The idle runner waited in long polls (no request per poll interval) ...
+    assert claims and claims[0] > 0
+    assert len(claims) <= 4, claims
+    assert (workdir / "after.done").exists()
+    assert all(j["status"] == "done" for j in remote.list_jobs(wf))
