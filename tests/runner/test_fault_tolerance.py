@@ -330,3 +330,87 @@ def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir,
     assert len(claims) <= 4, claims
     assert (workdir / "after.done").exists()
     assert all(j["status"] == "done" for j in remote.list_jobs(wf))
+
+
+def kill9(server: LiveServer) -> None:
+    """kill -9 the server: its gunicorn workers and its master, no cleanup."""
+    pids = server.worker_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    server.proc.kill()
+    server.proc.wait()
+    assert wait_for(lambda: not any(alive(p) for p in pids), 10)
+
+
+def _start_all(wf: str, workdir: Path, url: str, count: int, num_cpus: int) -> list:
+    procs = []
+    for i in range(count):
+        out = workdir / f"out{i}"
+        argv = cli_argv("jobs", "run", wf, "--url", url, "--num-cpus", str(num_cpus),
+                        "--no-progress", "--no-process-stats", "--output", str(out))
+        procs.append(subprocess.Popen(argv, cwd=workdir, env=clean_env(PATH=os.environ["PATH"]),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    return procs
+
+
+def _finish_all(procs: list, timeout: float) -> None:
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, out.decode()[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_server_down_20_s_mid_run_runners_finish_nothing_lost(live, remote, workdir):
+    wf = new_workflow(remote, [
+        {"name": f"j{i}", "command": "sh -c 'echo $TORC_JOB_KEY >> runs.log; sleep 1'"}
+        for i in range(24)])
+    runners = _start_all(wf, workdir, live.url, 2, 2)
+    try:
+        assert wait_for(lambda: (workdir / "runs.log").exists()
+                        and len((workdir / "runs.log").read_text().split()) >= 4, 30)
+        kill9(live)
+        time.sleep(20)
+        assert all(r.poll() is None for r in runners)  # they wait for the server
+        live.start()
+    finally:
+        _finish_all(runners, 90)
+    rows = attempts(remote, wf)
+    runs = Counter((workdir / "runs.log").read_text().split())
+    for job in remote.list_jobs(wf):
+        assert job["status"] == "done"
+        assert runs[job["_key"]] == 1, job  # no job ran twice
+        assert [(r["cause"], r["return_code"]) for r in rows[job["_key"]]] == [("exit", 0)]
+
+
+@pytest.mark.slow
+def test_four_kill9_restart_cycles_of_the_server_during_10000_jobs_with_16_workers(
+        live, remote, workdir):
+    n = int(os.environ.get("TORC_GRAPH_TEST_KILL_JOBS", "10000"))
+    wf = create_workflow(remote, {"name": "noop", "user": "tester",
+                                  "jobs": [{"name": f"j{i}", "command": "true"}
+                                           for i in range(n)]})
+    start_workflow(remote, wf)
+    t0 = time.monotonic()
+    runners = _start_all(wf, workdir, live.url, 4, 4)  # 16 job slots
+    try:
+        def done() -> int:
+            return remote.get(f"/workflows/{wf}/jobs", status="done", limit=1)["total_count"]
+
+        for cycle in range(4):
+            assert wait_for(lambda c=cycle: done() >= n * (c + 1) // 5, 120, 0.2)
+            kill9(live)
+            time.sleep(0.5)
+            live.start()
+    finally:
+        _finish_all(runners, 120)
+    elapsed = time.monotonic() - t0
+    assert remote.get(f"/workflows/{wf}/jobs", status="done", limit=1)["total_count"] == n
+    per_job = Counter(r["job_key"] for r in remote.iter_items(f"/workflows/{wf}/results"))
+    assert len(per_job) == n and set(per_job.values()) == {1}  # each job completed once
+    print(f"{n} jobs, 4 server kill -9 cycles, 16 slots: {elapsed:.1f} s")

@@ -1,7 +1,9 @@
 """The prefetch queue: claimed jobs waiting for a free slot, and how much to claim.
 
 A claim asks for the free resources plus a prefetch, so a core never waits on a round trip:
-the runner holds enough extra jobs to keep every slot busy for two round trips (measured), but
+the runner holds enough extra jobs to keep every slot busy for four round trips (measured;
+it claims again when half of them are left, so a completion batch carries about two round
+trips' worth of jobs), but
 only while jobs are short — for jobs whose recent mean duration is at least
 :data:`MAX_DURATION` it claims only what fits now, leaving the rest to other workers. Held jobs
 are the node's like running ones (its lease covers them); they are released when the runner
@@ -20,6 +22,8 @@ from torc_graph.runner.slots import JobSlots
 #: Prefetch only while the recent mean job duration is below this (seconds).
 MAX_DURATION = 0.5
 MAX_JOBS = 256
+#: Hold at least this much work (seconds); else four round trips' worth.
+MIN_HORIZON = 0.02
 
 
 class Prefetch:
@@ -74,7 +78,7 @@ class Prefetch:
         if mean is None or mean >= MAX_DURATION:
             return 0
         rate = self.width / max(mean, 1e-4)
-        return min(MAX_JOBS, max(self.width, int(rate * (2 * self.rtt + 0.01))))
+        return min(MAX_JOBS, max(self.width, int(rate * max(4 * self.rtt, MIN_HORIZON))))
 
     def low(self) -> bool:
         """Whether the queue has run down to half its target (time to claim)."""
