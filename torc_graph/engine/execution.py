@@ -171,16 +171,21 @@ def _item(job_key: str, attempt_id: int, outcome: str, status: str | None, code:
 
 
 def _recorded(store: GraphStore, workflow: str, job: Mapping[str, Any], run_id: int,
-              attempt_id: int) -> bool:
-    """Whether this node's report of the attempt was already recorded (a result row of the
-    attempt that the server did not write itself: not ``lost``)."""
+              attempt_id: int, release: bool) -> bool:
+    """Whether the same report of the attempt was already recorded: a result row of the
+    attempt written by a completion (``release=False``) or by a release (``release=True``).
+    Rows the server wrote itself (``lost``) never make a report a duplicate."""
     rows = store.neighbors(workflow, Edge.RETURNED.value, "out", [job["_id"]],
                            where={"run_id": run_id, "attempt_id": attempt_id})
-    return any(n.vertex.get("cause") != "lost" for n in rows)
+    causes = [n.vertex.get("cause") for n in rows]
+    if release:
+        return "interrupted" in causes
+    return any(c not in ("lost", "interrupted") for c in causes)
 
 
 def _fence(store: GraphStore, workflow: str, job: Mapping[str, Any] | None, key: str,
-           node_key: str, attempt_id: int, run_id: int, current_run: int) -> dict | None:
+           node_key: str, attempt_id: int, run_id: int, current_run: int, *,
+           release: bool = False) -> dict | None:
     """None when the node holds the attempt; else the ``duplicate``/``stale`` item."""
     if job is None:
         return _item(key, attempt_id, "stale", None, 409, f"job {key} does not exist")
@@ -189,7 +194,7 @@ def _fence(store: GraphStore, workflow: str, job: Mapping[str, Any] | None, key:
                      f"run_id={run_id} is not the workflow's current run_id={current_run}")
     if leases.holds(job, node_key, attempt_id):
         return None
-    if _recorded(store, workflow, job, run_id, attempt_id):
+    if _recorded(store, workflow, job, run_id, attempt_id, release):
         return _item(key, attempt_id, "duplicate", job.get("status"), 200,
                      f"attempt {attempt_id} of job {key} was already recorded")
     ex = leases.execution(job)
@@ -311,7 +316,8 @@ def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> d
         for key, item in zip(keys, items_in):
             attempt = item["attempt_id"]
             job = jobs.get(key)
-            fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, run_id)
+            fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, run_id,
+                            release=True)
             if fenced is not None:
                 out.append(fenced)
                 continue

@@ -390,7 +390,10 @@ def reset_job_status(
                     HasEdge(
                         Edge.RETURNED.value,
                         "out",
-                        {"run_id": space.status.get("run_id"), "return_code": Ne(0)},
+                        # Rows of requeued attempts (status ready: retried, lost, released)
+                        # are not failures of the job.
+                        {"run_id": space.status.get("run_id"), "return_code": Ne(0),
+                         "status": Ne(JobStatus.READY.value)},
                     )
                 ],
             )
