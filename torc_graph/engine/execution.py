@@ -126,18 +126,22 @@ def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dic
     ``limit`` jobs that fit ``resources`` in one transaction (each: ``submitted``, an
     ``executed`` edge, a ``job/start`` event, ``execution`` held by the node), renewing the
     node's lease. With nothing to hand out and the workflow neither complete nor canceled, wait
-    up to ``wait_seconds`` for jobs to become ready (no lock held while waiting).
+    up to ``wait_seconds`` (at most half the lease) for jobs to become ready (no lock held
+    while waiting).
 
     Raises NotFound (workflow, node), InvalidInput (bad arguments), Conflict (409: the node
     lost its lease or is inactive).
     """
     resources, limit, sort_method, wait = _claim_args(body)
     node_key = body["compute_node_key"]
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
     leases.expire(store, workflow)
     resp = _claim_once(store, workflow, node_key, resources, limit, sort_method)
     if resp["jobs"] or resp["is_complete"] or resp["is_canceled"] or limit == 0:
         return resp
+    # The claim renewed the node's lease; a wait never outlives half of it, so a node that
+    # only long-polls (no heartbeat thread) keeps its lease.
+    deadline = started + min(wait, resp["lease_seconds"] / 2)
     seen = _fingerprint(store, workflow)
     checked = time.monotonic()
     while time.monotonic() < deadline:
