@@ -289,7 +289,7 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
                 continue
             status = decision.status
             row = {"job_key": key, "run_id": run_id, "status": status, **res}
-            updated = lifecycle.record_completion(store, workflow, node, job, status, row,
+            updated = lifecycle.record_completion(store, workflow, job, status, row,
                                                   cause=decision.cause,
                                                   changed=old_status != status)
             jobs[key] = updated
