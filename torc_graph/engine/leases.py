@@ -35,7 +35,7 @@ DEFAULT_EXPIRATION_BUFFER_SECONDS = 120
 
 #: Minimum seconds between two sweeps of one workflow in one process (``force`` ignores it).
 SWEEP_INTERVAL_SECONDS = 1.0
-_last_sweep: dict[tuple[int, str], float] = {}
+_last_sweep: dict[tuple[str, str], float] = {}
 _sweep_lock = threading.Lock()
 
 
@@ -189,7 +189,7 @@ def expire(store: GraphStore, workflow: str, now: int | None = None, *,
     unless ``force``.
     """
     mark = time.monotonic()
-    slot = (id(store), workflow)
+    slot = (str(getattr(store, "url", id(store))), workflow)
     with _sweep_lock:
         if not force and mark - _last_sweep.get(slot, float("-inf")) < SWEEP_INTERVAL_SECONDS:
             return []
