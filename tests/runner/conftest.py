@@ -3,8 +3,10 @@ and helpers to create, start and run workflows from spec dicts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +73,26 @@ def jobs_by_name(client: Client, wf: str) -> dict[str, dict[str, Any]]:
 def by_name(client: Client) -> Callable[[str], dict[str, dict[str, Any]]]:
     return lambda wf: jobs_by_name(client, wf)
 
+
+
+@pytest.fixture
+def in_background():
+    """``with in_background(runner) as box:`` runs ``runner.run()`` in a thread; the block's
+    end waits for it (30 s; then it is stopped and the test fails). ``box["summary"]`` is the
+    RunnerSummary."""
+
+    @contextlib.contextmanager
+    def background(runner: LocalRunner) -> Iterator[dict[str, Any]]:
+        box: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: box.update(summary=runner.run()))
+        thread.start()
+        try:
+            yield box
+            thread.join(30)
+            assert not thread.is_alive(), "the runner did not finish"
+        finally:
+            if thread.is_alive():
+                runner.request_stop()
+                thread.join(30)
+
+    return background

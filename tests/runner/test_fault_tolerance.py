@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -94,7 +93,8 @@ def test_exit_12_twice_then_success_oom_retried_with_more_memory(client, workdir
     assert (summary.succeeded, summary.failed, summary.retried) == (2, 1, 3)
 
 
-def test_walltime_claims_only_fitting_jobs_and_ends_with_cause_walltime(client, workdir):
+def test_walltime_claims_only_fitting_jobs_and_ends_with_cause_walltime(client, workdir,
+                                                                       in_background):
     wf = new_workflow(client, [
         {"name": "polite", "command": "sh -c 'echo $$ > polite.pid; exec sleep 30'",
          "supports_termination": True, "resource_requirements": "minute"},
@@ -107,10 +107,7 @@ def test_walltime_claims_only_fitting_jobs_and_ends_with_cause_walltime(client, 
     runner = LocalRunner(client, wf, RunnerOptions(
         num_cpus=3, end_time=time.time() + 600, termination_grace=30,
         output_dir=workdir / "output"))
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.update(summary=runner.run()))
-    thread.start()
-    try:
+    with in_background(runner) as box:
         assert wait_for(lambda: (workdir / "polite.pid").exists()
                         and (workdir / "rude.pid").exists(), 15)
         # The allocation turns out to end in 4 s (a Slurm job whose limit was lowered).
@@ -120,12 +117,6 @@ def test_walltime_claims_only_fitting_jobs_and_ends_with_cause_walltime(client, 
         polite = int((workdir / "polite.pid").read_text())
         assert wait_for(lambda: not alive(polite), 6)
         assert end - 2.5 <= time.time() < end  # SIGTERM inside the 2 s buffer
-        thread.join(15)
-        assert not thread.is_alive()
-    finally:
-        if thread.is_alive():
-            runner.request_stop()
-            thread.join(30)
     assert time.time() >= end
     assert box["summary"].reason == "the allocation's walltime ended"
     jobs = {j["name"]: j for j in client.list_jobs(wf)}
@@ -186,15 +177,8 @@ def test_sigint_to_the_process_group_releases_jobs_and_a_second_run_resumes(
 
 # ---------------------------------------------------------------------- heartbeats and polls
 
-def _in_thread(runner: LocalRunner) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.update(summary=runner.run()))
-    thread.start()
-    return thread, box
-
-
 def test_heartbeat_is_one_request_for_all_jobs_and_lost_jobs_are_killed(
-        client, workdir, monkeypatch):
+        client, workdir, monkeypatch, in_background):
     beats: list[list[str]] = []
     real = execution_module.Execution.heartbeat
 
@@ -209,8 +193,7 @@ def test_heartbeat_is_one_request_for_all_jobs_and_lost_jobs_are_killed(
     wf = new_workflow(client, [{"name": f"j{i}", "command": job} for i in range(4)],
                       config={"heartbeat_seconds": 1})
     runner = LocalRunner(client, wf, RunnerOptions(num_cpus=4, output_dir=workdir / "output"))
-    thread, box = _in_thread(runner)
-    try:
+    with in_background(runner) as box:
         assert wait_for(lambda: len(list((workdir / "pids").iterdir())) == 4, 15)
         # Another client takes j0 away from this worker (as a lease expiry would).
         j0 = next(j for j in client.list_jobs(wf) if j["name"] == "j0")
@@ -218,11 +201,6 @@ def test_heartbeat_is_one_request_for_all_jobs_and_lost_jobs_are_killed(
         client.put(f"/workflows/{wf}/jobs/{j0['_key']}/manage_status_change/ready/"
                    f"{j0['_rev']}/1")
         assert wait_for(lambda: not alive(first_pid), 2.5)  # killed at the next heartbeat
-        thread.join(30)
-    finally:
-        if thread.is_alive():
-            runner.request_stop()
-            thread.join(30)
     summary = box["summary"]
     assert summary.reason == "the workflow is complete" and summary.lost == 1
     # One request per interval, naming every held job (4 at first), never one per job.
@@ -299,8 +277,8 @@ def test_kill9_of_a_runner_its_jobs_run_again_within_lease_plus_heartbeat(live, 
     assert attempts(remote, wf) == rows
 
 
-def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir,
-                                                              monkeypatch):
+def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir, monkeypatch,
+                                                     in_background):
     claims: list[float] = []
     real = execution_module.Execution.claim
 
@@ -318,8 +296,8 @@ def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir,
             assert wait_for(lambda: any(j["status"] == "submitted"
                                         for j in remote.list_jobs(wf)), 20)
             idle = LocalRunner(own, wf, RunnerOptions(num_cpus=1, output_dir=workdir / "o2"))
-            thread, box = _in_thread(idle)
-            thread.join(30)
+            with in_background(idle):
+                pass
         busy.communicate(timeout=30)
     finally:
         if busy.poll() is None:

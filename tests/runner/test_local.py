@@ -112,28 +112,19 @@ def test_runtime_limit_terminates_the_job(client, make_workflow, run_workflow, b
 
 
 def test_cancel_from_another_client_kills_the_job(client, db_url, make_workflow, by_name,
-                                                  workdir):
+                                                  workdir, in_background):
     wf = make_workflow([{"name": "long", "command": "sh -c 'echo $$ > pid; exec sleep 30'"},
                         {"name": "later", "command": "true", "blocked_by": ["long"]}])
     runner = LocalRunner(Client(database=db_url), wf,
                          RunnerOptions(output_dir=workdir / "output", num_cpus=2,
                                        poll_interval=0.1))
-    box = {}
-    thread = threading.Thread(target=lambda: box.setdefault("summary", runner.run()))
-    thread.start()
-    try:
+    with in_background(runner) as box:
         assert wait_for(lambda: (workdir / "pid").exists() and (workdir / "pid").read_text(),
                         15)
         pid = int((workdir / "pid").read_text())
         assert alive(pid)
         with Client(database=db_url) as other:
             other.cancel_workflow(wf)
-        thread.join(15)
-        assert not thread.is_alive()
-    finally:
-        if thread.is_alive():
-            runner.request_stop()
-            thread.join(30)
     assert not alive(pid)
     summary = box["summary"]
     assert summary.canceled_workflow and summary.canceled == 1
