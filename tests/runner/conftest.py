@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 from torc_graph.client import Client
 from torc_graph.runner.local import LocalRunner, RunnerOptions, RunnerSummary
 from torc_graph.runner.workflow import create_workflow, start_workflow
+from torc_graph.testing import clean_env, cli_argv
 
 PY = sys.executable
 
@@ -96,3 +98,27 @@ def in_background():
                 thread.join(30)
 
     return background
+
+
+@pytest.fixture
+def spawn_runner(workdir: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """``spawn_runner(wf, "--database", url)``: ``torc-graph jobs run WF`` as a subprocess in
+    its own process group (output in ``workdir/output``, stdout+stderr piped). Whatever still
+    runs at the test's end is killed."""
+    procs: list[subprocess.Popen] = []
+
+    def spawn(wf: str, *store: str, num_cpus: int = 2) -> subprocess.Popen:
+        argv = cli_argv("jobs", "run", wf, *store, "--num-cpus", str(num_cpus),
+                        "--no-progress", "--poll-interval", "0.2",
+                        "--output", str(workdir / "output"))
+        proc = subprocess.Popen(argv, cwd=workdir, env=clean_env(PATH=os.environ["PATH"]),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -46,16 +46,6 @@ def new_workflow(client: Client, jobs: list[dict[str, Any]], handlers: dict[str,
     return wf
 
 
-def start_cli_runner(wf: str, workdir: Path, *store: str, num_cpus: int = 2,
-                     new_session: bool = True) -> subprocess.Popen:
-    """``torc-graph jobs run WF`` as a subprocess (its own process group)."""
-    argv = cli_argv("jobs", "run", wf, *store, "--num-cpus", str(num_cpus), "--no-progress",
-                    "--poll-interval", "0.2", "--output", str(workdir / "output"))
-    return subprocess.Popen(argv, cwd=workdir, env=clean_env(PATH=os.environ["PATH"]),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=new_session)
-
-
 # ---------------------------------------------------------------------- retries and causes
 
 RETRY_CONFIG = {"failure_handlers": [{"name": "h", "rules": [
@@ -144,20 +134,15 @@ FAN_IN = [
 
 @pytest.mark.slow
 def test_sigint_to_the_process_group_releases_jobs_and_a_second_run_resumes(
-        client, db_url, workdir):
+        client, db_url, workdir, spawn_runner):
     (workdir / "pids").mkdir()
     wf = new_workflow(client, FAN_IN)
-    proc = start_cli_runner(wf, workdir, "--database", db_url)
-    try:
-        assert wait_for(lambda: len(list((workdir / "pids").iterdir())) == 2, 30), \
-            proc.stdout.read1()
-        pids = [int(p.read_text()) for p in (workdir / "pids").iterdir()]
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = spawn_runner(wf, "--database", db_url)
+    assert wait_for(lambda: len(list((workdir / "pids").iterdir())) == 2, 30), \
+        proc.stdout.read1()
+    pids = [int(p.read_text()) for p in (workdir / "pids").iterdir()]
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    proc.wait(30)
     assert wait_for(lambda: not any(alive(p) for p in pids), 10)
     statuses = Counter(j["status"] for j in client.list_jobs(wf))
     assert statuses == {"done": 2, "ready": 3, "blocked": 1}  # 0 canceled, 0 terminated
@@ -166,7 +151,7 @@ def test_sigint_to_the_process_group_releases_jobs_and_a_second_run_resumes(
     # released: back to ready, attempt + 1, no cascade.
     assert causes["exit"] == 2 and causes["interrupted"] in (2, 3) and len(causes) == 2
     (workdir / "release").touch()
-    proc = start_cli_runner(wf, workdir, "--database", db_url)
+    proc = spawn_runner(wf, "--database", db_url)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode()
     assert all(j["status"] == "done" for j in client.list_jobs(wf))
@@ -236,30 +221,23 @@ def _runs(workdir: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_kill9_of_a_runner_its_jobs_run_again_within_lease_plus_heartbeat(live, remote,
-                                                                          workdir):
+def test_kill9_of_a_runner_its_jobs_run_again_within_lease_plus_heartbeat(
+        live, remote, workdir, spawn_runner):
     (workdir / "pids").mkdir()
     lease, beat = 3, 1
     wf = new_workflow(remote, [{"name": f"j{i}", "command": SECOND_TIME_OK} for i in range(4)],
                       config={"heartbeat_seconds": beat, "lease_seconds": lease})
-    first = start_cli_runner(wf, workdir, "--url", live.url, num_cpus=4)
-    try:
-        assert wait_for(lambda: len(_runs(workdir)) == 4, 30), first.stdout.read1()
-    finally:
-        first.kill()  # kill -9: no report, no release
-        first.wait()
+    first = spawn_runner(wf, "--url", live.url, num_cpus=4)
+    assert wait_for(lambda: len(_runs(workdir)) == 4, 30), first.stdout.read1()
+    first.kill()  # kill -9: no report, no release
+    first.wait()
     killed_at = time.monotonic()
     (dead_node,) = [n for n in remote.iter_items(f"/workflows/{wf}/compute_nodes")
                     if n["pid"] == first.pid]
-    second = start_cli_runner(wf, workdir, "--url", live.url, num_cpus=4)
-    try:
-        assert wait_for(lambda: sorted(_runs(workdir).values()) == [2, 2, 2, 2], 30)
-        rerun_after = time.monotonic() - killed_at
-        out, _ = second.communicate(timeout=60)
-    finally:
-        if second.poll() is None:
-            second.kill()
-            second.wait()
+    second = spawn_runner(wf, "--url", live.url, num_cpus=4)
+    assert wait_for(lambda: sorted(_runs(workdir).values()) == [2, 2, 2, 2], 30)
+    rerun_after = time.monotonic() - killed_at
+    out, _ = second.communicate(timeout=60)
     assert second.returncode == 0, out.decode()
     # lease + one heartbeat, plus 2 s for starting the second runner's interpreter.
     assert rerun_after <= lease + beat + 2, rerun_after
@@ -278,7 +256,7 @@ def test_kill9_of_a_runner_its_jobs_run_again_within_lease_plus_heartbeat(live, 
 
 
 def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir, monkeypatch,
-                                                     in_background):
+                                                     in_background, spawn_runner):
     claims: list[float] = []
     real = execution_module.Execution.claim
 
@@ -290,19 +268,14 @@ def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir, mon
     wf = new_workflow(remote, [{"name": "gate", "command": "sh -c 'sleep 3; touch gate.done'"},
                                {"name": "after", "command": "touch after.done",
                                 "blocked_by": ["gate"]}])
-    busy = start_cli_runner(wf, workdir, "--url", live.url, num_cpus=1)
-    try:
-        with Client(live.url) as own:
-            assert wait_for(lambda: any(j["status"] == "submitted"
-                                        for j in remote.list_jobs(wf)), 20)
-            idle = LocalRunner(own, wf, RunnerOptions(num_cpus=1, output_dir=workdir / "o2"))
-            with in_background(idle):
-                pass
-        busy.communicate(timeout=30)
-    finally:
-        if busy.poll() is None:
-            busy.kill()
-            busy.wait()
+    busy = spawn_runner(wf, "--url", live.url, num_cpus=1)
+    with Client(live.url) as own:
+        assert wait_for(lambda: any(j["status"] == "submitted"
+                                    for j in remote.list_jobs(wf)), 20)
+        idle = LocalRunner(own, wf, RunnerOptions(num_cpus=1, output_dir=workdir / "o2"))
+        with in_background(idle):
+            pass
+    busy.communicate(timeout=30)
     # The idle runner waited in long polls (no request per poll interval) ...
     assert claims and claims[0] > 0
     assert len(claims) <= 4, claims

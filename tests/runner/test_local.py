@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -16,7 +15,7 @@ import pytest
 from torc_graph.client import Client
 from torc_graph.runner.local import LocalRunner, RunnerError, RunnerOptions
 from torc_graph.runner.process import stdio_paths
-from torc_graph.testing import alive, clean_env, cli_argv, wait_for
+from torc_graph.testing import alive, wait_for
 
 PY = sys.executable
 
@@ -228,15 +227,6 @@ KILL_JOB = ("if [ -e release ]; then exit 0; fi; sleep 60 & echo $! > pids/$TORC
             "echo $$ > pids/$TORC_JOB_KEY.sh; wait")
 
 
-def _start_runner(wf: str, db_url: str, workdir: Path) -> subprocess.Popen:
-    argv = cli_argv("jobs", "run", wf, "--database", db_url, "--num-cpus", "2",
-                               "--poll-interval", "0.2", "--no-progress", "--output",
-                               str(workdir / "output"))
-    env = clean_env(PATH=os.environ["PATH"])
-    return subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-
-
 def _job_pids(workdir: Path) -> list[int]:
     return [int(p.read_text()) for p in (workdir / "pids").iterdir() if p.read_text().strip()]
 
@@ -244,21 +234,16 @@ def _job_pids(workdir: Path) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_runner_leaves_no_processes_and_restart_completes(
-        sig, client, db_url, make_workflow, by_name, workdir):
+        sig, client, db_url, make_workflow, by_name, workdir, spawn_runner):
     (workdir / "pids").mkdir()
     wf = make_workflow([{"name": f"j{i}", "command": KILL_JOB} for i in range(3)])
-    proc = _start_runner(wf, db_url, workdir)
-    try:
-        assert wait_for(lambda: len(_job_pids(workdir)) == 4, 30), proc.stdout.read1()
-        pids = _job_pids(workdir)
-        assert all(alive(p) for p in pids)
-        runner_children = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(sig)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = spawn_runner(wf, "--database", db_url)
+    assert wait_for(lambda: len(_job_pids(workdir)) == 4, 30), proc.stdout.read1()
+    pids = _job_pids(workdir)
+    assert all(alive(p) for p in pids)
+    runner_children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(sig)
+    proc.wait(30)
     # Jobs, their children and the runner's watchdog are all gone.
     assert wait_for(lambda: not any(alive(p) for p in pids), 10)
     assert wait_for(lambda: not any(alive(c.pid) for c in runner_children), 10)
@@ -275,7 +260,7 @@ def test_killed_runner_leaves_no_processes_and_restart_completes(
     (workdir / "release").touch()
     client.reset_status(wf)
     client.reset_job_status(wf)
-    proc = _start_runner(wf, db_url, workdir)
+    proc = spawn_runner(wf, "--database", db_url)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode()
     assert all(j["status"] == "done" for j in by_name(wf).values())
