@@ -297,8 +297,9 @@ class LocalRunner:
             items = self.link.call(self.execution.release, list(self.queue.releases))
             self.queue.releases.clear()
             self.summary.released += sum(1 for i in items if i.get("code", 200) == 200)
-        claim = self._claim_body()
-        low = claim is not None and self.prefetch.low()
+        low = self.prefetch.low()
+        claim = self._claim_body() if low or self.queue.completions else None
+        low = low and claim is not None
         if self.queue.completions and (low or self._report_due(now)):
             return self._flush(now, claim)
         if not low:

@@ -34,6 +34,7 @@ class Prefetch:
         self.width = max(max_parallel_jobs or total.num_cpus, 1)
         self.sort_method = sort_method
         self.jobs: deque[dict[str, Any]] = deque()
+        self.reserved = Resources(0, 0.0, 0)  # what the held jobs will need
         self.mean_duration: float | None = None
         self.rtt = 0.005  # seconds, moving average of round trips that did not wait
 
@@ -47,20 +48,27 @@ class Prefetch:
         return {j["_key"] for j in self.jobs}
 
     def extend(self, jobs: list[dict[str, Any]]) -> None:
-        self.jobs.extend(jobs)
+        for job in jobs:
+            self.jobs.append(job)
+            self.reserved = self.reserved + Resources.of_job(job)
 
     def discard(self, key: str) -> None:
-        self.jobs = deque(j for j in self.jobs if j["_key"] != key)
+        kept = [j for j in self.jobs if j["_key"] != key]
+        self.take_all()
+        self.extend(kept)
 
     def take_all(self) -> list[dict[str, Any]]:
         jobs = list(self.jobs)
         self.jobs.clear()
+        self.reserved = Resources(0, 0.0, 0)
         return jobs
 
     def next_fitting(self, slots: JobSlots) -> dict[str, Any] | None:
         """Pop the next job if it fits into the free slots now (in claim order)."""
         if self.jobs and slots.fits(self.jobs[0]):
-            return self.jobs.popleft()
+            job = self.jobs.popleft()
+            self.reserved = self.reserved - Resources.of_job(job)
+            return job
         return None
 
     # ------------------------------------------------------------------ statistics
@@ -88,11 +96,8 @@ class Prefetch:
         """The ``claim_jobs`` request for the free resources plus the prefetch (without the
         compute node); None when nothing more is wanted."""
         extra = self.target()
-        reserved = Resources(0, 0.0, 0)
-        for job in self.jobs:
-            reserved = reserved + Resources.of_job(job)
         cpus = max(self.total.num_cpus, 1)
-        ask = slots.free - reserved + self.total.scaled(-(-extra // cpus))
+        ask = slots.free - self.reserved + self.total.scaled(-(-extra // cpus))
         free_slots = slots.free_job_slots()
         limit = (free_slots if free_slots is not None else max(slots.free.num_cpus, 0)) + extra
         limit -= len(self.jobs)
