@@ -37,8 +37,7 @@ class ServerLink:
         self.down_since: float | None = None
         self.retry_at = 0.0
         self._delay = first_delay
-        #: Set when a call that changes state failed after it may have reached the server.
-        self.outages = 0
+        self.outages = 0  #: number of outages seen
 
     @property
     def is_down(self) -> bool:

@@ -1,25 +1,17 @@
 """The local job runner: a worker that claims a workflow's jobs and runs them on this machine.
 
-It registers a compute node and then loops (:meth:`LocalRunner._loop`):
+It registers a compute node (:mod:`.node`) and loops: exited jobs are reaped (:mod:`.slots`)
+and queued as completions (:mod:`.reporting`); claimed jobs wait in a small prefetch queue
+(:mod:`.prefetch`) and start as soon as resources free up; queued completions go out in one
+``complete_jobs`` request that also claims the next jobs (:mod:`.execution`); an idle runner
+long-polls ``claim_jobs``; one heartbeat per interval covers all its jobs (:mod:`.heartbeat`);
+while the server is unreachable jobs keep running and reports wait (:mod:`.link`).
 
-* finished jobs are reaped (:mod:`.slots`) and queued as completions (:mod:`.reporting`);
-* claimed jobs wait in a small **prefetch** queue and start as soon as resources free up, so
-  a core never waits on a round trip (only while jobs are short, :mod:`.prefetch`);
-* the queued completions go to the server in one ``complete_jobs`` request that also claims
-  the next jobs (:mod:`.execution`): one round trip per finished batch;
-* a runner with nothing to do long-polls ``claim_jobs`` (``wait_seconds``): idle runners cost
-  about one request per long poll;
-* one heartbeat per interval renews the lease of all its jobs (:mod:`.heartbeat`);
-* while the server cannot be reached, jobs keep running and completions stay queued
-  (:mod:`.link`); they are sent when it answers again.
-
-Stopping: SIGINT/SIGTERM stop the running jobs (SIGTERM to their process groups, SIGKILL after
-the grace period) and give them back to the server as ``interrupted`` (``ready`` again, no
-cascade); jobs that finished by themselves are still reported; a second signal kills at once.
-A workflow cancel kills the jobs and reports them ``canceled``; a job over its runtime is
-``terminated`` (cause ``timeout``); at the allocation's end (``end_time``) every job is
-``terminated`` (cause ``walltime``). If the runner itself is killed, its watchdog kills the jobs
-(:mod:`.watchdog`) and the server requeues them when the lease expires.
+Stopping: SIGINT/SIGTERM stop the running jobs (SIGTERM to their groups, SIGKILL after the
+grace) and release them as ``interrupted``; a second signal kills at once. A workflow cancel
+reports them ``canceled``; a runtime-limit kill is cause ``timeout``; at the allocation's end
+(:mod:`.walltime`) cause ``walltime``. If the runner itself is killed, its watchdog kills the
+jobs (:mod:`.watchdog`) and the server requeues them when the lease expires.
 """
 
 from __future__ import annotations
@@ -312,7 +304,7 @@ class LocalRunner:
         self._long_polling = wait > 0 and self.client.url is not None
         try:
             resp = self.link.call(self.execution.claim, claim)
-        except LinkDown:
+        except (LinkDown, _Interrupted):
             self._claim_uncertain = True
             raise
         finally:
@@ -360,12 +352,8 @@ class LocalRunner:
         if outcome == "retried":
             sent = next((c for c in batch if c["job_key"] == item.get("job_key")), None)
             rc = sent["result"]["return_code"] if sent else 0
-            self._count(sent["status"] if sent else "done", rc, -1)
-            self.summary.retried += 1
-            for outcome_row in reversed(self.summary.outcomes):
-                if outcome_row["key"] == item.get("job_key"):
-                    outcome_row["status"] = "retried"
-                    break
+            self.summary.retried_attempt(str(item.get("job_key")),
+                                         sent["status"] if sent else "done", rc)
             script = item.get("recovery_script")
             if script:
                 run_recovery_script(script, str(item["job_key"]), rc,
@@ -496,19 +484,13 @@ class LocalRunner:
         self.queue.add(item, now)
         self.prefetch.job_finished(duration)
         status = item["status"]
-        self._count(status, rc, 1)
+        self.summary.count(status, rc)
         self.summary.outcomes.append({
             "key": proc.key, "name": proc.job.get("name"), "status": status,
             "cause": item["cause"], "return_code": rc, "duration_seconds": duration,
         })
         logger.info("finished job %s status=%s cause=%s return_code=%s duration=%.3fs",
                     proc.key, status, item["cause"], rc, duration)
-
-    def _count(self, status: str, rc: int, n: int) -> None:
-        """Add ``n`` to the summary counter of an attempt that ended ``status`` / ``rc``."""
-        name = ("canceled" if status == "canceled" else "terminated" if status == "terminated"
-                else "succeeded" if rc == 0 else "failed")
-        setattr(self.summary, name, getattr(self.summary, name) + n)
 
     # ------------------------------------------------------------------ leases, walltime, cancel
 
@@ -575,6 +557,11 @@ class LocalRunner:
             self.slots.kill_all()
             raise
         finally:
+            if self._claim_uncertain:  # a claim's answer was lost: find what it handed out
+                try:
+                    self._adopt_orphans()
+                except (LinkDown, ApiError, ServerUnreachable) as exc:
+                    logger.warning("could not look for jobs of a lost claim: %s", exc)
             for job in self.prefetch.take_all():
                 self.queue.release(release_item(job))
         self._send_remaining()

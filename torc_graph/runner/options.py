@@ -87,3 +87,19 @@ class RunnerSummary:
     reason: str = ""
     elapsed_seconds: float = 0.0
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, status: str, rc: int, n: int = 1) -> None:
+        """Add ``n`` to the counter of an attempt that ended ``status`` with ``rc``."""
+        name = ("canceled" if status == "canceled" else "terminated" if status == "terminated"
+                else "succeeded" if rc == 0 else "failed")
+        setattr(self, name, getattr(self, name) + n)
+
+    def retried_attempt(self, key: str, status: str, rc: int) -> None:
+        """The server requeued the attempt just counted for job ``key``: count it as retried
+        instead, and mark its latest outcome row so."""
+        self.count(status, rc, -1)
+        self.retried += 1
+        for row in reversed(self.outcomes):
+            if row["key"] == key:
+                row["status"] = "retried"
+                break
