@@ -90,8 +90,8 @@ def _claim_once(store: GraphStore, workflow: str, node_key: str, resources: Mapp
                 {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
                 for j in jobs
             ])
-            for job in jobs:
-                lifecycle.start_event(store, workflow, job, node)
+            store.insert_many(Collection.EVENTS.value, workflow,
+                              [lifecycle.start_event_doc(job, node) for job in jobs])
         complete = False if jobs else _is_complete(store, workflow)
         return {
             "jobs": jobs,
@@ -261,10 +261,16 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
     with store.transaction(workflow):
         space, node, jobs = _open_batch(store, workflow, node_key, keys)
         current_run = space.status.get("run_id")
-        succeeded: list[str] = []
-        failed: list[str] = []
+        # Completions are fenced one by one, then written together (set-based).
+        entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
+        pending: dict[str, tuple[int, str | None]] = {}  # key -> (attempt, old status)
         for i, (key, item) in enumerate(zip(keys, items_in)):
             attempt = item["attempt_id"]
+            if key in pending:  # the same job twice in one batch
+                same = pending[key][0] == attempt
+                out.append(_item(key, attempt, "duplicate" if same else "stale", None,
+                                 200 if same else 409, "reported twice in this batch"))
+                continue
             job = jobs.get(key)
             fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, current_run)
             if fenced is not None:
@@ -289,14 +295,20 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
                 continue
             status = decision.status
             row = {"job_key": key, "run_id": run_id, "status": status, **res}
-            updated = lifecycle.record_completion(store, workflow, job, status, row,
-                                                  cause=decision.cause,
-                                                  changed=old_status != status)
-            jobs[key] = updated
-            if old_status != status and old_status not in model.COMPLETE_STATUSES:
-                (failed if res["return_code"] != 0 else succeeded).append(updated["_id"])
-            lifecycle.complete_event(store, workflow, updated, node, status, res["return_code"])
+            entries.append((job, status, row, decision.cause, old_status != status))
+            pending[key] = (attempt, old_status)
             out.append(_item(key, attempt, "completed", status, 200, decision.reason))
+        succeeded: list[str] = []
+        failed: list[str] = []
+        updated = lifecycle.record_completions(store, workflow, entries)
+        events = []
+        for (_, status, row, _, changed), new in zip(entries, updated):
+            rc = row["return_code"]
+            if changed and pending[new["_key"]][1] not in model.COMPLETE_STATUSES:
+                (failed if rc != 0 else succeeded).append(new["_id"])
+            events.append(lifecycle.complete_event_doc(new, node, status, rc))
+        if events:
+            store.insert_many(Collection.EVENTS.value, workflow, events)
         lifecycle.process_completions(store, workflow, succeeded, failed)
         claimed = None
         if claim_args is not None and leases.is_live(node, now_ms()):
