@@ -117,6 +117,12 @@ def start_job(
         job = _get_job(store, workflow, key)
         node = _get_compute_node(store, workflow, compute_node_key)
         if job.get("status") != JobStatus.SUBMITTED_PENDING.value:
+            if job["_rev"] != rev and leases.execution(job)["last_cause"] == "lost":
+                # Fencing: the claim's lease expired and the job was requeued (leases §5).
+                raise RevisionConflict(
+                    f"Revision conflict for {job['_id']}: _rev={job['_rev']} (the claim's lease "
+                    "expired and the job was requeued)"
+                )
             raise BadRequest(f"job status must be submitted_pending: {job.get('status')}")
         _check_rev(job, rev, RevisionConflict)
         _check_run_id(space.status, run_id)
