@@ -18,8 +18,10 @@ when that changes, so an idle poller holds no lock and costs one small read per 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torc_graph import model, validation
@@ -111,9 +113,43 @@ def _is_complete(store: GraphStore, workflow: str) -> bool:
     return not store.find(JOBS, workflow, {"status": In(_UNFINISHED)}, limit=1)
 
 
-def _fingerprint(store: GraphStore, workflow: str) -> tuple[str, ...]:
-    return tuple(d["_key"] for d in store.find(
-        JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=POLL_WINDOW))
+@dataclass
+class _Watch:
+    """What the waiting long polls of one process watch on one workflow."""
+
+    read_at: float = float("-inf")
+    keys: tuple[str, ...] = ()
+    checked_at: float = float("-inf")
+    finished: bool = False
+
+
+#: (store URL, workflow) -> its watch: one read per poll interval serves every long poll of
+#: the process waiting on the workflow.
+_watches: dict[tuple[str, str], _Watch] = {}
+_watches_lock = threading.Lock()
+
+
+def _watch(store: GraphStore, workflow: str) -> tuple[tuple[str, ...], bool]:
+    """The first claimable job keys (re-read at most every :data:`POLL_SECONDS`) and whether
+    the workflow is complete or canceled (at most every :data:`COMPLETION_CHECK_SECONDS`),
+    shared by the waiting threads of this process."""
+    slot = (str(getattr(store, "url", id(store))), workflow)
+    now = time.monotonic()
+    with _watches_lock:
+        watch = _watches.setdefault(slot, _Watch())
+        stale_keys = now - watch.read_at >= POLL_SECONDS * 0.9
+        stale_done = now - watch.checked_at >= COMPLETION_CHECK_SECONDS
+        if stale_keys:
+            watch.read_at = now
+        if stale_done:
+            watch.checked_at = now
+    if stale_keys:
+        watch.keys = tuple(d["_key"] for d in store.find(
+            JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=POLL_WINDOW))
+    if stale_done:
+        status = workspace(store, workflow).status
+        watch.finished = bool(status.get("is_canceled")) or _is_complete(store, workflow)
+    return watch.keys, watch.finished
 
 
 def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,21 +173,14 @@ def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dic
     # The claim renewed the node's lease; a wait never outlives half of it, so a node that
     # only long-polls (no heartbeat thread) keeps its lease.
     deadline = started + min(wait, resp["lease_seconds"] / 2)
-    seen = _fingerprint(store, workflow)
-    checked = time.monotonic()
+    seen, _ = _watch(store, workflow)
     while time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         leases.expire(store, workflow)
-        now_seen = _fingerprint(store, workflow)
-        due = time.monotonic() - checked >= COMPLETION_CHECK_SECONDS
-        if now_seen == seen and not due:
+        keys, finished = _watch(store, workflow)
+        if keys == seen and not finished:
             continue
-        if now_seen == seen:
-            checked = time.monotonic()
-            status = workspace(store, workflow).status
-            if not (status.get("is_canceled") or _is_complete(store, workflow)):
-                continue
-        seen = now_seen
+        seen = keys
         resp = _claim_once(store, workflow, node_key, resources, limit, sort_method)
         if resp["jobs"] or resp["is_complete"] or resp["is_canceled"]:
             return resp
