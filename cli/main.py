@@ -26,6 +26,10 @@ def cli() -> None:
 @click.option("--workers", envvar="TORC_GRAPH_WORKERS", type=click.IntRange(1),
               default=_DEFAULTS["workers"], show_default=True,
               help="gunicorn worker processes.")
+@click.option("--threads", envvar="TORC_GRAPH_THREADS", type=click.IntRange(1),
+              default=_DEFAULTS["threads"], show_default=True,
+              help="Threads per worker process (one per request in progress, waiting long "
+                   "polls included).")
 @click.option("--database", envvar="TORC_GRAPH_DATABASE", default=_DEFAULTS["database"],
               show_default=True,
               help="Store URL: sqlite:///path.db or arangodb://user:password@host:8529/db.")
@@ -33,7 +37,8 @@ def cli() -> None:
               show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               help="Server log level.")
-def serve(host: str, port: int, workers: int, database: str, log_level: str) -> None:
+def serve(host: str, port: int, workers: int, threads: int, database: str,
+          log_level: str) -> None:
     """Run the REST server (gunicorn, Falcon) on the given store.
 
     Clients use http://HOST:PORT (or http://HOST:PORT/_db/<name>/torc-service, the torc
@@ -55,7 +60,7 @@ def serve(host: str, port: int, workers: int, database: str, log_level: str) -> 
         _prepare_store(settings)
     except TorcGraphError as exc:
         raise click.ClickException(exc.message) from None
-    _run_gunicorn(f"{host}:{port}", workers, log_level.lower())
+    _run_gunicorn(f"{host}:{port}", workers, threads, log_level.lower())
 
 
 def _prepare_store(settings: dict) -> None:
@@ -71,11 +76,7 @@ def _prepare_store(settings: dict) -> None:
         store.close()
 
 
-#: gunicorn threads per worker process (``gthread``; see _run_gunicorn).
-THREADS_PER_WORKER = 8
-
-
-def _run_gunicorn(bind: str, workers: int, log_level: str) -> None:
+def _run_gunicorn(bind: str, workers: int, threads: int, log_level: str) -> None:
     from gunicorn.app.base import BaseApplication
 
     class TorcGraphServer(BaseApplication):
@@ -84,9 +85,10 @@ def _run_gunicorn(bind: str, workers: int, log_level: str) -> None:
                 "bind": bind,
                 "workers": workers,
                 # Threads, so that long polls (claim_jobs wait_seconds, up to 60 s) do not pin
-                # a worker process each: a waiting request holds no lock and ~no CPU.
+                # a worker process each: a waiting request holds a thread but no lock and
+                # ~no CPU. workers x threads bounds the requests in progress.
                 "worker_class": "gthread",
-                "threads": THREADS_PER_WORKER,
+                "threads": threads,
                 "loglevel": log_level,
                 "accesslog": "-" if log_level == "debug" else None,
                 # A 10,000-job bulk insert or a large initialize_jobs may take a while.

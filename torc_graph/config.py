@@ -68,6 +68,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address `torc-graph serve` binds to."),
     Setting("port", 8529, "Port `torc-graph serve` listens on.", _positive_int),
     Setting("workers", 4, "gunicorn worker processes for `torc-graph serve`.", _positive_int),
+    Setting("threads", 32,
+            "Threads per gunicorn worker process of `torc-graph serve` (one per request in "
+            "progress: workers x threads bounds the concurrent long polls of claim_jobs).",
+            _positive_int),
     Setting("log_level", "info", "Server log level (debug, info, warning, error)."),
     Setting("url", None,
             "Server URL used by the CLI and runners (e.g. http://localhost:8529). Unset: the "

@@ -152,3 +152,40 @@ def test_sixteen_batched_workers_and_a_killed_one_run_every_job_exactly_once(tmp
         assert [e for e in events if e.get("type") == "lease_expired"]
     text = log.read_text(errors="replace")
     assert "database is locked" not in text and "Traceback" not in text
+
+
+def test_waiting_long_polls_do_not_pin_server_workers(tmp_path):
+    """12 long polls wait on 2 gunicorn worker processes; other requests still answer at once
+    (a sync worker per poll would queue them behind the polls)."""
+    import threading
+
+    with LiveServer(f"sqlite:///{tmp_path / 'db.sqlite'}", workers=2) as server, \
+            Client(server.url) as client:
+        wf = client.add_workflow_specification(
+            {"name": "lp", "user": "e2e", "jobs": [{"name": "a", "command": "true"}]})["_key"]
+        client.initialize_jobs(wf)
+        client.bump_run_id(wf)
+        waited: list[float] = []
+
+        def poll(i: int) -> None:
+            with Client(server.url) as c:
+                node = _node(c, wf, f"p{i}")
+                t = time.monotonic()
+                resp = c.claim_jobs(wf, node, {"num_cpus": 0, "memory_gb": 1.0}, wait_seconds=8)
+                assert resp["jobs"] == []
+                waited.append(time.monotonic() - t)
+
+        threads = [threading.Thread(target=poll, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        t0 = time.monotonic()
+        assert client.ping()
+        node = _node(client, wf, "busy")
+        got = client.claim_jobs(wf, node, RES)["jobs"]
+        answered = time.monotonic() - t0
+        for t in threads:
+            t.join(30)
+        assert [j["name"] for j in got] == ["a"]
+        assert answered < 4, answered  # the polls still had ≥ 6 s to wait
+        assert len(waited) == 12 and all(w >= 7.5 for w in waited), waited

@@ -260,3 +260,12 @@ def test_completion_of_a_job_canceled_while_running_is_recorded_like_complete_jo
     assert (row["status"], row["attempt_id"], row["return_code"]) == ("canceled", 1, 1)
     again = complete(store, wf, node, [item(a, rc=1, status="canceled")])
     assert again["items"][0]["outcome"] == "duplicate"
+
+
+def test_a_job_reported_twice_in_one_batch_is_recorded_once(store, wf, node):
+    make_jobs(store, wf, {"a": [], "b": ["a"]})
+    a = claim(store, wf, node)["jobs"][0]
+    resp = complete(store, wf, node, [item(a), item(a), item(a, attempt=5)])
+    assert [i["outcome"] for i in resp["items"]] == ["completed", "duplicate", "stale"]
+    assert len(store.find("results", wf)) == 1
+    assert statuses(store, wf) == {"a": "done", "b": "ready"}

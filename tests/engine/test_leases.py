@@ -163,3 +163,14 @@ def test_server_managed_fields_are_stripped_from_writes(store, wf, node):
     assert (n.get("lease") or {}).get("expires") != 1
     assert not store.find("jobs", wf, {"execution.attempt_id": In([9, 42])})
     assert execution.heartbeat(store, wf, node["_key"], None)["lost_jobs"] == []
+
+
+def test_late_start_of_an_expired_torc_client_claim_is_409(store, wf, node):
+    make_jobs(store, wf, {"a": []})
+    job = claims.prepare_jobs_for_submission(store, wf, RES)["jobs"][0]
+    store.update_many("jobs", wf, {"_key": job["_key"]}, {"execution.lease_expires": 5})
+    job = store.get("jobs", wf, job["_key"])
+    leases.expire(store, wf)
+    with pytest.raises(RevisionConflict, match="requeued"):
+        lifecycle.start_job(store, wf, job["_key"], job["_rev"], 1, node["_key"])
+    assert statuses(store, wf) == {"a": "ready"}

@@ -18,8 +18,10 @@ when that changes, so an idle poller holds no lock and costs one small read per 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torc_graph import model, validation
@@ -90,8 +92,8 @@ def _claim_once(store: GraphStore, workflow: str, node_key: str, resources: Mapp
                 {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
                 for j in jobs
             ])
-            for job in jobs:
-                lifecycle.start_event(store, workflow, job, node)
+            store.insert_many(Collection.EVENTS.value, workflow,
+                              [lifecycle.start_event_doc(job, node) for job in jobs])
         complete = False if jobs else _is_complete(store, workflow)
         return {
             "jobs": jobs,
@@ -111,9 +113,43 @@ def _is_complete(store: GraphStore, workflow: str) -> bool:
     return not store.find(JOBS, workflow, {"status": In(_UNFINISHED)}, limit=1)
 
 
-def _fingerprint(store: GraphStore, workflow: str) -> tuple[str, ...]:
-    return tuple(d["_key"] for d in store.find(
-        JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=POLL_WINDOW))
+@dataclass
+class _Watch:
+    """What the waiting long polls of one process watch on one workflow."""
+
+    read_at: float = float("-inf")
+    keys: tuple[str, ...] = ()
+    checked_at: float = float("-inf")
+    finished: bool = False
+
+
+#: (store URL, workflow) -> its watch: one read per poll interval serves every long poll of
+#: the process waiting on the workflow.
+_watches: dict[tuple[str, str], _Watch] = {}
+_watches_lock = threading.Lock()
+
+
+def _watch(store: GraphStore, workflow: str) -> tuple[tuple[str, ...], bool]:
+    """The first claimable job keys (re-read at most every :data:`POLL_SECONDS`) and whether
+    the workflow is complete or canceled (at most every :data:`COMPLETION_CHECK_SECONDS`),
+    shared by the waiting threads of this process."""
+    slot = (str(getattr(store, "url", id(store))), workflow)
+    now = time.monotonic()
+    with _watches_lock:
+        watch = _watches.setdefault(slot, _Watch())
+        stale_keys = now - watch.read_at >= POLL_SECONDS * 0.9
+        stale_done = now - watch.checked_at >= COMPLETION_CHECK_SECONDS
+        if stale_keys:
+            watch.read_at = now
+        if stale_done:
+            watch.checked_at = now
+    if stale_keys:
+        watch.keys = tuple(d["_key"] for d in store.find(
+            JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=POLL_WINDOW))
+    if stale_done:
+        status = workspace(store, workflow).status
+        watch.finished = bool(status.get("is_canceled")) or _is_complete(store, workflow)
+    return watch.keys, watch.finished
 
 
 def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,21 +173,14 @@ def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dic
     # The claim renewed the node's lease; a wait never outlives half of it, so a node that
     # only long-polls (no heartbeat thread) keeps its lease.
     deadline = started + min(wait, resp["lease_seconds"] / 2)
-    seen = _fingerprint(store, workflow)
-    checked = time.monotonic()
+    seen, _ = _watch(store, workflow)
     while time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         leases.expire(store, workflow)
-        now_seen = _fingerprint(store, workflow)
-        due = time.monotonic() - checked >= COMPLETION_CHECK_SECONDS
-        if now_seen == seen and not due:
+        keys, finished = _watch(store, workflow)
+        if keys == seen and not finished:
             continue
-        if now_seen == seen:
-            checked = time.monotonic()
-            status = workspace(store, workflow).status
-            if not (status.get("is_canceled") or _is_complete(store, workflow)):
-                continue
-        seen = now_seen
+        seen = keys
         resp = _claim_once(store, workflow, node_key, resources, limit, sort_method)
         if resp["jobs"] or resp["is_complete"] or resp["is_canceled"]:
             return resp
@@ -261,10 +290,16 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
     with store.transaction(workflow):
         space, node, jobs = _open_batch(store, workflow, node_key, keys)
         current_run = space.status.get("run_id")
-        succeeded: list[str] = []
-        failed: list[str] = []
+        # Completions are fenced one by one, then written together (set-based).
+        entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
+        pending: dict[str, tuple[int, str | None]] = {}  # key -> (attempt, old status)
         for i, (key, item) in enumerate(zip(keys, items_in)):
             attempt = item["attempt_id"]
+            if key in pending:  # the same job twice in one batch
+                same = pending[key][0] == attempt
+                out.append(_item(key, attempt, "duplicate" if same else "stale", None,
+                                 200 if same else 409, "reported twice in this batch"))
+                continue
             job = jobs.get(key)
             fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, current_run)
             if fenced is not None:
@@ -289,14 +324,20 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
                 continue
             status = decision.status
             row = {"job_key": key, "run_id": run_id, "status": status, **res}
-            updated = lifecycle.record_completion(store, workflow, job, status, row,
-                                                  cause=decision.cause,
-                                                  changed=old_status != status)
-            jobs[key] = updated
-            if old_status != status and old_status not in model.COMPLETE_STATUSES:
-                (failed if res["return_code"] != 0 else succeeded).append(updated["_id"])
-            lifecycle.complete_event(store, workflow, updated, node, status, res["return_code"])
+            entries.append((job, status, row, decision.cause, old_status != status))
+            pending[key] = (attempt, old_status)
             out.append(_item(key, attempt, "completed", status, 200, decision.reason))
+        succeeded: list[str] = []
+        failed: list[str] = []
+        updated = lifecycle.record_completions(store, workflow, entries)
+        events = []
+        for (_, status, row, _, changed), new in zip(entries, updated):
+            rc = row["return_code"]
+            if changed and pending[new["_key"]][1] not in model.COMPLETE_STATUSES:
+                (failed if rc != 0 else succeeded).append(new["_id"])
+            events.append(lifecycle.complete_event_doc(new, node, status, rc))
+        if events:
+            store.insert_many(Collection.EVENTS.value, workflow, events)
         lifecycle.process_completions(store, workflow, succeeded, failed)
         claimed = None
         if claim_args is not None and leases.is_live(node, now_ms()):

@@ -15,7 +15,9 @@ from typing import Any
 from torc_graph import model
 from torc_graph.engine import leases
 from torc_graph.engine.common import now_ms, to_key
-from torc_graph.engine.initialize import job_hash, require_not_archived, workspace
+from torc_graph.engine.initialize import (
+    hash_inputs, input_hash, require_not_archived, workspace,
+)
 from torc_graph.errors import BadRequest, InvalidInput, NotFound, RevisionConflict
 from torc_graph.model import Collection, Edge, JobStatus
 from torc_graph.store.base import Document, GraphStore, HasEdge, In, Ne, NotIn
@@ -65,19 +67,21 @@ def _event(
     node: Mapping[str, Any],
     message: str,
 ) -> None:
-    store.insert(
-        Collection.EVENTS.value,
-        workflow,
-        {
-            "timestamp": now_ms(),
-            "category": "job",
-            "type": type_,
-            "job_key": job["_key"],
-            "job_name": job.get("name"),
-            "node_name": node.get("hostname"),
-            "message": message,
-        },
-    )
+    store.insert(Collection.EVENTS.value, workflow, event_doc(type_, job, node, message))
+
+
+def event_doc(type_: str, job: Mapping[str, Any], node: Mapping[str, Any],
+              message: str) -> dict[str, Any]:
+    """A ``job/<type_>`` event document."""
+    return {
+        "timestamp": now_ms(),
+        "category": "job",
+        "type": type_,
+        "job_key": job["_key"],
+        "job_name": job.get("name"),
+        "node_name": node.get("hostname"),
+        "message": message,
+    }
 
 
 def _reverse(store: GraphStore, workflow: str, job_ids: list[str]) -> list[str]:
@@ -113,6 +117,12 @@ def start_job(
         job = _get_job(store, workflow, key)
         node = _get_compute_node(store, workflow, compute_node_key)
         if job.get("status") != JobStatus.SUBMITTED_PENDING.value:
+            if job["_rev"] != rev and leases.execution(job)["last_cause"] == "lost":
+                # Fencing: the claim's lease expired and the job was requeued (leases §5).
+                raise RevisionConflict(
+                    f"Revision conflict for {job['_id']}: _rev={job['_rev']} (the claim's lease "
+                    "expired and the job was requeued)"
+                )
             raise BadRequest(f"job status must be submitted_pending: {job.get('status')}")
         _check_rev(job, rev, RevisionConflict)
         _check_run_id(space.status, run_id)
@@ -126,7 +136,7 @@ def start_job(
             workflow,
             {"_from": node["_id"], "_to": job["_id"], "data": {"run_id": run_id}},
         )
-        start_event(store, workflow, job, node)
+        store.insert(Collection.EVENTS.value, workflow, start_event_doc(job, node))
         return job
 
 
@@ -275,35 +285,63 @@ def record_completion(
     changed: bool = True,
     cause: str = "exit",
 ) -> Document:
-    """The writes of a completion, shared by ``complete_job`` and the batched ``complete_jobs``:
-    the result (with the attempt's ``attempt_id`` and ``cause``) and its ``returned`` edge, the
-    input hash, the status (if ``changed``) and the finished execution record. Returns the job.
-    Runs inside the caller's transaction; the caller runs the downstream processing and writes
-    the event (:func:`complete_event`). Raises RevisionConflict if ``rev`` is stale.
+    """The writes of one completion (:func:`record_completions` of one job, with an optional
+    ``_rev`` check: RevisionConflict if ``rev`` is stale)."""
+    return record_completions(store, workflow, [(job, status, result, cause, changed)],
+                              rev=rev)[0]
+
+
+def record_completions(
+    store: GraphStore,
+    workflow: str,
+    entries: list[tuple[Mapping[str, Any], str, Mapping[str, Any], str, bool]],
+    *,
+    rev: str | None = None,
+) -> list[Document]:
+    """The writes of completions, shared by ``complete_job`` and the batched ``complete_jobs``.
+    Each entry is ``(job, status, result, cause, changed)``: the result (with the attempt's
+    ``attempt_id`` and ``cause``) and its ``returned`` edge, the input hash, the status (if
+    ``changed``) and the finished execution record. Returns the jobs in entry order. Runs
+    inside the caller's transaction; the caller runs the downstream processing and writes the
+    events (:func:`complete_event`). Set-based but for one update per job (each job gets its
+    own hash): two inserts and three hash reads per batch.
     """
-    execution = leases.finished_execution(job, cause)
-    row = {**result, "attempt_id": execution["attempt_id"], "cause": cause}
-    stored = store.insert(Collection.RESULTS.value, workflow, row)
-    store.insert(Edge.RETURNED.value, workflow, {"_from": job["_id"], "_to": stored["_id"]})
-    internal = dict(job.get("internal") or {})
-    internal["hash"] = job_hash(store, workflow, job)
-    patch: dict[str, Any] = {"internal": internal, "execution": execution}
-    if changed:
-        patch["status"] = status
-    return store.update(JOBS, workflow, job["_key"], patch, rev=rev)
+    if not entries:
+        return []
+    executions = [leases.finished_execution(job, cause) for job, _, _, cause, _ in entries]
+    rows = [{**result, "attempt_id": ex["attempt_id"], "cause": cause}
+            for (_, _, result, cause, _), ex in zip(entries, executions)]
+    stored = store.insert_many(Collection.RESULTS.value, workflow, rows)
+    store.insert_many(Edge.RETURNED.value, workflow, [
+        {"_from": job["_id"], "_to": doc["_id"]} for (job, *_), doc in zip(entries, stored)])
+    inputs = hash_inputs(store, workflow, [job["_id"] for job, *_ in entries])
+    updated = []
+    for (job, status, _, _, changed), ex in zip(entries, executions):
+        internal = dict(job.get("internal") or {})
+        internal["hash"] = input_hash(job, *inputs.get(job["_id"], ([], [], [])))
+        patch: dict[str, Any] = {"internal": internal, "execution": ex}
+        if changed:
+            patch["status"] = status
+        updated.append(store.update(JOBS, workflow, job["_key"], patch, rev=rev))
+    return updated
 
 
 def complete_event(store: GraphStore, workflow: str, job: Mapping[str, Any],
                    node: Mapping[str, Any], status: str, return_code: int) -> None:
     """The ``job/complete`` event of a completion."""
-    _event(store, workflow, "complete", job, node,
-           f"Completed job {job['_key']} with status={status} return_code={return_code}")
+    store.insert(Collection.EVENTS.value, workflow,
+                 complete_event_doc(job, node, status, return_code))
 
 
-def start_event(store: GraphStore, workflow: str, job: Mapping[str, Any],
-                node: Mapping[str, Any]) -> None:
+def complete_event_doc(job: Mapping[str, Any], node: Mapping[str, Any], status: str,
+                       return_code: int) -> dict[str, Any]:
+    return event_doc("complete", job, node,
+                     f"Completed job {job['_key']} with status={status} return_code={return_code}")
+
+
+def start_event_doc(job: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str, Any]:
     """The ``job/start`` event of a start."""
-    _event(store, workflow, "start", job, node, f"Started job {job['_key']}")
+    return event_doc("start", job, node, f"Started job {job['_key']}")
 
 
 # --------------------------------------------------------------------------------------------
