@@ -11,12 +11,11 @@ as false); negations wrap them in ``coalesce(..., 0)`` first so a missing field 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from torc_graph import model
+from torc_graph import json_codec, model
 from torc_graph.errors import InvalidInput
 from torc_graph.store import sqlite_columns as cols
 from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
@@ -33,13 +32,10 @@ GLOBAL_EDGE_ENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
 def dumps(value: Any) -> str:
     """Compact JSON text; ``InvalidInput`` for values JSON cannot represent."""
     try:
-        return _ENCODE(value)
+        return json_codec.dumps(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"value is not representable as JSON: {exc}") from None
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from torc_graph import model
+from torc_graph import json_codec, model
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict, UniqueConstraintViolated
 from torc_graph.store import sql as q
 from torc_graph.store import sqlite_columns as cols
@@ -81,7 +81,7 @@ def _check_id(value: Any, field: str) -> str:
 
 
 def _loads(text: str) -> Document:
-    return json.loads(text)
+    return json_codec.loads(text)
 
 
 def _new_rev() -> str:
