@@ -1,0 +1,187 @@
+"""Execution figures of ``scripts/bench.py`` (issue 14's acceptance benchmarks).
+
+* Figure 4 — end to end: ``torc-graph run`` of N no-op jobs (parallelism 2) on the embedded
+  store AND through a server (``run --url``), each as a ratio to ``xargs -P2 true`` timed in the
+  same run, at every N given (the per-job cost growth between the smallest and largest N too).
+* Figure 9 — W concurrent processes using the batched execution API of
+  ``docs/execution-model.md`` §4 (``claim_jobs`` then ``complete_jobs`` carrying the next
+  ``claim``): aggregate completions/s through gunicorn, failures, and every job completed exactly
+  once (by the workers' own records and by the server's count).
+* Figure 10 — ``--peers``: the same no-op jobs on Dask distributed (LocalCluster, 2 workers × 1
+  thread) as a ratio to xargs in the same run; skipped when Dask is not installed.
+
+Not installed with torc_graph; ``bench.py`` imports it from its own directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from torc_graph.testing import LiveServer, cli_argv, clean_env
+
+PARALLELISM = 2
+
+
+class EndpointMissing(RuntimeError):
+    """The server does not offer the batched execution API (404/405)."""
+
+
+def xargs_rate(n: int) -> float:
+    """``seq N | xargs -P2 -n1 true``: the limit for N no-op processes at parallelism 2."""
+    t0 = time.perf_counter()
+    subprocess.run(f"seq {n} | xargs -P {PARALLELISM} -n1 true", shell=True, check=True)
+    return n / (time.perf_counter() - t0)
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cli_argv(*args), env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"torc-graph {args[0]} failed ({proc.returncode}): "
+                           f"{proc.stderr[-2000:]}")
+    return seconds
+
+
+def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> dict:
+    """Rates (jobs/s) of ``torc-graph run`` embedded and through a fresh server, and of xargs,
+    measured one after the other (xargs between the two, so drift shows in the ratios)."""
+    spec = {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}
+    spec_path = workdir / f"noop_{n}.json"
+    spec_path.write_text(json.dumps(spec))
+    env = clean_env(TORC_GRAPH_SQLITE_SYNCHRONOUS=synchronous)
+    common = ["--num-cpus", str(PARALLELISM)]
+    embedded = _run_cli(["run", str(spec_path), "--database", f"sqlite:///{workdir / f'e2e_{n}.db'}",
+                         "--output", str(workdir / f"out_e_{n}"), *common], env)
+    xargs = xargs_rate(n)
+    with LiveServer(f"sqlite:///{workdir / f'e2e_server_{n}.db'}", workers=server_workers,
+                    log_path=workdir / f"e2e_server_{n}.log",
+                    env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": synchronous}) as server:
+        served = _run_cli(["run", str(spec_path), "--url", server.url,
+                           "--output", str(workdir / f"out_s_{n}"), *common], env)
+    return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs}
+
+
+# ------------------------------------------------------------------------------------------------
+# Figure 9: batched workers
+# ------------------------------------------------------------------------------------------------
+
+
+def _post(s: requests.Session, url: str, body: dict) -> dict:
+    r = s.post(url, json=body, timeout=600)
+    if r.status_code in (404, 405):
+        raise EndpointMissing(f"POST {url} -> {r.status_code}")
+    if not r.ok:
+        raise RuntimeError(f"POST {url} -> {r.status_code}: {r.text[:300]}")
+    return r.json()
+
+
+def _batched_worker(url: str, wf: str, batch: int, out: mp.Queue) -> None:
+    """Claim up to ``batch`` jobs, complete them all in one request that also claims the next
+    batch, until the workflow is complete. Reports (completed keys, failures, error)."""
+    s = requests.Session()
+    completed: list[str] = []
+    fails, error = 0, None
+    try:
+        node = _post(s, f"{url}/workflows/{wf}/compute_nodes", {
+            "hostname": "bench", "pid": os.getpid(), "start_time": str(dt.datetime.now()),
+            "is_active": True,
+            "resources": {"num_cpus": batch, "memory_gb": 64.0, "num_gpus": 0, "num_nodes": 1}})
+        claim = {"resources": {"num_cpus": batch, "memory_gb": 64.0, "num_gpus": 0,
+                               "num_nodes": 1, "time_limit": None},
+                 "scheduler_config_id": "", "limit": batch, "sort_method": "none",
+                 "wait_seconds": 1}
+        got = _post(s, f"{url}/workflows/{wf}/claim_jobs",
+                    {"compute_node_key": node["_key"], **claim})
+        while True:
+            jobs = got["jobs"]
+            if not jobs:
+                if got.get("is_complete") or got.get("is_canceled"):
+                    break
+                got = _post(s, f"{url}/workflows/{wf}/claim_jobs",
+                            {"compute_node_key": node["_key"], **claim})
+                continue
+            now = dt.datetime.now().isoformat()
+            body = {"compute_node_key": node["_key"], "run_id": got["run_id"], "claim": claim,
+                    "completions": [{
+                        "job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
+                        "status": "done", "cause": "exit",
+                        "result": {"return_code": 0, "exec_time_minutes": 0.0,
+                                   "completion_time": now},
+                        "process_stats": None} for j in jobs]}
+            answer = _post(s, f"{url}/workflows/{wf}/complete_jobs", body)
+            for item in answer["items"]:
+                if item["outcome"] == "completed":
+                    completed.append(item["job_key"])
+                else:
+                    fails += 1
+            if answer.get("is_complete") and not (answer.get("claimed") or {}).get("jobs"):
+                break
+            got = answer["claimed"] or {"jobs": [], "is_complete": answer.get("is_complete")}
+    except EndpointMissing as exc:
+        error = f"missing endpoint: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports failures, it does not hide them
+        fails += 1
+        error = repr(exc)
+    out.put((completed, fails, error))
+
+
+def batched_throughput(api, n: int, workers: int, batch: int, make_workflow) -> dict:
+    """W processes drain a workflow of ``n`` ready no-op jobs through claim_jobs/complete_jobs.
+    Raises EndpointMissing if the server has no batched execution API."""
+    wf = make_workflow(api, n, f"batched-{workers}")
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_batched_worker, args=(api.url, wf, batch, out))
+             for _ in range(workers)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    errors = [r[2] for r in results if r[2]]
+    if any(e.startswith("missing endpoint") for e in errors):
+        api.call("DELETE", f"/workflows/{wf}")
+        raise EndpointMissing(errors[0])
+    keys = [k for r in results for k in r[0]]
+    done_in_db = api.call("GET", f"/workflows/{wf}/jobs", status="done", limit=1)["total_count"]
+    api.call("DELETE", f"/workflows/{wf}")
+    return {"per_s": len(keys) / elapsed, "completed": len(keys), "distinct": len(set(keys)),
+            "failures": sum(r[1] for r in results), "done_in_db": done_in_db, "errors": errors}
+
+
+# ------------------------------------------------------------------------------------------------
+# Figure 10: peers
+# ------------------------------------------------------------------------------------------------
+
+
+def _true(_i: int) -> int:
+    return subprocess.run(["true"]).returncode
+
+
+def dask_rate(n: int) -> float | None:
+    """No-op jobs/s on Dask distributed (LocalCluster, 2 workers × 1 thread); None if Dask is
+    not installed."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        return None
+    with LocalCluster(n_workers=PARALLELISM, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.submit(_true, -1).result()  # workers up and warm
+        t0 = time.perf_counter()
+        codes = client.gather(client.map(_true, range(n)))
+        seconds = time.perf_counter() - t0
+    if any(codes):
+        raise RuntimeError("a Dask task failed")
+    return n / seconds
+
