@@ -217,16 +217,8 @@ def independent_workflow(api: Api, n: int, name: str) -> str:
 def drive_jobs(api: Api, wf: str, workers: int, quota: int) -> dict:
     """W worker processes claim/start/complete jobs of ``wf`` until ``quota`` jobs were taken
     or none is ready. The clock runs from the first worker's start to the last report."""
-    out: mp.Queue = mp.Queue()
     left = mp.Value("q", quota)
-    procs = [mp.Process(target=_job_worker, args=(api.url, wf, left, out)) for _ in range(workers)]
-    t0 = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [out.get() for _ in procs]
-    elapsed = time.perf_counter() - t0
-    for p in procs:
-        p.join()
+    results, elapsed = execution.run_processes(_job_worker, (api.url, wf, left), workers)
     done = sum(r[0] for r in results)
     fails = sum(r[1] for r in results)
     lat = {k: [x for r in results for x in r[2][k]] for k in ("claim", "start", "complete")}

@@ -134,13 +134,11 @@ def _batched_worker(url: str, wf: str, batch: int, out: mp.Queue) -> None:
     out.put((completed, fails, error))
 
 
-def batched_throughput(api, n: int, workers: int, batch: int, make_workflow) -> dict:
-    """W processes drain a workflow of ``n`` ready no-op jobs through claim_jobs/complete_jobs.
-    Raises EndpointMissing if the server has no batched execution API."""
-    wf = make_workflow(api, n, f"batched-{workers}")
+def run_processes(target, args: tuple, count: int) -> tuple[list, float]:
+    """Run ``target(*args, queue)`` in ``count`` processes; return what each put on the queue
+    and the seconds from the first start to the last report."""
     out: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_batched_worker, args=(api.url, wf, batch, out))
-             for _ in range(workers)]
+    procs = [mp.Process(target=target, args=(*args, out)) for _ in range(count)]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
@@ -148,6 +146,14 @@ def batched_throughput(api, n: int, workers: int, batch: int, make_workflow) -> 
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
+    return results, elapsed
+
+
+def batched_throughput(api, n: int, workers: int, batch: int, make_workflow) -> dict:
+    """W processes drain a workflow of ``n`` ready no-op jobs through claim_jobs/complete_jobs.
+    Raises EndpointMissing if the server has no batched execution API."""
+    wf = make_workflow(api, n, f"batched-{workers}")
+    results, elapsed = run_processes(_batched_worker, (api.url, wf, batch), workers)
     errors = [r[2] for r in results if r[2]]
     if any(e.startswith("missing endpoint") for e in errors):
         api.call("DELETE", f"/workflows/{wf}")

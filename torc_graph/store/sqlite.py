@@ -432,8 +432,8 @@ class SQLiteStore(GraphStore):
         if split.doc_patch:
             base = cols.refresh_expr("t.doc", "t", split.refresh)
             sets.append(f"doc = {q.patch_expr(base, split.doc_patch, b, system=_SYSTEM, rev=False)}")
-        # After doc: SQLite evaluates every SET expression on the old row, so the refresh above
-        # reads the columns' values before this statement changes them.
+        # Every SET expression reads the row as it was before this statement, so the refresh
+        # above copies the columns' old values whatever the order of the assignments.
         sets += [f"{col.name} = {b(v)}" for col, v in split.columns.items()]
         return ", ".join(sets)
 
