@@ -246,3 +246,17 @@ def test_batched_and_single_job_endpoints_have_identical_effects(store):
     assert single == batched
     assert dict((n, s) for n, s, _ in single["jobs"])["h"] == "canceled"
     assert len(single["events"]) == 2 * len(single["results"])
+
+
+def test_completion_of_a_job_canceled_while_running_is_recorded_like_complete_job(store, wf,
+                                                                                  node):
+    make_jobs(store, wf, {"a": [], "b": ["a"]})
+    a = claim(store, wf, node)["jobs"][0]
+    lifecycle.cancel(store, wf)
+    resp = complete(store, wf, node, [item(a, rc=1, status="canceled")])
+    assert resp["items"][0]["outcome"] == "completed"
+    assert statuses(store, wf) == {"a": "canceled", "b": "blocked"}
+    (row,) = store.find("results", wf)
+    assert (row["status"], row["attempt_id"], row["return_code"]) == ("canceled", 1, 1)
+    again = complete(store, wf, node, [item(a, rc=1, status="canceled")])
+    assert again["items"][0]["outcome"] == "duplicate"

@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torc_graph import model, validation
-from torc_graph.engine import claims, leases, lifecycle, retries
+from torc_graph.engine import claims, leases, lifecycle, queries, retries
 from torc_graph.engine.common import now_ms, to_key
 from torc_graph.engine.initialize import workspace
-from torc_graph.errors import InvalidInput, NotFound
+from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
 from torc_graph.store.base import Document, GraphStore, In
 
@@ -47,13 +47,8 @@ MAX_BATCH = 10_000
 
 
 def _node(store: GraphStore, workflow: str, key: str) -> Document:
-    key = to_key(key, NODES, workflow)
-    try:
-        return store.get(NODES, workflow, key)
-    except NotFound:
-        raise NotFound(
-            f"Error: Document not found. Operation: Get compute_node with key={key}"
-        ) from None
+    return queries.get_document(store, workflow, NODES, to_key(key, NODES, workflow),
+                                "compute_node")
 
 
 def _claim_args(body: Mapping[str, Any]) -> tuple[dict[str, Any], int, str, float]:
@@ -126,18 +121,22 @@ def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dic
     ``limit`` jobs that fit ``resources`` in one transaction (each: ``submitted``, an
     ``executed`` edge, a ``job/start`` event, ``execution`` held by the node), renewing the
     node's lease. With nothing to hand out and the workflow neither complete nor canceled, wait
-    up to ``wait_seconds`` for jobs to become ready (no lock held while waiting).
+    up to ``wait_seconds`` (at most half the lease) for jobs to become ready (no lock held
+    while waiting).
 
     Raises NotFound (workflow, node), InvalidInput (bad arguments), Conflict (409: the node
     lost its lease or is inactive).
     """
     resources, limit, sort_method, wait = _claim_args(body)
     node_key = body["compute_node_key"]
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
     leases.expire(store, workflow)
     resp = _claim_once(store, workflow, node_key, resources, limit, sort_method)
     if resp["jobs"] or resp["is_complete"] or resp["is_canceled"] or limit == 0:
         return resp
+    # The claim renewed the node's lease; a wait never outlives half of it, so a node that
+    # only long-polls (no heartbeat thread) keeps its lease.
+    deadline = started + min(wait, resp["lease_seconds"] / 2)
     seen = _fingerprint(store, workflow)
     checked = time.monotonic()
     while time.monotonic() < deadline:
@@ -194,10 +193,14 @@ def _fence(store: GraphStore, workflow: str, job: Mapping[str, Any] | None, key:
                      f"run_id={run_id} is not the workflow's current run_id={current_run}")
     if leases.holds(job, node_key, attempt_id):
         return None
-    if _recorded(store, workflow, job, run_id, attempt_id, release):
+    recorded = _recorded(store, workflow, job, run_id, attempt_id, release)
+    ex = leases.execution(job)
+    if (not release and not recorded and job.get("status") == JobStatus.CANCELED.value
+            and ex["compute_node"] == node_key and ex["attempt_id"] == attempt_id):
+        return None  # canceled while this node ran it: its completion is recorded
+    if recorded:
         return _item(key, attempt_id, "duplicate", job.get("status"), 200,
                      f"attempt {attempt_id} of job {key} was already recorded")
-    ex = leases.execution(job)
     return _item(
         key, attempt_id, "stale", job.get("status"), 409,
         f"compute node {node_key} does not hold attempt {attempt_id} of job {key} (job status "
@@ -206,8 +209,13 @@ def _fence(store: GraphStore, workflow: str, job: Mapping[str, Any] | None, key:
     )
 
 
-def _jobs_by_key(store: GraphStore, workflow: str, keys: Sequence[str]) -> dict[str, Document]:
-    return {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(list(set(keys)))})}
+def _open_batch(store: GraphStore, workflow: str, node_key: str, keys: Sequence[str]):
+    """Inside a batch's transaction: the workflow space, the node and the named jobs by key.
+    Raises NotFound (workflow, node)."""
+    space = workspace(store, workflow)
+    node = _node(store, workflow, node_key)
+    jobs = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(list(set(keys)))})}
+    return space, node, jobs
 
 
 def _check_batch(items: Sequence[Any], what: str, workflow: str) -> list[str]:
@@ -251,10 +259,8 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
     claim_args = _claim_args(body["claim"]) if body.get("claim") is not None else None
     out: list[dict[str, Any]] = []
     with store.transaction(workflow):
-        space = workspace(store, workflow)
-        node = _node(store, workflow, node_key)
+        space, node, jobs = _open_batch(store, workflow, node_key, keys)
         current_run = space.status.get("run_id")
-        jobs = _jobs_by_key(store, workflow, keys)
         succeeded: list[str] = []
         failed: list[str] = []
         for i, (key, item) in enumerate(zip(keys, items_in)):
@@ -266,8 +272,13 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
                 continue
             res = item["result"]
             status = item["status"]
+            old_status = job.get("status")
             decision = retries.decide(space.config, job, status, item.get("cause") or "exit",
                                       res["return_code"])
+            if old_status not in leases.HELD_STATUSES:
+                # Canceled while running (workflow cancel): recorded as complete_job does,
+                # never retried.
+                decision = retries.Decision(False, status, decision.cause)
             if item.get("process_stats"):
                 _process_stats(store, workflow, job, run_id, item["process_stats"], i)
             if decision.retry:
@@ -278,10 +289,12 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
                 continue
             status = decision.status
             row = {"job_key": key, "run_id": run_id, "status": status, **res}
-            updated = lifecycle.record_completion(store, workflow, node, job, status, row,
-                                                  cause=decision.cause)
+            updated = lifecycle.record_completion(store, workflow, job, status, row,
+                                                  cause=decision.cause,
+                                                  changed=old_status != status)
             jobs[key] = updated
-            (failed if res["return_code"] != 0 else succeeded).append(updated["_id"])
+            if old_status != status and old_status not in model.COMPLETE_STATUSES:
+                (failed if res["return_code"] != 0 else succeeded).append(updated["_id"])
             lifecycle.complete_event(store, workflow, updated, node, status, res["return_code"])
             out.append(_item(key, attempt, "completed", status, 200, decision.reason))
         lifecycle.process_completions(store, workflow, succeeded, failed)
@@ -309,10 +322,8 @@ def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> d
     keys = _check_batch(items_in, "releases", workflow)
     out: list[dict[str, Any]] = []
     with store.transaction(workflow):
-        space = workspace(store, workflow)
-        node = _node(store, workflow, node_key)
+        space, node, jobs = _open_batch(store, workflow, node_key, keys)
         run_id = space.status.get("run_id")
-        jobs = _jobs_by_key(store, workflow, keys)
         for key, item in zip(keys, items_in):
             attempt = item["attempt_id"]
             job = jobs.get(key)

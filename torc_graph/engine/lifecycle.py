@@ -152,14 +152,14 @@ def process_completions(
     them: the same end state as processing them one by one. Must run inside the caller's
     transaction. A fixed number of set-based calls, whatever the number of jobs:
 
-    1. On failure (``return_code != 0``): every ``blocked`` job reachable from the job through
+    1. From the failed jobs: every ``blocked`` job reachable from them through
        ``blocked`` jobs with ``cancel_on_blocking_job_failure`` becomes ``canceled`` — direct
        successors as in torc, and transitively their descendants (torc stopped after one hop,
        leaving the rest blocked forever, §8 item 5).
     2. ``ready`` co-blockers of the canceled jobs become ``canceled`` (as torc: running them is
        pointless), unless they also block a job that is not canceled: torc canceled those too
        and left their other successors blocked forever (§3.3). They get no result, no event.
-    3. ``blocked`` successors of the job and of every job canceled above whose blockers are all
+    3. ``blocked`` successors of the jobs and of every job canceled above whose blockers are all
        complete (done/canceled/terminated) become ``ready``.
     """
     finished = list(succeeded) + list(failed)
@@ -257,8 +257,7 @@ def complete_job(
                 )
             return_code = previous[0].vertex["return_code"]
 
-        job = record_completion(store, workflow, node, job, status, result, rev=rev,
-                                changed=changed)
+        job = record_completion(store, workflow, job, status, result, rev=rev, changed=changed)
         if downstream:
             process_completion(store, workflow, job["_id"], return_code)
         complete_event(store, workflow, job, node, status, result["return_code"])
@@ -268,7 +267,6 @@ def complete_job(
 def record_completion(
     store: GraphStore,
     workflow: str,
-    node: Mapping[str, Any],
     job: Mapping[str, Any],
     status: str,
     result: Mapping[str, Any],

@@ -234,8 +234,7 @@ def lose(store: GraphStore, workflow: str, jobs: Sequence[Document],
             requeue(store, workflow, job, decision, run_id=run_id, result=result, node=node)
             continue
         row = {"job_key": job["_key"], "run_id": run_id, "status": TERMINATED, **result}
-        updated = lifecycle.record_completion(store, workflow, node or {}, job, TERMINATED, row,
-                                              cause="lost")
+        updated = lifecycle.record_completion(store, workflow, job, TERMINATED, row, cause="lost")
         lifecycle.complete_event(store, workflow, updated, node or {}, TERMINATED, -1)
         terminated.append(updated["_id"])
     lifecycle.process_completions(store, workflow, [], terminated)
