@@ -575,8 +575,12 @@ class SQLiteStore(GraphStore):
         lim = f"LIMIT {b(-1 if limit is None else int(limit))} OFFSET {b(int(skip or 0))}"
         joins, doc_expr, _ = q.other_joins(ec.name, direction, f"e.{other}", ewf, None, b)
         prefix = b(self._prefix(c, wf))
-        text = (f"SELECT d.doc, e.doc, {doc_expr} FROM "
-                f"(SELECT t.seq, t.key, {c.doc('t')} AS doc FROM {c.table} t WHERE {cond} "
+        # The page's rows carry their raw columns; documents are assembled only for rows that
+        # have an edge (a page of 1,000 jobs without edges costs no JSON work).
+        raw = "".join(f", t.{name}" for name in (["rev"] + [k.name for k in c.columns]
+                                                 if c.columns else []))
+        text = (f"SELECT {c.doc('d')}, e.doc, {doc_expr} FROM "
+                f"(SELECT t.seq, t.key, t.doc{raw} FROM {c.table} t WHERE {cond} "
                 f"ORDER BY t.seq {lim}) d "
                 f"JOIN {ec.table} e ON e.wf = {b(ewf)} AND e.{own} = {prefix} || d.key {joins} "
                 f"ORDER BY d.seq, e.seq")
