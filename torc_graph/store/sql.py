@@ -413,6 +413,28 @@ def patch_expr(doc: str, patch: Mapping[str, Any], b: Binder, *, system: frozens
     return expr
 
 
+def set_clause(collection: str, patch: Mapping[str, Any], b: Binder, *,
+               system: frozenset[str]) -> str:
+    """The SET list of an UPDATE (table aliased ``t``) applying a field-path patch and a new
+    ``_rev``. Column fields (:mod:`.sqlite_columns`) are set as columns; ``doc`` is rewritten
+    only for the rest."""
+    if not isinstance(patch, Mapping):
+        raise InvalidInput("patch must be a mapping")
+    if not cols.columns(collection):
+        return f"doc = {patch_expr('doc', patch, b, system=system)}"
+    for path in patch:
+        check_path(path)
+    split = cols.split_patch(collection, patch, system)
+    sets = [f"rev = {cols.new_rev_sql(b)}"]
+    if split.doc_patch:
+        base = cols.refresh_expr("t.doc", "t", split.refresh)
+        sets.append(f"doc = {patch_expr(base, split.doc_patch, b, system=system, rev=False)}")
+    # Every SET expression reads the row as it was before this statement, so the refresh
+    # above copies the columns' old values whatever the order of the assignments.
+    sets += [f"{col.name} = {b(v)}" for col, v in split.columns.items()]
+    return ", ".join(sets)
+
+
 def order_clause(
     order_by: Sequence[tuple[str, bool]] | None, alias: str, id_prefix: str, *, edge: bool,
     coll: str | None = None,

@@ -411,31 +411,11 @@ class SQLiteStore(GraphStore):
                     patch: Mapping[str, Any], *, edges: Sequence[HasEdge] = ()) -> int:
         c, wf = self._coll(collection, workflow)
         b = q.Binder()
-        setter = self._setter(c, patch, b)
+        setter = q.set_clause(c.name, patch, b, system=_SYSTEM)
         cond = self._matching(c, wf, where, edges, b)
         with self._db.write() as conn:
             cur = conn.execute(f"UPDATE {c.table} AS t SET {setter} WHERE {cond}", b.params)
             return cur.rowcount
-
-    @staticmethod
-    def _setter(c: _Coll, patch: Mapping[str, Any], b: q.Binder) -> str:
-        """The SET list of an UPDATE (table aliased ``t``) applying a field-path patch and a new
-        ``_rev``. Column fields are set as columns; ``doc`` is rewritten only for the rest."""
-        if not isinstance(patch, Mapping):
-            raise InvalidInput("patch must be a mapping")
-        if not c.columns:
-            return f"doc = {q.patch_expr('doc', patch, b, system=_SYSTEM)}"
-        for path in patch:
-            q.check_path(path)
-        split = cols.split_patch(c.name, patch, _SYSTEM)
-        sets = [f"rev = {cols.new_rev_sql(b)}"]
-        if split.doc_patch:
-            base = cols.refresh_expr("t.doc", "t", split.refresh)
-            sets.append(f"doc = {q.patch_expr(base, split.doc_patch, b, system=_SYSTEM, rev=False)}")
-        # Every SET expression reads the row as it was before this statement, so the refresh
-        # above copies the columns' old values whatever the order of the assignments.
-        sets += [f"{col.name} = {b(v)}" for col, v in split.columns.items()]
-        return ", ".join(sets)
 
     def delete(self, collection: str, workflow: str | None, key: str) -> Document:
         c, wf = self._coll(collection, workflow)
@@ -634,7 +614,7 @@ class SQLiteStore(GraphStore):
                 tc = _COLLS[coll]
                 tb = q.Binder()
                 tb.params = dict(b.params)
-                setter = self._setter(tc, patch, tb)
+                setter = q.set_clause(tc.name, patch, tb, system=_SYSTEM)
                 prefix = self._prefix(tc, wf)
                 cond = self._select(tc, wf, where, (), tb, alias="d")
                 # The reachable rows are selected first (rowids, driven by r), then updated: the

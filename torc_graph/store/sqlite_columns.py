@@ -64,7 +64,9 @@ class Column:
         return value if self.accepts(value) else None
 
 
-#: Column fields per document collection (only jobs so far).
+#: Column fields per document collection (only jobs so far). Migration ``0003_job_columns``
+#: creates exactly these: a new column needs a new migration (and no path deeper than two
+#: levels, see ``_ROW_PLANS``).
 COLUMNS: dict[str, tuple[Column, ...]] = {
     Collection.JOBS.value: (
         Column("status", "status", "text"),

@@ -128,8 +128,10 @@ def _job_columns() -> list[str]:
         value = f"json_extract(doc, {p})"
         if col.kind == "text":
             ok = f"json_type(doc, {p}) = 'text'"
-        else:  # integers, and reals that survive SQLite's 15-digit JSON output
+        else:  # integers, and non-zero reals that survive SQLite's 15-digit JSON output
+            # (a zero REAL may be -0.0, whose sign a column would lose)
             ok = (f"(json_type(doc, {p}) = 'integer' OR (json_type(doc, {p}) = 'real' AND "
+                  f"{value} <> 0 AND "
                   f"json_extract(json_set('{{}}', '$.v', {value}), '$.v') = {value}))")
         sets.append(f"{col.name} = iif({ok}, {value}, NULL)")
     stmts.append(f"UPDATE {t} SET {', '.join(sets)}")
