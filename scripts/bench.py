@@ -14,11 +14,17 @@ Figures (see issue "Benchmark suite"):
   1 create N jobs with ~N blocked_by edges via bulk_jobs (batches of 10,000) vs raw SQLite insert
   2 initialize_jobs on that workflow
   3 claim -> start_job -> complete_job throughput with W worker processes vs GET /ping rate
-  4 end to end `torc-graph run` of N no-op jobs vs `seq N | xargs -P <cpus> -n1 true`
+  4 end to end `torc-graph run` of N no-op jobs, embedded and through a server, vs
+    `seq N | xargs -P2 -n1 true` (parallelism 2), and the per-job cost growth between the N given
   5 unblock latency in a chain: complete_job reply -> successor claimable
   6 downstream_jobs and join_by_outbound_edge latency on a 10^5-job DAG (largest N in the run)
   7 server peak RSS per worker while paging through all jobs of the largest workflow
   8 per-job cost growth of figures 1-3 between the smallest and the largest N
+  9 aggregate completions/s of W concurrent batched workers (claim_jobs/complete_jobs) through
+    gunicorn, failures, every job exactly once
+ 10 --peers: the same no-op jobs on Dask distributed (LocalCluster 2x1) vs xargs (if installed)
+
+Figures 4, 9 and 10 live in ``bench_execution.py`` beside this script.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ import psutil
 import requests
 
 from torc_graph.testing import LiveServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_execution as execution  # noqa: E402  (a sibling script, not a package)
 
 BATCH = 10_000
 MAX = 100_000
@@ -208,16 +217,8 @@ def independent_workflow(api: Api, n: int, name: str) -> str:
 def drive_jobs(api: Api, wf: str, workers: int, quota: int) -> dict:
     """W worker processes claim/start/complete jobs of ``wf`` until ``quota`` jobs were taken
     or none is ready. The clock runs from the first worker's start to the last report."""
-    out: mp.Queue = mp.Queue()
     left = mp.Value("q", quota)
-    procs = [mp.Process(target=_job_worker, args=(api.url, wf, left, out)) for _ in range(workers)]
-    t0 = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [out.get() for _ in procs]
-    elapsed = time.perf_counter() - t0
-    for p in procs:
-        p.join()
+    results, elapsed = execution.run_processes(_job_worker, (api.url, wf, left), workers)
     done = sum(r[0] for r in results)
     fails = sum(r[1] for r in results)
     lat = {k: [x for r in results for x in r[2][k]] for k in ("claim", "start", "complete")}
@@ -244,27 +245,6 @@ def percentiles(values: list[float]) -> dict:
 # ------------------------------------------------------------------------------------------------
 # Figures 4-7
 # ------------------------------------------------------------------------------------------------
-
-
-def end_to_end(n: int, workdir: Path, synchronous: str) -> dict:
-    spec = {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}
-    spec_path = workdir / f"noop_{n}.json"
-    spec_path.write_text(json.dumps(spec))
-    db = workdir / f"e2e_{n}.db"
-    env = dict(os.environ, TORC_GRAPH_SQLITE_SYNCHRONOUS=synchronous)
-    cpus = os.cpu_count() or 1
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", "from torc_graph.cli.main import cli; cli()", "run", str(spec_path),
-         "--database", f"sqlite:///{db}", "--output", str(workdir / f"out_{n}")],
-        env=env, capture_output=True, text=True)
-    run_s = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"torc-graph run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    t0 = time.perf_counter()
-    subprocess.run(f"seq {n} | xargs -P {cpus} -n1 true", shell=True, check=True)
-    xargs_s = time.perf_counter() - t0
-    return {"jobs_per_s": n / run_s, "xargs_per_s": n / xargs_s}
 
 
 def unblock_latency(api: Api, length: int) -> dict:
@@ -425,11 +405,52 @@ def run(args) -> dict:
                 "(jobs/s x 3) / ping rate >= 0.6; 0 failures", ok, "jobs/s vs pings/s")
 
         if not args.skip_e2e:
-            e = end_to_end(args.e2e_jobs, workdir, args.synchronous)
-            r = e["jobs_per_s"] / e["xargs_per_s"]
-            fig(4, f"`torc-graph run` of {args.e2e_jobs:,} no-op jobs", round(e["jobs_per_s"], 1),
-                round(e["xargs_per_s"], 1), round(r, 3), ">= 0.5 of xargs at N = 20,000", r >= 0.5,
-                "jobs/s")
+            e2e_cost: dict[str, dict[int, float]] = {"embedded": {}, "server": {}}
+            for n in sorted(args.e2e_jobs):
+                e = execution.end_to_end(n, workdir, args.synchronous, args.server_workers)
+                for mode in ("embedded", "server"):
+                    rate = e[f"{mode}_per_s"]
+                    e2e_cost[mode][n] = 1 / rate
+                    r = rate / e["xargs_per_s"]
+                    fig(4, f"`torc-graph run --num-cpus 2` of {n:,} no-op jobs, {mode}",
+                        round(rate, 1), round(e["xargs_per_s"], 1), round(r, 3),
+                        ">= 0.5 of xargs -P2 at N = 20,000", r >= 0.5 if n >= 20_000 else None,
+                        "jobs/s")
+            if len(args.e2e_jobs) > 1:
+                lo, hi = min(args.e2e_jobs), max(args.e2e_jobs)
+                for mode, cost in e2e_cost.items():
+                    g = cost[hi] / cost[lo]
+                    fig(4, f"end-to-end per-job cost growth, {mode}, {hi:,} vs {lo:,} "
+                           f"({1e3 * cost[lo]:.2f} -> {1e3 * cost[hi]:.2f} ms/job)",
+                        round(g, 3), None, None, "<= 1.1x", g <= 1.1, "x")
+
+        n = args.batched_jobs
+        try:
+            t = execution.batched_throughput(api, n, args.batched_workers, args.batch,
+                                             independent_workflow)
+        except execution.EndpointMissing as exc:
+            fig(9, f"batched workers: not measured, the server lacks the batched execution API "
+                   f"({exc})", None, None, None, ">= 2,000/s", None, "completions/s")
+        else:
+            once = t["completed"] == t["distinct"] == n == t["done_in_db"]
+            fig(9, f"{args.batched_workers} batched workers (claim_jobs/complete_jobs, batches of "
+                   f"{args.batch}), {n:,} jobs: failures {t['failures']}, completed "
+                   f"{t['completed']}, distinct {t['distinct']}, done in db {t['done_in_db']}"
+                   + (f", errors {t['errors'][:2]}" if t["errors"] else ""),
+                round(t["per_s"], 1), None, None, ">= 2,000/s, 0 failures, each job once",
+                t["per_s"] >= 2000 and t["failures"] == 0 and once, "completions/s")
+
+        if args.peers:
+            n = args.peer_jobs
+            rate = execution.dask_rate(n)
+            if rate is None:
+                fig(10, "Dask distributed: not measured (dask is not installed)", None, None, None,
+                    "reference", None, "jobs/s")
+            else:
+                xargs = execution.xargs_rate(n)
+                fig(10, f"Dask distributed, LocalCluster 2x1, {n:,} no-op jobs", round(rate, 1),
+                    round(xargs, 1), round(rate / xargs, 3), "reference (torc_graph ahead)",
+                    None, "jobs/s")
 
         u = unblock_latency(api, args.chain)
         fig(5, f"unblock latency, chain of {args.chain} (p50 {u['p50']} ms)", u["p99"], None, None,
@@ -488,7 +509,8 @@ def table(report: dict) -> str:
     for f in report["figures"]:
         base = "—" if f["baseline"] is None else f"{f['baseline']:,}"
         ratio = "—" if f["ratio"] is None else f"{f['ratio']}"
-        lines.append(f"| {f['figure']} | {f['name']} | {f['value']:,} {f['unit']} | {base} | {ratio} | "
+        value = "—" if f["value"] is None else f"{f['value']:,} {f['unit']}"
+        lines.append(f"| {f['figure']} | {f['name']} | {value} | {base} | {ratio} | "
                      f"{f['target']} | {_met(f['met'])} |")
     return "\n".join(lines)
 
@@ -507,7 +529,12 @@ def parse_args(argv=None):
     p.add_argument("--throughput-jobs", type=int, help="jobs per figure-3 run")
     p.add_argument("--scale-jobs", type=int, help="jobs per figure-8 throughput probe")
     p.add_argument("--scale-workers", type=int, default=4, help="figure-8 probe worker processes")
-    p.add_argument("--e2e-jobs", type=int, help="figure 4 job count")
+    p.add_argument("--e2e-jobs", type=int, nargs="+", help="figure 4 job counts")
+    p.add_argument("--batched-jobs", type=int, help="figure 9 job count")
+    p.add_argument("--batched-workers", type=int, default=16, help="figure 9 worker processes")
+    p.add_argument("--batch", type=int, default=32, help="figure 9 jobs per claim")
+    p.add_argument("--peers", action="store_true", help="figure 10: peer systems (Dask)")
+    p.add_argument("--peer-jobs", type=int, help="figure 10 job count")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
     p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")
@@ -525,7 +552,11 @@ def parse_args(argv=None):
     if a.scale_jobs is None:
         a.scale_jobs = 1_000 if a.full else 300
     if a.e2e_jobs is None:
-        a.e2e_jobs = 20_000 if a.full else 2_000
+        a.e2e_jobs = [2_000, 20_000] if a.full else [2_000]
+    if a.batched_jobs is None:
+        a.batched_jobs = 20_000 if a.full else 4_000
+    if a.peer_jobs is None:
+        a.peer_jobs = 2_000
     return a
 
 

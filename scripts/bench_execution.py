@@ -1,232 +1,193 @@
-"""Benchmarks of the batched execution API and the server's worker class (issue 8, issue 14).
+"""Execution figures of ``scripts/bench.py`` (issue 14's acceptance benchmarks).
 
-Every figure is a ratio or comparison measured in the same run (these machines are noisy):
+* Figure 4 — end to end: ``torc-graph run`` of N no-op jobs (parallelism 2) on the embedded
+  store AND through a server (``run --url``), each as a ratio to ``xargs -P2 true`` timed in the
+  same run, at every N given (the per-job cost growth between the smallest and largest N too).
+* Figure 9 — W concurrent processes using the batched execution API of
+  ``docs/execution-model.md`` §4 (``claim_jobs`` then ``complete_jobs`` carrying the next
+  ``claim``): aggregate completions/s through gunicorn, failures, and every job completed exactly
+  once (by the workers' own records and by the server's count).
+* Figure 10 — ``--peers``: the same no-op jobs on Dask distributed (LocalCluster, 2 workers × 1
+  thread) as a ratio to xargs in the same run; skipped when Dask is not installed.
 
-* ``throughput``: W processes through a real gunicorn (``torc-graph serve``, 4 workers) run N
-  no-op jobs with the batched API (``claim_jobs`` + ``complete_jobs`` with the piggy-backed
-  claim, L jobs per call) and then N more with the torc v0.6.4 single-job path
-  (``prepare_jobs_for_submission`` + ``start_job`` + ``complete_job``).
-* ``workers``: plain gunicorn with ``sync`` vs ``gthread`` (8 threads) workers, 4 processes:
-  8 long polls waiting 20 s — their durations, /ping answers while they wait, server CPU —
-  then /ping and batched throughput.
-* ``idle``: server CPU with no request vs with P long polls waiting.
-
-    python scripts/bench_execution.py throughput --jobs 4000 --procs 16 --batch 16
-    python scripts/bench_execution.py workers
-    python scripts/bench_execution.py idle --polls 16
+Not installed with torc_graph; ``bench.py`` imports it from its own directory.
 """
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
 import json
-import multiprocessing
+import multiprocessing as mp
 import os
-import statistics
 import subprocess
-import sys
-import tempfile
-import threading
 import time
+from pathlib import Path
 
-import psutil
 import requests
 
-from torc_graph.client import Client
-from torc_graph.testing import LiveServer, clean_env, free_port
+from torc_graph.testing import LiveServer, cli_argv, clean_env
+
+PARALLELISM = 2
 
 
-def _workflow(client: Client, n: int, name: str = "bench") -> str:
-    jobs = [{"name": f"k{i}", "command": "true"} for i in range(n)]
-    wf = client.add_workflow_specification({"name": name, "user": "bench", "jobs": jobs})["_key"]
-    client.initialize_jobs(wf)
-    client.bump_run_id(wf)
-    return wf
+class EndpointMissing(RuntimeError):
+    """The server does not offer the batched execution API (404/405)."""
 
 
-def _node(client: Client, wf: str, name: str) -> str:
-    return client.add_document(wf, "compute_nodes", {
-        "hostname": name, "pid": os.getpid(), "start_time": "t", "is_active": True,
-        "resources": {"num_cpus": 1, "memory_gb": 1.0}})["_key"]
+def xargs_rate(n: int) -> float:
+    """``seq N | xargs -P2 -n1 true``: the limit for N no-op processes at parallelism 2."""
+    t0 = time.perf_counter()
+    subprocess.run(f"seq {n} | xargs -P {PARALLELISM} -n1 true", shell=True, check=True)
+    return n / (time.perf_counter() - t0)
 
 
-def _batched(url: str, wf: str, batch: int, queue) -> None:
-    res = {"num_cpus": batch, "memory_gb": 64.0}
-    with Client(url) as c:
-        node, done = _node(c, wf, f"b{os.getpid()}"), 0
-        resp = c.claim_jobs(wf, node, res, limit=batch)
-        while resp and resp["jobs"]:
-            out = c.complete_jobs(wf, node, resp["run_id"], [
-                {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
-                 "status": "done", "result": {"return_code": 0, "exec_time_minutes": 0,
-                                              "completion_time": "t"}}
-                for j in resp["jobs"]], claim={"resources": res, "limit": batch})
-            assert all(i["outcome"] == "completed" for i in out["items"]), out["items"]
-            done += len(resp["jobs"])
-            resp = out["claimed"]
-    queue.put(done)
+def _run_cli(args: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cli_argv(*args), env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"torc-graph {args[0]} failed ({proc.returncode}): "
+                           f"{proc.stderr[-2000:]}")
+    return seconds
 
 
-def _single(url: str, wf: str, batch: int, queue) -> None:
-    with Client(url) as c:
-        node, done = _node(c, wf, f"s{os.getpid()}"), 0
-        run = c.get_status(wf)["run_id"]
-        while jobs := c.prepare_jobs_for_submission(wf, {"num_cpus": 4, "memory_gb": 8.0},
-                                                    limit=4):
-            for j in jobs:
-                j = c.start_job(wf, j["_key"], j["_rev"], run, node)
-                c.complete_job(wf, j["_key"], "done", j["_rev"], run, node, {
-                    "job_key": j["_key"], "run_id": run, "return_code": 0,
-                    "exec_time_minutes": 0, "completion_time": "t", "status": "done"})
-                done += 1
-    queue.put(done)
+def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> dict:
+    """Rates (jobs/s) of ``torc-graph run`` embedded and through a fresh server, and of xargs,
+    measured one after the other (xargs between the two, so drift shows in the ratios)."""
+    spec = {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}
+    spec_path = workdir / f"noop_{n}.json"
+    spec_path.write_text(json.dumps(spec))
+    env = clean_env(TORC_GRAPH_SQLITE_SYNCHRONOUS=synchronous)
+    common = ["--num-cpus", str(PARALLELISM)]
+    embedded = _run_cli(["run", str(spec_path), "--database", f"sqlite:///{workdir / f'e2e_{n}.db'}",
+                         "--output", str(workdir / f"out_e_{n}"), *common], env)
+    xargs = xargs_rate(n)
+    with LiveServer(f"sqlite:///{workdir / f'e2e_server_{n}.db'}", workers=server_workers,
+                    log_path=workdir / f"e2e_server_{n}.log",
+                    env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": synchronous}) as server:
+        served = _run_cli(["run", str(spec_path), "--url", server.url,
+                           "--output", str(workdir / f"out_s_{n}"), *common], env)
+    return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs}
 
 
-def _run_procs(target, url: str, wf: str, procs: int, batch: int, n: int) -> float:
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    ps = [ctx.Process(target=target, args=(url, wf, batch, queue)) for _ in range(procs)]
-    start = time.monotonic()
-    for p in ps:
+# ------------------------------------------------------------------------------------------------
+# Figure 9: batched workers
+# ------------------------------------------------------------------------------------------------
+
+
+def _post(s: requests.Session, url: str, body: dict) -> dict:
+    r = s.post(url, json=body, timeout=600)
+    if r.status_code in (404, 405):
+        raise EndpointMissing(f"POST {url} -> {r.status_code}")
+    if not r.ok:
+        raise RuntimeError(f"POST {url} -> {r.status_code}: {r.text[:300]}")
+    return r.json()
+
+
+def _batched_worker(url: str, wf: str, batch: int, out: mp.Queue) -> None:
+    """Claim up to ``batch`` jobs, complete them all in one request that also claims the next
+    batch, until the workflow is complete. Reports (completed keys, failures, error)."""
+    s = requests.Session()
+    completed: list[str] = []
+    fails, error = 0, None
+    try:
+        node = _post(s, f"{url}/workflows/{wf}/compute_nodes", {
+            "hostname": "bench", "pid": os.getpid(), "start_time": str(dt.datetime.now()),
+            "is_active": True,
+            "resources": {"num_cpus": batch, "memory_gb": 64.0, "num_gpus": 0, "num_nodes": 1}})
+        claim = {"resources": {"num_cpus": batch, "memory_gb": 64.0, "num_gpus": 0,
+                               "num_nodes": 1, "time_limit": None},
+                 "scheduler_config_id": "", "limit": batch, "sort_method": "none",
+                 "wait_seconds": 1}
+        got = _post(s, f"{url}/workflows/{wf}/claim_jobs",
+                    {"compute_node_key": node["_key"], **claim})
+        while True:
+            jobs = got["jobs"]
+            if not jobs:
+                if got.get("is_complete") or got.get("is_canceled"):
+                    break
+                got = _post(s, f"{url}/workflows/{wf}/claim_jobs",
+                            {"compute_node_key": node["_key"], **claim})
+                continue
+            now = dt.datetime.now().isoformat()
+            body = {"compute_node_key": node["_key"], "run_id": got["run_id"], "claim": claim,
+                    "completions": [{
+                        "job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
+                        "status": "done", "cause": "exit",
+                        "result": {"return_code": 0, "exec_time_minutes": 0.0,
+                                   "completion_time": now},
+                        "process_stats": None} for j in jobs]}
+            answer = _post(s, f"{url}/workflows/{wf}/complete_jobs", body)
+            for item in answer["items"]:
+                if item["outcome"] == "completed":
+                    completed.append(item["job_key"])
+                else:
+                    fails += 1
+            if answer.get("is_complete") and not (answer.get("claimed") or {}).get("jobs"):
+                break
+            got = answer["claimed"] or {"jobs": [], "is_complete": answer.get("is_complete")}
+    except EndpointMissing as exc:
+        error = f"missing endpoint: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports failures, it does not hide them
+        fails += 1
+        error = repr(exc)
+    out.put((completed, fails, error))
+
+
+def run_processes(target, args: tuple, count: int) -> tuple[list, float]:
+    """Run ``target(*args, queue)`` in ``count`` processes; return what each put on the queue
+    and the seconds from the first start to the last report."""
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=target, args=(*args, out)) for _ in range(count)]
+    t0 = time.perf_counter()
+    for p in procs:
         p.start()
-    total = sum(queue.get(timeout=900) for _ in ps)
-    for p in ps:
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
         p.join()
-    assert total == n, (total, n)
-    return round(n / (time.monotonic() - start), 1)
+    return results, elapsed
 
 
-def throughput(jobs: int, procs: int, batch: int) -> dict:
-    with tempfile.TemporaryDirectory() as d, \
-            LiveServer(f"sqlite:///{d}/db.sqlite", workers=4) as server, \
-            Client(server.url) as client:
-        batched = _run_procs(_batched, server.url, _workflow(client, jobs), procs, batch, jobs)
-        single = _run_procs(_single, server.url, _workflow(client, jobs), procs, batch, jobs)
-    return {"jobs": jobs, "procs": procs, "batch": batch, "batched_jobs_per_s": batched,
-            "single_job_path_jobs_per_s": single, "ratio": round(batched / single, 2)}
+def batched_throughput(api, n: int, workers: int, batch: int, make_workflow) -> dict:
+    """W processes drain a workflow of ``n`` ready no-op jobs through claim_jobs/complete_jobs.
+    Raises EndpointMissing if the server has no batched execution API."""
+    wf = make_workflow(api, n, f"batched-{workers}")
+    results, elapsed = run_processes(_batched_worker, (api.url, wf, batch), workers)
+    errors = [r[2] for r in results if r[2]]
+    if any(e.startswith("missing endpoint") for e in errors):
+        api.call("DELETE", f"/workflows/{wf}")
+        raise EndpointMissing(errors[0])
+    keys = [k for r in results for k in r[0]]
+    done_in_db = api.call("GET", f"/workflows/{wf}/jobs", status="done", limit=1)["total_count"]
+    api.call("DELETE", f"/workflows/{wf}")
+    return {"per_s": len(keys) / elapsed, "completed": len(keys), "distinct": len(set(keys)),
+            "failures": sum(r[1] for r in results), "done_in_db": done_in_db, "errors": errors}
 
 
-def _server_cpu(pid: int) -> float:
-    procs = [psutil.Process(pid)] + psutil.Process(pid).children()
-    return sum(sum(p.cpu_times()[:2]) for p in procs)
+# ------------------------------------------------------------------------------------------------
+# Figure 10: peers
+# ------------------------------------------------------------------------------------------------
 
 
-def _gunicorn(kind: str, db: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    threads = ["--threads", "8"] if kind == "gthread" else []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "4", "-k", kind, *threads, "-b",
-         f"127.0.0.1:{port}", "--timeout", "300", "torc_graph.app:get_app()"],
-        env=clean_env(TORC_GRAPH_DATABASE=db, TORC_GRAPH_LOG_LEVEL="warning"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(url + "/ping", timeout=1).ok:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("gunicorn did not start")
+def _true(_i: int) -> int:
+    return subprocess.run(["true"]).returncode
 
 
-def _wait_polls(url: str, wf: str, n: int, wait: float) -> tuple[list, list[threading.Thread]]:
-    durations: list = []
+def dask_rate(n: int) -> float | None:
+    """No-op jobs/s on Dask distributed (LocalCluster, 2 workers × 1 thread); None if Dask is
+    not installed."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        return None
+    with LocalCluster(n_workers=PARALLELISM, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.submit(_true, -1).result()  # workers up and warm
+        t0 = time.perf_counter()
+        codes = client.gather(client.map(_true, range(n)))
+        seconds = time.perf_counter() - t0
+    if any(codes):
+        raise RuntimeError("a Dask task failed")
+    return n / seconds
 
-    def poll(i: int) -> None:
-        with Client(url) as c:
-            node = _node(c, wf, f"p{i}")
-            t = time.monotonic()
-            # No job fits 0 CPUs: the poll waits the whole time.
-            c.claim_jobs(wf, node, {"num_cpus": 0, "memory_gb": 1.0}, limit=1,
-                         wait_seconds=wait)
-            durations.append(round(time.monotonic() - t, 1))
-
-    threads = [threading.Thread(target=poll, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    return durations, threads
-
-
-def workers_compare(wait: float = 20, jobs: int = 4000) -> dict:
-    out = {}
-    for kind in ("sync", "gthread"):
-        with tempfile.TemporaryDirectory() as d:
-            proc, url = _gunicorn(kind, f"sqlite:///{d}/db.sqlite")
-            try:
-                with Client(url) as client:
-                    wf = _workflow(client, 1)
-                    durations, threads = _wait_polls(url, wf, 8, wait)
-                    time.sleep(1.5)
-                    cpu0, pings, errors = _server_cpu(proc.pid), [], 0
-                    for _ in range(5):
-                        t = time.monotonic()
-                        try:
-                            requests.get(url + "/ping", timeout=wait * 1.5).raise_for_status()
-                            pings.append(time.monotonic() - t)
-                        except requests.RequestException:
-                            errors += 1
-                    time.sleep(max(0.0, 5 - sum(pings)))
-                    cpu = (_server_cpu(proc.pid) - cpu0) / max(5.0, sum(pings))
-                    for t in threads:
-                        t.join(wait * 3)
-                    rate = _run_procs(_batched, url, _workflow(client, jobs), 4, 8, jobs)
-                out[kind] = {"poll_durations_s": sorted(durations),
-                             "ping_median_s_during_polls": round(statistics.median(pings), 4)
-                             if pings else None, "ping_failures": errors,
-                             "server_cpu_s_per_s_during_polls": round(cpu, 3),
-                             "batched_jobs_per_s_4_procs": rate}
-            finally:
-                proc.terminate()
-                proc.wait(30)
-    return out
-
-
-def idle(polls: int, wait: float = 30) -> dict:
-    with tempfile.TemporaryDirectory() as d, \
-            LiveServer(f"sqlite:///{d}/db.sqlite", workers=4) as server, \
-            Client(server.url) as client:
-        wf = _workflow(client, 1)
-        time.sleep(2)
-        cpu0 = _server_cpu(server.proc.pid)
-        time.sleep(5)
-        base = (_server_cpu(server.proc.pid) - cpu0) / 5
-        _, threads = _wait_polls(server.url, wf, polls, wait)
-        time.sleep(3)
-        cpu0 = _server_cpu(server.proc.pid)
-        time.sleep(10)
-        busy = (_server_cpu(server.proc.pid) - cpu0) / 10
-        for t in threads:
-            t.join(wait * 2)
-    return {"polls": polls, "server_cpu_s_per_s_idle": round(base, 4),
-            "server_cpu_s_per_s_polls_waiting": round(busy, 4),
-            "cpu_ms_per_s_per_poll": round((busy - base) / polls * 1000, 2)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="figure", required=True)
-    tp = sub.add_parser("throughput")
-    tp.add_argument("--jobs", type=int, default=4000)
-    tp.add_argument("--procs", type=int, default=16)
-    tp.add_argument("--batch", type=int, default=16)
-    wk = sub.add_parser("workers")
-    wk.add_argument("--wait", type=float, default=20)
-    wk.add_argument("--jobs", type=int, default=4000)
-    il = sub.add_parser("idle")
-    il.add_argument("--polls", type=int, default=16)
-    il.add_argument("--wait", type=float, default=30)
-    args = parser.parse_args(argv)
-    if args.figure == "throughput":
-        result = throughput(args.jobs, args.procs, args.batch)
-    elif args.figure == "workers":
-        result = workers_compare(args.wait, args.jobs)
-    else:
-        result = idle(args.polls, args.wait)
-    print(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -136,11 +136,11 @@ def _plan(store, collection, wf, where=None, edges=()):
 
 def test_query_plans_use_indexes(store):
     wf = new_workflow(store)
+    # One index on (wf, status, claim order) serves status lookups and claims.
     plan = _plan(store, "jobs", wf, {"status": "ready"})
-    assert "USING INDEX ix_doc_jobs_status" in plan
+    assert "USING INDEX ix_doc_jobs_status_claim (wf=? AND <expr>=?)" in plan
     plan = _plan(store, "jobs", wf, {"status": In(["ready", "scheduled"])})
-    # Either index that starts with (wf, status) serves it (the claim index does too).
-    assert "USING INDEX ix_doc_jobs_status" in plan or "USING INDEX ix_doc_jobs_claim" in plan
+    assert "USING INDEX ix_doc_jobs_status_claim" in plan
     plan = _plan(store, "jobs", wf, {"status": "blocked"},
                  [HasEdge("blocks", "in", {"status": NotIn(["done"])}, exists=False)])
     assert "ix_edge_blocks_to" in plan and "SCAN" not in plan.replace("SCAN json_each", "")
@@ -156,7 +156,7 @@ def test_query_plans_use_indexes(store):
         ("internal.memory_bytes", True)], b)
     plan = " | ".join(r[3] for r in store._db.conn().execute("EXPLAIN QUERY PLAN " + text,
                                                               b.params))
-    assert "USING INDEX ix_doc_jobs_claim" in plan
+    assert "USING INDEX ix_doc_jobs_status_claim" in plan
 
 
 # -- SQLite-specific filter semantics ------------------------------------------------------------
@@ -391,3 +391,119 @@ def test_unstorable_values_are_invalid_input_not_store_errors(tmp_path):
         s.find("files", wf, skip=2**63)
     assert s.count("files", wf) == 0
     s.close()
+
+
+# -- job fields as columns (migration 0003_job_columns) ------------------------------------------
+
+
+def _raw(store, wf, key, columns="doc"):
+    return store._db.conn().execute(
+        f"SELECT {columns} FROM doc_jobs WHERE wf = ? AND key = ?", (wf, key)).fetchone()
+
+
+def test_job_columns_are_updated_without_rewriting_the_document(store):
+    wf = new_workflow(store)
+    job = store.insert("jobs", wf, {"name": "a", "status": "uninitialized",
+                                    "internal": {"num_cpus": 0, "runtime_seconds": 60.0,
+                                                 "hash": 7}})
+    before = _raw(store, wf, job["_key"])[0]
+    n = store.update_many("jobs", wf, None, {"status": "ready", "internal.num_cpus": 2,
+                                             "internal.runtime_seconds": 90.5})
+    assert n == 1
+    assert _raw(store, wf, job["_key"])[0] == before  # doc untouched: the columns changed
+    got = store.get("jobs", wf, job["_key"])
+    assert got["status"] == "ready" and got["_rev"] != job["_rev"]
+    assert got["internal"] == {"num_cpus": 2, "runtime_seconds": 90.5, "hash": 7}
+    assert isinstance(got["internal"]["runtime_seconds"], float)
+    assert [d["_key"] for d in store.find("jobs", wf, {"status": "ready",
+                                                        "internal.num_cpus": Gt(1)})] == [job["_key"]]
+    # find_json returns the same overlaid document text
+    import json
+    assert json.loads(store.find_json("jobs", wf)[0]) == got
+    # a stale revision is still detected on the column-held _rev
+    from torc_graph.errors import RevisionConflict
+    with pytest.raises(RevisionConflict):
+        store.update("jobs", wf, job["_key"], {"name": "b"}, rev=job["_rev"])
+    assert store.update("jobs", wf, job["_key"], {"name": "b"}, rev=got["_rev"])["name"] == "b"
+
+
+@pytest.mark.parametrize("patches, expected", [
+    # values a column cannot hold exactly live in the document, type-strict as before
+    ([{"status": 5}], {"status": 5}),
+    ([{"status": "ready"}, {"status": None}], {"status": None}),
+    ([{"internal.num_cpus": True}], {"internal": {"num_cpus": True, "hash": 1}}),
+    ([{"internal.num_cpus": 1 / 3}], {"internal": {"num_cpus": 1 / 3, "hash": 1}}),
+    ([{"internal.num_cpus": 2**70}], {"internal": {"num_cpus": 2**70, "hash": 1}}),
+    # a whole `internal` replaces the columns' values too
+    ([{"internal.num_cpus": 4}, {"internal": {"num_gpus": 1}}], {"internal": {"num_gpus": 1}}),
+    ([{"internal.num_cpus": 4}, {"internal": None}], {"internal": None}),
+    # a column under a non-object parent, and a path below a column's value
+    ([{"internal": None}, {"internal.num_cpus": 3}], {"internal": {"num_cpus": 3}}),
+    ([{"internal": None}, {"internal.num_cpus": 3}, {"internal.hash": 2}],
+     {"internal": {"num_cpus": 3, "hash": 2}}),
+    ([{"status": {"a": 1}}, {"status": "ready"}, {"status.b": 2}], {"status": {"b": 2}}),
+    ([{"internal.num_cpus": 4, "internal": {"num_cpus": 5}}], {"internal": {"num_cpus": 5}}),
+])
+def test_job_columns_keep_document_semantics(store, patches, expected):
+    """Each patch sequence, applied with update_many (and with update when it has only
+    top-level fields), reads back as if the document had been rewritten (the model the store
+    had before the columns)."""
+    wf = new_workflow(store)
+    dotted = any("." in path for patch in patches for path in patch)
+    for method in ("update_many",) if dotted else ("update_many", "update"):
+        key = store.insert("jobs", wf, {"name": "a", "status": "blocked",
+                                        "internal": {"num_cpus": 1, "hash": 1}})["_key"]
+        for patch in patches:
+            if method == "update_many":
+                store.update_many("jobs", wf, {"_key": key}, patch)
+            else:
+                store.update("jobs", wf, key, patch)
+        got = store.get("jobs", wf, key)
+        want = {"name": "a", "status": "blocked", "internal": {"num_cpus": 1, "hash": 1},
+                **expected}
+        assert {k: got[k] for k in want} == want, method
+        # filters agree with what is read back
+        for field in ("status", "internal.num_cpus"):
+            value = got.get(field.split(".")[0])
+            if field.startswith("internal."):
+                value = value.get("num_cpus") if isinstance(value, dict) else None
+            if value is not None:
+                assert key in [d["_key"] for d in store.find("jobs", wf, {field: value})]
+        assert store.find("jobs", wf, {"_key": key})[0] == got
+
+
+def test_migration_0003_converts_existing_jobs(db):
+    """A database created before the columns keeps its documents and gets the columns."""
+    from torc_graph.store import sqlite_schema
+
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    con.execute(sqlite_schema._CREATE_MIGRATIONS)
+    for m in MIGRATIONS[:2]:
+        for stmt in m.statements():
+            con.execute(stmt)
+        con.execute("INSERT INTO schema_migrations VALUES (?, 'x')", (m.name,))
+    con.execute("INSERT INTO doc_workflows (wf, key, doc) VALUES "
+                "('', '1', '{\"_key\":\"1\",\"_id\":\"workflows/1\",\"_rev\":\"r\"}')")
+    docs = {
+        "2": '{"_key":"2","_id":"jobs__1/2","_rev":"a","status":"ready",'
+             '"internal":{"num_cpus":2,"runtime_seconds":60.0,"scheduler_config_id":""}}',
+        "3": '{"_key":"3","_id":"jobs__1/3","_rev":"b","status":7,"internal":null}',
+        "4": '{"_key":"4","_id":"jobs__1/4","_rev":"c","internal":{"num_cpus":0.333333333333333333}}',
+    }
+    for key, text in docs.items():
+        con.execute("INSERT INTO doc_jobs (wf, key, doc) VALUES ('1', ?, ?)", (key, text))
+    con.execute("COMMIT")
+    con.close()
+    store = SQLiteStore.from_url(f"sqlite:///{db}")
+    import json
+    for key, text in docs.items():
+        assert store.get("jobs", "1", key) == json.loads(text)
+    assert _raw(store, "1", "2", "status, rev, i_num_cpus, i_runtime_seconds") == (
+        "ready", "a", 2, 60.0)
+    assert _raw(store, "1", "3", "status, i_num_cpus") == (None, None)
+    assert _raw(store, "1", "4", "i_num_cpus") == (None,)  # not exact at 15 digits: stays JSON
+    assert [d["_key"] for d in store.find("jobs", "1", {"status": "ready"})] == ["2"]
+    assert [d["_key"] for d in store.find("jobs", "1", {"status": 7})] == ["3"]
+    assert store.info()["migrations"][-1] == "0003_job_columns"
+    store.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 import falcon
 
+from torc_graph import json_codec
 from torc_graph.errors import InvalidInput, PayloadTooLarge
 
 try:
@@ -38,13 +39,13 @@ MAX_DEPTH = 100
 
 def dumps(value: Any) -> str:
     """Compact, strict JSON (``allow_nan=False``: a NaN is a bug, not a value to send)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json_codec.dumps(value)
 
 
 def send_json(resp: falcon.Response, value: Any, status: int = 200) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = dumps(value)
+    resp.data = json_codec.dumpb(value)
 
 
 def send_json_bytes(resp: falcon.Response, data: bytes, status: int = 200) -> None:
@@ -92,19 +93,22 @@ def read_body(req: falcon.Request, max_bytes: int, *, required: bool = True) -> 
         if required:
             raise InvalidInput("request body is required (a JSON object)")
         return None
-    try:
-        text = raw.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidInput(f"request body is nested deeper than {MAX_DEPTH} levels") from None
+    fast, value = json_codec.loads_request(raw)
+    if not fast:  # the standard library's exact path and error messages
+        try:
+            text = raw.decode("utf-8")
+            value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidInput(f"request body is nested deeper than {MAX_DEPTH} levels") from None
     if value is None and required:
         # JSON null is no body: without this, handlers would see an absent body and skip
         # validation.
         raise InvalidInput("request body is required (a JSON object), not null")
-    # Only an escape can produce a surrogate (raw UTF-8 ones fail to decode above).
-    check_depth(value, surrogates=_SURROGATE_ESCAPE.search(raw) is not None)
+    # Only an escape can produce a surrogate (raw UTF-8 ones fail to decode above), and orjson
+    # refuses lone ones itself.
+    check_depth(value, surrogates=not fast and _SURROGATE_ESCAPE.search(raw) is not None)
     return value
 
 

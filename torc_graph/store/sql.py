@@ -11,13 +11,13 @@ as false); negations wrap them in ``coalesce(..., 0)`` first so a missing field 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from torc_graph import model
+from torc_graph import json_codec, model
 from torc_graph.errors import InvalidInput
+from torc_graph.store import sqlite_columns as cols
 from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
 from torc_graph.store.sqlite_schema import doc_table, edge_table
 
@@ -32,13 +32,10 @@ GLOBAL_EDGE_ENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
 def dumps(value: Any) -> str:
     """Compact JSON text; ``InvalidInput`` for values JSON cannot represent."""
     try:
-        return _ENCODE(value)
+        return json_codec.dumps(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"value is not representable as JSON: {exc}") from None
 
@@ -89,9 +86,10 @@ class Field:
     type: str | None
 
 
-def doc_field(alias: str, path: str, *, edge: bool, id_prefix: str) -> Field:
+def doc_field(alias: str, path: str, *, edge: bool, id_prefix: str, coll: str | None = None) -> Field:
     """Resolve a field path on a row of a document/edge table. ``id_prefix`` is the placeholder
-    holding ``<collection>/`` so ``_id`` can be formed from the key."""
+    holding ``<collection>/`` so ``_id`` can be formed from the key; ``coll`` (the collection)
+    maps column fields (:mod:`.sqlite_columns`) to their columns."""
     if path == "_key":
         return Field(f"{alias}.key", None)
     if path == "_id":
@@ -101,6 +99,13 @@ def doc_field(alias: str, path: str, *, edge: bool, id_prefix: str) -> Field:
     if edge and path == "_to":
         return Field(f"{alias}.to_id", None)
     p = json_path(path)
+    if coll is not None:
+        col = cols.field_sql(coll, alias, path)
+        if col is not None:
+            return Field(*col)
+        if cols.is_column_parent(coll, path):
+            doc = cols.read_expr(coll, alias)
+            return Field(f"json_extract({doc}, {p})", f"json_type({doc}, {p})")
     return Field(f"json_extract({alias}.doc, {p})", f"json_type({alias}.doc, {p})")
 
 
@@ -219,10 +224,11 @@ def _id_as_key(spec: Any, prefix: str) -> Any:
 
 
 def where_doc(
-    where: Mapping[str, Any] | None, alias: str, b: Binder, *, edge: bool, prefix: str
+    where: Mapping[str, Any] | None, alias: str, b: Binder, *, edge: bool, prefix: str,
+    coll: str | None = None,
 ) -> list[str]:
-    """Conditions for a ``where`` on rows of a document or edge table whose ids are
-    ``prefix + key``."""
+    """Conditions for a ``where`` on rows of a document or edge table (of collection ``coll``)
+    whose ids are ``prefix + key``."""
     if not where:
         return []
     if not isinstance(where, Mapping):
@@ -234,7 +240,8 @@ def where_doc(
             if as_key is not None:
                 conds.append(condition(Field(f"{alias}.key", None), as_key, b))
                 continue
-        conds.append(condition(doc_field(alias, path, edge=edge, id_prefix=b(prefix)), spec, b))
+        field = doc_field(alias, path, edge=edge, id_prefix=b(prefix), coll=coll)
+        conds.append(condition(field, spec, b))
     return conds
 
 
@@ -271,7 +278,7 @@ def other_vertex_exists(
         alias = f"o{depth}"
         prefix = model.make_id(coll, wf_value or None, "")
         conds = [join_endpoint(alias, wf_param, id_expr, prefix, b)]
-        conds += where_doc(where, alias, b, edge=False, prefix=prefix)
+        conds += where_doc(where, alias, b, edge=False, prefix=prefix, coll=coll)
         parts.append(f"EXISTS (SELECT 1 FROM {doc_table(coll)} {alias} WHERE {' AND '.join(conds)})")
     return "(" + " OR ".join(parts) + ")"
 
@@ -320,10 +327,10 @@ def other_joins(edge: str, direction: str, id_expr: str, wf: str,
         prefix = model.make_id(coll, wf_value or None, "")
         joins.append(f"LEFT JOIN {doc_table(coll)} {a} ON "
                      + join_endpoint(a, wf_param, id_expr, prefix, b))
-        docs.append(f"{a}.doc")
+        docs.append(cols.read_expr(coll, a))
         if where:
             parts = [f"{a}.seq IS NOT NULL"]
-            parts += where_doc(where, a, b, edge=False, prefix=prefix)
+            parts += where_doc(where, a, b, edge=False, prefix=prefix, coll=coll)
             conds.append("(" + " AND ".join(parts) + ")")
     doc_expr = docs[0] if len(docs) == 1 else f"coalesce({', '.join(docs)})"
     cond = "(" + " OR ".join(conds) + ")" if conds else "1"
@@ -363,8 +370,10 @@ def derive_edges_sql(out_table: str, producer_table: str, consumer_table: str) -
 # -- patches -----------------------------------------------------------------------------------
 
 
-def patch_expr(doc: str, patch: Mapping[str, Any], b: Binder, *, system: frozenset[str]) -> str:
-    """A ``json_set`` expression applying a field-path patch and a fresh ``_rev`` to ``doc``.
+def patch_expr(doc: str, patch: Mapping[str, Any], b: Binder, *, system: frozenset[str],
+               rev: bool = True) -> str:
+    """A ``json_set`` expression applying a field-path patch and (with ``rev``) a fresh ``_rev``
+    to ``doc``.
 
     ``json_set`` creates missing parent objects of a dotted path but leaves the document alone
     when a parent holds a non-object (``null``, a number...), so such parents are removed first
@@ -395,15 +404,40 @@ def patch_expr(doc: str, patch: Mapping[str, Any], b: Binder, *, system: frozens
             in_group = set()
         in_group.add(path)
         groups[-1].append(f"{json_path(path)}, json({b(dumps(value))})")
-    groups[-1].append("'$._rev', lower(hex(randomblob(8)))")
+    if rev:
+        groups[-1].append(f"'$._rev', {cols.NEW_REV}")
     expr = f"json_remove({doc}, {', '.join(removes)})" if removes else doc
     for args in groups:
-        expr = f"json_set({expr}, {', '.join(args)})"
+        if args:
+            expr = f"json_set({expr}, {', '.join(args)})"
     return expr
 
 
+def set_clause(collection: str, patch: Mapping[str, Any], b: Binder, *,
+               system: frozenset[str]) -> str:
+    """The SET list of an UPDATE (table aliased ``t``) applying a field-path patch and a new
+    ``_rev``. Column fields (:mod:`.sqlite_columns`) are set as columns; ``doc`` is rewritten
+    only for the rest."""
+    if not isinstance(patch, Mapping):
+        raise InvalidInput("patch must be a mapping")
+    if not cols.columns(collection):
+        return f"doc = {patch_expr('doc', patch, b, system=system)}"
+    for path in patch:
+        check_path(path)
+    split = cols.split_patch(collection, patch, system)
+    sets = [f"rev = {cols.new_rev_sql(b)}"]
+    if split.doc_patch:
+        base = cols.refresh_expr("t.doc", "t", split.refresh)
+        sets.append(f"doc = {patch_expr(base, split.doc_patch, b, system=system, rev=False)}")
+    # Every SET expression reads the row as it was before this statement, so the refresh
+    # above copies the columns' old values whatever the order of the assignments.
+    sets += [f"{col.name} = {b(v)}" for col, v in split.columns.items()]
+    return ", ".join(sets)
+
+
 def order_clause(
-    order_by: Sequence[tuple[str, bool]] | None, alias: str, id_prefix: str, *, edge: bool
+    order_by: Sequence[tuple[str, bool]] | None, alias: str, id_prefix: str, *, edge: bool,
+    coll: str | None = None,
 ) -> str:
     """``ORDER BY`` text: the requested fields, then insertion order."""
     terms = []
@@ -412,7 +446,7 @@ def order_clause(
             path, desc = item
         except (TypeError, ValueError):
             raise InvalidInput("order_by must be a sequence of (field, descending) pairs") from None
-        f = doc_field(alias, check_path(path), edge=edge, id_prefix=id_prefix)
+        f = doc_field(alias, check_path(path), edge=edge, id_prefix=id_prefix, coll=coll)
         terms.append(f"{f.value}{' DESC' if desc else ''}")
     terms.append(f"{alias}.seq")
     return "ORDER BY " + ", ".join(terms)

@@ -17,9 +17,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from torc_graph import model
+from torc_graph import json_codec, model
 from torc_graph.errors import InvalidInput, NotFound, RevisionConflict, UniqueConstraintViolated
 from torc_graph.store import sql as q
+from torc_graph.store import sqlite_columns as cols
 from torc_graph.store import sqlite_schema as schema
 from torc_graph.store.base import (
     Direction,
@@ -40,11 +41,16 @@ _WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}$")
 class _Coll:
     """A whitelisted collection: its table and kind."""
 
-    __slots__ = ("name", "edge", "is_global", "vertex", "table")
+    __slots__ = ("name", "edge", "is_global", "vertex", "table", "columns")
 
     def __init__(self, name: str, edge: bool, is_global: bool, vertex: bool):
         self.name, self.edge, self.is_global, self.vertex = name, edge, is_global, vertex
         self.table = schema.edge_table(name) if edge else schema.doc_table(name)
+        self.columns = cols.columns(name)
+
+    def doc(self, alias: str) -> str:
+        """SQL for the whole stored document of row ``alias`` (columns overlaid)."""
+        return cols.read_expr(self.name, alias)
 
 
 _COLLS: dict[str, _Coll] = {}
@@ -75,7 +81,7 @@ def _check_id(value: Any, field: str) -> str:
 
 
 def _loads(text: str) -> Document:
-    return json.loads(text)
+    return json_codec.loads(text)
 
 
 def _new_rev() -> str:
@@ -167,7 +173,7 @@ class SQLiteStore(GraphStore):
         prefix_value = self._prefix(c, wf)
         prefix = b(prefix_value)
         conds = [f"{alias}.wf = {b(wf)}"]
-        conds += q.where_doc(where, alias, b, edge=c.edge, prefix=prefix_value)
+        conds += q.where_doc(where, alias, b, edge=c.edge, prefix=prefix_value, coll=c.name)
         for pred in edges or ():
             conds.append(q.has_edge(pred, alias, f"({prefix} || {alias}.key)", wf, b))
         if len(conds) == 1 and not c.edge:
@@ -222,9 +228,19 @@ class SQLiteStore(GraphStore):
                     doc[k] = v
             text = q.dumps(doc)
             out.append(doc)
-            rows.append((wf, key, doc["_from"], doc["_to"], text) if c.edge else (wf, key, text))
+            if c.edge:
+                rows.append((wf, key, doc["_from"], doc["_to"], text))
+            elif c.columns:
+                rows.append((wf, key, text, doc["_rev"], *cols.row_values(c.name, doc)))
+            else:
+                rows.append((wf, key, text))
         if c.edge:
             sql_text = f"INSERT INTO {c.table} (wf, key, from_id, to_id, doc) VALUES (?, ?, ?, ?, ?)"
+        elif c.columns:
+            names = ", ".join(col.name for col in c.columns)
+            marks = ", ".join("?" * len(c.columns))
+            sql_text = (f"INSERT INTO {c.table} (wf, key, doc, rev, {names}) "
+                        f"VALUES (?, ?, ?, ?, {marks})")
         else:
             sql_text = f"INSERT INTO {c.table} (wf, key, doc) VALUES (?, ?, ?)"
         try:
@@ -348,7 +364,7 @@ class SQLiteStore(GraphStore):
         c, wf = self._coll(collection, workflow)
         _check_key(key)
         row = self._db.read(lambda conn: conn.execute(
-            f"SELECT doc FROM {c.table} WHERE wf = ? AND key = ?", (wf, key)).fetchone())
+            f"SELECT {c.doc('t')} FROM {c.table} t WHERE wf = ? AND key = ?", (wf, key)).fetchone())
         if row is None:
             raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
         return _loads(row[0])
@@ -360,8 +376,8 @@ class SQLiteStore(GraphStore):
         if not isinstance(patch, Mapping):
             raise InvalidInput("patch must be a JSON object")
         with self._db.write() as conn:
-            row = conn.execute(f"SELECT seq, doc FROM {c.table} WHERE wf = ? AND key = ?",
-                               (wf, key)).fetchone()
+            row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t "
+                               "WHERE wf = ? AND key = ?", (wf, key)).fetchone()
             if row is None:
                 raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
             doc = _loads(row[1])
@@ -372,7 +388,13 @@ class SQLiteStore(GraphStore):
                 if k not in _SYSTEM:
                     doc[k] = v
             doc["_rev"] = _new_rev()
-            conn.execute(f"UPDATE {c.table} SET doc = ? WHERE seq = ?", (q.dumps(doc), row[0]))
+            if c.columns:
+                sets = ", ".join(f"{col.name} = ?" for col in c.columns)
+                conn.execute(f"UPDATE {c.table} SET doc = ?, rev = ?, {sets} WHERE seq = ?",
+                             (q.dumps(doc), doc["_rev"], *cols.row_values(c.name, doc), row[0]))
+            else:
+                conn.execute(f"UPDATE {c.table} SET doc = ? WHERE seq = ?",
+                             (q.dumps(doc), row[0]))
         doc["_oldRev"] = old
         return doc
 
@@ -389,18 +411,18 @@ class SQLiteStore(GraphStore):
                     patch: Mapping[str, Any], *, edges: Sequence[HasEdge] = ()) -> int:
         c, wf = self._coll(collection, workflow)
         b = q.Binder()
-        setter = q.patch_expr("doc", patch, b, system=_SYSTEM)
+        setter = q.set_clause(c.name, patch, b, system=_SYSTEM)
         cond = self._matching(c, wf, where, edges, b)
         with self._db.write() as conn:
-            cur = conn.execute(f"UPDATE {c.table} AS t SET doc = {setter} WHERE {cond}", b.params)
+            cur = conn.execute(f"UPDATE {c.table} AS t SET {setter} WHERE {cond}", b.params)
             return cur.rowcount
 
     def delete(self, collection: str, workflow: str | None, key: str) -> Document:
         c, wf = self._coll(collection, workflow)
         _check_key(key)
         with self._db.write() as conn:
-            row = conn.execute(f"SELECT seq, doc FROM {c.table} WHERE wf = ? AND key = ?",
-                               (wf, key)).fetchone()
+            row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t "
+                               "WHERE wf = ? AND key = ?", (wf, key)).fetchone()
             if row is None:
                 raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
             doc = _loads(row[1])
@@ -424,8 +446,8 @@ class SQLiteStore(GraphStore):
 
     def _find_sql(self, c: _Coll, wf: str, where, edges, order_by, b: q.Binder) -> str:
         cond = self._select(c, wf, where, edges, b)
-        order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge)
-        return f"SELECT t.doc FROM {c.table} t WHERE {cond} {order}"
+        order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge, coll=c.name)
+        return f"SELECT {c.doc('t')} FROM {c.table} t WHERE {cond} {order}"
 
     def _find_texts(self, collection: str, workflow: str | None, where, edges, skip, limit,
                     order_by) -> list[str]:
@@ -463,7 +485,7 @@ class SQLiteStore(GraphStore):
             text += f" LIMIT {b(batch)} OFFSET :off"
             return self._iter_batches(text, b.params, batch, keyset=False)
         cond = self._select(c, wf, where, edges, b)
-        text = (f"SELECT t.doc, t.seq FROM {c.table} t WHERE {cond} AND t.seq > :after "
+        text = (f"SELECT {c.doc('t')}, t.seq FROM {c.table} t WHERE {cond} AND t.seq > :after "
                 f"ORDER BY t.seq LIMIT {b(batch)}")
         return self._iter_batches(text, b.params, batch, keyset=True)
 
@@ -533,8 +555,13 @@ class SQLiteStore(GraphStore):
         lim = f"LIMIT {b(-1 if limit is None else int(limit))} OFFSET {b(int(skip or 0))}"
         joins, doc_expr, _ = q.other_joins(ec.name, direction, f"e.{other}", ewf, None, b)
         prefix = b(self._prefix(c, wf))
-        text = (f"SELECT d.doc, e.doc, {doc_expr} FROM "
-                f"(SELECT t.seq, t.key, t.doc FROM {c.table} t WHERE {cond} ORDER BY t.seq {lim}) d "
+        # The page's rows carry their raw columns; documents are assembled only for rows that
+        # have an edge (a page of 1,000 jobs without edges costs no JSON work).
+        raw = "".join(f", t.{name}" for name in (["rev"] + [k.name for k in c.columns]
+                                                 if c.columns else []))
+        text = (f"SELECT {c.doc('d')}, e.doc, {doc_expr} FROM "
+                f"(SELECT t.seq, t.key, t.doc{raw} FROM {c.table} t WHERE {cond} "
+                f"ORDER BY t.seq {lim}) d "
                 f"JOIN {ec.table} e ON e.wf = {b(ewf)} AND e.{own} = {prefix} || d.key {joins} "
                 f"ORDER BY d.seq, e.seq")
         rows = self._db.read(lambda conn: conn.execute(text, b.params).fetchall())
@@ -587,12 +614,12 @@ class SQLiteStore(GraphStore):
                 tc = _COLLS[coll]
                 tb = q.Binder()
                 tb.params = dict(b.params)
-                setter = q.patch_expr("doc", patch, tb, system=_SYSTEM)
+                setter = q.set_clause(tc.name, patch, tb, system=_SYSTEM)
                 prefix = self._prefix(tc, wf)
                 cond = self._select(tc, wf, where, (), tb, alias="d")
                 # The reachable rows are selected first (rowids, driven by r), then updated: the
                 # planner cannot trade the walk for a scan of every vertex matching ``where``.
-                text = (f"WITH RECURSIVE {cte} UPDATE {tc.table} AS t SET doc = {setter} "
+                text = (f"WITH RECURSIVE {cte} UPDATE {tc.table} AS t SET {setter} "
                         f"WHERE t.seq IN (SELECT d.seq FROM r CROSS JOIN {tc.table} d ON "
                         f"d.key = substr(r.id, {tb(len(prefix) + 1)}) "
                         f"AND r.id = {tb(prefix)} || d.key WHERE {cond}) RETURNING seq, key")

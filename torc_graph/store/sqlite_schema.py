@@ -109,6 +109,42 @@ def _scale_indexes() -> list[str]:
     return stmts
 
 
+def _job_columns() -> list[str]:
+    """Jobs' hot fields as plain columns (:mod:`.sqlite_columns`), filled from the documents.
+
+    The expression indexes on ``status`` and the claim order are replaced by indexes on the
+    columns' ``coalesce`` expressions (what filters and orders compile to), so updating a
+    status or a resource field maintains them without parsing JSON."""
+    from torc_graph.store import sqlite_columns as cols
+
+    jobs = Collection.JOBS.value
+    t = doc_table(jobs)
+    stmts = [f"ALTER TABLE {t} ADD COLUMN rev TEXT"]
+    sets = ["rev = json_extract(doc, '$._rev')"]
+    for col in cols.columns(jobs):
+        # No declared type: no affinity, so a REAL stays REAL (60.0 is not turned into 60).
+        stmts.append(f"ALTER TABLE {t} ADD COLUMN {col.name}")
+        p = f"'$.{col.path}'"
+        value = f"json_extract(doc, {p})"
+        if col.kind == "text":
+            ok = f"json_type(doc, {p}) = 'text'"
+        else:  # integers, and non-zero reals that survive SQLite's 15-digit JSON output
+            # (a zero REAL may be -0.0, whose sign a column would lose)
+            ok = (f"(json_type(doc, {p}) = 'integer' OR (json_type(doc, {p}) = 'real' AND "
+                  f"{value} <> 0 AND "
+                  f"json_extract(json_set('{{}}', '$.v', {value}), '$.v') = {value}))")
+        sets.append(f"{col.name} = iif({ok}, {value}, NULL)")
+    stmts.append(f"UPDATE {t} SET {', '.join(sets)}")
+    by_path = {c.path: c for c in cols.columns(jobs)}
+    # One index serves both status lookups (its prefix) and the claim order: every status
+    # change maintains one index, not two.
+    stmts += [f"DROP INDEX IF EXISTS ix_{t}_status", f"DROP INDEX IF EXISTS ix_{t}_claim"]
+    order = ", ".join(f"{cols.index_expr(by_path[f])} DESC" for f in CLAIM_ORDER)
+    stmts.append(f"CREATE INDEX ix_{t}_status_claim ON {t} "
+                 f"(wf, {cols.index_expr(by_path['status'])}, {order})")
+    return stmts
+
+
 @dataclass(frozen=True)
 class Migration:
     """A named schema change: its statements run in one transaction and it is recorded once."""
@@ -121,6 +157,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial),
     Migration("0002_scale_indexes", _scale_indexes),
+    Migration("0003_job_columns", _job_columns),
 )
 
 _CREATE_MIGRATIONS = (

@@ -1,4 +1,4 @@
-"""scripts/bench_execution.py at tiny scale, so the script cannot rot (not timed)."""
+"""scripts/bench_server.py at tiny scale, so the script cannot rot (not timed)."""
 
 import importlib.util
 import pathlib
@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_every_figure_runs_at_tiny_scale(capsys):
     spec = importlib.util.spec_from_file_location(
-        "bench_execution", ROOT / "scripts" / "bench_execution.py")
+        "bench_server", ROOT / "scripts" / "bench_server.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     result = bench.throughput(40, 2, 4)

@@ -1,0 +1,232 @@
+"""Benchmarks of the batched execution API and the server's worker class (issue 8, issue 14).
+
+Every figure is a ratio or comparison measured in the same run (these machines are noisy):
+
+* ``throughput``: W processes through a real gunicorn (``torc-graph serve``, 4 workers) run N
+  no-op jobs with the batched API (``claim_jobs`` + ``complete_jobs`` with the piggy-backed
+  claim, L jobs per call) and then N more with the torc v0.6.4 single-job path
+  (``prepare_jobs_for_submission`` + ``start_job`` + ``complete_job``).
+* ``workers``: plain gunicorn with ``sync`` vs ``gthread`` (8 threads) workers, 4 processes:
+  8 long polls waiting 20 s — their durations, /ping answers while they wait, server CPU —
+  then /ping and batched throughput.
+* ``idle``: server CPU with no request vs with P long polls waiting.
+
+    python scripts/bench_server.py throughput --jobs 4000 --procs 16 --batch 16
+    python scripts/bench_server.py workers
+    python scripts/bench_server.py idle --polls 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import requests
+
+from torc_graph.client import Client
+from torc_graph.testing import LiveServer, clean_env, free_port
+
+
+def _workflow(client: Client, n: int, name: str = "bench") -> str:
+    jobs = [{"name": f"k{i}", "command": "true"} for i in range(n)]
+    wf = client.add_workflow_specification({"name": name, "user": "bench", "jobs": jobs})["_key"]
+    client.initialize_jobs(wf)
+    client.bump_run_id(wf)
+    return wf
+
+
+def _node(client: Client, wf: str, name: str) -> str:
+    return client.add_document(wf, "compute_nodes", {
+        "hostname": name, "pid": os.getpid(), "start_time": "t", "is_active": True,
+        "resources": {"num_cpus": 1, "memory_gb": 1.0}})["_key"]
+
+
+def _batched(url: str, wf: str, batch: int, queue) -> None:
+    res = {"num_cpus": batch, "memory_gb": 64.0}
+    with Client(url) as c:
+        node, done = _node(c, wf, f"b{os.getpid()}"), 0
+        resp = c.claim_jobs(wf, node, res, limit=batch)
+        while resp and resp["jobs"]:
+            out = c.complete_jobs(wf, node, resp["run_id"], [
+                {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
+                 "status": "done", "result": {"return_code": 0, "exec_time_minutes": 0,
+                                              "completion_time": "t"}}
+                for j in resp["jobs"]], claim={"resources": res, "limit": batch})
+            assert all(i["outcome"] == "completed" for i in out["items"]), out["items"]
+            done += len(resp["jobs"])
+            resp = out["claimed"]
+    queue.put(done)
+
+
+def _single(url: str, wf: str, batch: int, queue) -> None:
+    with Client(url) as c:
+        node, done = _node(c, wf, f"s{os.getpid()}"), 0
+        run = c.get_status(wf)["run_id"]
+        while jobs := c.prepare_jobs_for_submission(wf, {"num_cpus": 4, "memory_gb": 8.0},
+                                                    limit=4):
+            for j in jobs:
+                j = c.start_job(wf, j["_key"], j["_rev"], run, node)
+                c.complete_job(wf, j["_key"], "done", j["_rev"], run, node, {
+                    "job_key": j["_key"], "run_id": run, "return_code": 0,
+                    "exec_time_minutes": 0, "completion_time": "t", "status": "done"})
+                done += 1
+    queue.put(done)
+
+
+def _run_procs(target, url: str, wf: str, procs: int, batch: int, n: int) -> float:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    ps = [ctx.Process(target=target, args=(url, wf, batch, queue)) for _ in range(procs)]
+    start = time.monotonic()
+    for p in ps:
+        p.start()
+    total = sum(queue.get(timeout=900) for _ in ps)
+    for p in ps:
+        p.join()
+    assert total == n, (total, n)
+    return round(n / (time.monotonic() - start), 1)
+
+
+def throughput(jobs: int, procs: int, batch: int) -> dict:
+    with tempfile.TemporaryDirectory() as d, \
+            LiveServer(f"sqlite:///{d}/db.sqlite", workers=4) as server, \
+            Client(server.url) as client:
+        batched = _run_procs(_batched, server.url, _workflow(client, jobs), procs, batch, jobs)
+        single = _run_procs(_single, server.url, _workflow(client, jobs), procs, batch, jobs)
+    return {"jobs": jobs, "procs": procs, "batch": batch, "batched_jobs_per_s": batched,
+            "single_job_path_jobs_per_s": single, "ratio": round(batched / single, 2)}
+
+
+def _server_cpu(pid: int) -> float:
+    procs = [psutil.Process(pid)] + psutil.Process(pid).children()
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def _gunicorn(kind: str, db: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    threads = ["--threads", "8"] if kind == "gthread" else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "4", "-k", kind, *threads, "-b",
+         f"127.0.0.1:{port}", "--timeout", "300", "torc_graph.app:get_app()"],
+        env=clean_env(TORC_GRAPH_DATABASE=db, TORC_GRAPH_LOG_LEVEL="warning"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(url + "/ping", timeout=1).ok:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def _wait_polls(url: str, wf: str, n: int, wait: float) -> tuple[list, list[threading.Thread]]:
+    durations: list = []
+
+    def poll(i: int) -> None:
+        with Client(url) as c:
+            node = _node(c, wf, f"p{i}")
+            t = time.monotonic()
+            # No job fits 0 CPUs: the poll waits the whole time.
+            c.claim_jobs(wf, node, {"num_cpus": 0, "memory_gb": 1.0}, limit=1,
+                         wait_seconds=wait)
+            durations.append(round(time.monotonic() - t, 1))
+
+    threads = [threading.Thread(target=poll, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return durations, threads
+
+
+def workers_compare(wait: float = 20, jobs: int = 4000) -> dict:
+    out = {}
+    for kind in ("sync", "gthread"):
+        with tempfile.TemporaryDirectory() as d:
+            proc, url = _gunicorn(kind, f"sqlite:///{d}/db.sqlite")
+            try:
+                with Client(url) as client:
+                    wf = _workflow(client, 1)
+                    durations, threads = _wait_polls(url, wf, 8, wait)
+                    time.sleep(1.5)
+                    cpu0, pings, errors = _server_cpu(proc.pid), [], 0
+                    for _ in range(5):
+                        t = time.monotonic()
+                        try:
+                            requests.get(url + "/ping", timeout=wait * 1.5).raise_for_status()
+                            pings.append(time.monotonic() - t)
+                        except requests.RequestException:
+                            errors += 1
+                    time.sleep(max(0.0, 5 - sum(pings)))
+                    cpu = (_server_cpu(proc.pid) - cpu0) / max(5.0, sum(pings))
+                    for t in threads:
+                        t.join(wait * 3)
+                    rate = _run_procs(_batched, url, _workflow(client, jobs), 4, 8, jobs)
+                out[kind] = {"poll_durations_s": sorted(durations),
+                             "ping_median_s_during_polls": round(statistics.median(pings), 4)
+                             if pings else None, "ping_failures": errors,
+                             "server_cpu_s_per_s_during_polls": round(cpu, 3),
+                             "batched_jobs_per_s_4_procs": rate}
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    return out
+
+
+def idle(polls: int, wait: float = 30) -> dict:
+    with tempfile.TemporaryDirectory() as d, \
+            LiveServer(f"sqlite:///{d}/db.sqlite", workers=4) as server, \
+            Client(server.url) as client:
+        wf = _workflow(client, 1)
+        time.sleep(2)
+        cpu0 = _server_cpu(server.proc.pid)
+        time.sleep(5)
+        base = (_server_cpu(server.proc.pid) - cpu0) / 5
+        _, threads = _wait_polls(server.url, wf, polls, wait)
+        time.sleep(3)
+        cpu0 = _server_cpu(server.proc.pid)
+        time.sleep(10)
+        busy = (_server_cpu(server.proc.pid) - cpu0) / 10
+        for t in threads:
+            t.join(wait * 2)
+    return {"polls": polls, "server_cpu_s_per_s_idle": round(base, 4),
+            "server_cpu_s_per_s_polls_waiting": round(busy, 4),
+            "cpu_ms_per_s_per_poll": round((busy - base) / polls * 1000, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="figure", required=True)
+    tp = sub.add_parser("throughput")
+    tp.add_argument("--jobs", type=int, default=4000)
+    tp.add_argument("--procs", type=int, default=16)
+    tp.add_argument("--batch", type=int, default=16)
+    wk = sub.add_parser("workers")
+    wk.add_argument("--wait", type=float, default=20)
+    wk.add_argument("--jobs", type=int, default=4000)
+    il = sub.add_parser("idle")
+    il.add_argument("--polls", type=int, default=16)
+    il.add_argument("--wait", type=float, default=30)
+    args = parser.parse_args(argv)
+    if args.figure == "throughput":
+        result = throughput(args.jobs, args.procs, args.batch)
+    elif args.figure == "workers":
+        result = workers_compare(args.wait, args.jobs)
+    else:
+        result = idle(args.polls, args.wait)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
