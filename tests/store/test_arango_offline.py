@@ -683,6 +683,7 @@ def test_defect04_workflow_keys_must_be_legal_collection_names(store, fake):
     store.insert("blocks", "my-wf", {"_from": "jobs__my-wf/1", "_to": "jobs__my-wf/2"})
     assert store.neighbors("my-wf", "blocks", "out", ["jobs__my-wf/1"])
     assert isinstance(translate(aql_error(errno.ILLEGAL_NAME)), InvalidInput)
+    assert model.split_id("jobs__my-wf/3") == ("jobs", "my-wf", "3")
 
 
 def test_defect05_reads_sort_on_the_indexed_sequence_attribute(store, fake):

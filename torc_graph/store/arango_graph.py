@@ -10,7 +10,6 @@ collections with ``WITH`` (required in a cluster before 3.12.6).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,8 +26,7 @@ from torc_graph.store.aql import (
 )
 from torc_graph.store.base import Direction, Neighbor, Where
 
-#: ``<collection>/<key>``; the collection may carry a workflow key with ``-``.
-ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*/" + model.KEY_PATTERN.pattern[1:])
+ID_PATTERN = model.ID_PATTERN
 
 
 def clean(doc: Any) -> Any:
