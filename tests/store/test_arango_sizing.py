@@ -24,6 +24,7 @@ import pytest
 from torc_graph.engine import autotune, claims, initialize, specifications
 from torc_graph.store import open_store
 from torc_graph.store.arango import DOC_OVERHEAD
+from torc_graph.testing import CountingStore
 
 CHAIN = 100
 MIB = 2**20
@@ -51,11 +52,11 @@ def spec(n: int) -> dict:
     }
 
 
-class Pricing:
-    """A store proxy: forwards every call, and prices it as the ArangoDB store would."""
+class Pricing(CountingStore):
+    """A counting store proxy that also prices every call as the ArangoDB store would."""
 
     def __init__(self, store):
-        self._store = store
+        super().__init__(store)
         self.reset()
 
     def reset(self):
@@ -98,16 +99,10 @@ class Pricing:
         return Tx()
 
     def __getattr__(self, name):
-        attr = getattr(self._store, name)
+        attr = super().__getattr__(name)  # counts the call
         if not callable(attr):
             return attr
-
-        def priced(*args, **kwargs):
-            self.calls[name] += 1
-            result = attr(*args, **kwargs)
-            return self._price(name, args, kwargs, result)
-
-        return priced
+        return lambda *args, **kwargs: self._price(name, args, kwargs, attr(*args, **kwargs))
 
     def _price(self, name, args, kwargs, result):
         if name == "insert_many" or name == "insert":

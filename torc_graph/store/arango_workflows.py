@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from torc_graph import model
@@ -31,6 +30,11 @@ _HAS_CONF = model.GlobalEdge.HAS_WORKFLOW_CONFIG.value
 _HAS_STAT = model.GlobalEdge.HAS_WORKFLOW_STATUS.value
 
 
+def _space_collections(q: Query) -> tuple[str, ...]:
+    """Bind placeholders of workflows, configs, statuses and the two ``has_*`` edges."""
+    return tuple(q.collection(n) for n in (_WF, _CONF, _STAT, _HAS_CONF, _HAS_STAT))
+
+
 def missing_workflow(workflow: str) -> NotFound:
     return NotFound(f"Error: Document not found. Operation: Get workflow with key={workflow}")
 
@@ -39,17 +43,18 @@ class WorkflowOps:
     """Mixin of :class:`~torc_graph.store.arango.ArangoStore` (uses its ``_run``,
     ``_reserve``, ``_prepare``, ``_conn``, ``_layout`` and ``settings``)."""
 
-    @contextlib.contextmanager
-    def _global_transaction(self, what: str) -> Iterator[Any]:
-        """A stream transaction over the global collections only (workflow create/delete)."""
-        db = self._conn.db()
+    def _write_global(self, key: str, text: str, q: Query) -> Any:
+        """Run one query in a stream transaction over the global collections only (workflow
+        create/delete) and return its first row; aborts on any error."""
+        what = f"workflow {key}"
         with translating(what):
-            handle = db.begin_transaction(write=list(GLOBAL_DOCS + GLOBAL_EDGES),
-                                          lock_timeout=self.settings.lock_timeout)
+            handle = self._conn.db().begin_transaction(
+                write=list(GLOBAL_DOCS + GLOBAL_EDGES), lock_timeout=self.settings.lock_timeout)
         try:
-            yield handle
+            row = self._run(text, q, what, db=handle)[0]
             with translating(what):
                 handle.commit_transaction()
+            return row
         except BaseException:
             with contextlib.suppress(Exception):
                 handle.abort_transaction()
@@ -75,8 +80,7 @@ class WorkflowOps:
             created = self._layout.create_workflow(db, key)
         try:
             q = Query()
-            w, c, s = q.collection(_WF), q.collection(_CONF), q.collection(_STAT)
-            hc, hs = q.collection(_HAS_CONF), q.collection(_HAS_STAT)
+            w, c, s, hc, hs = _space_collections(q)
             text = (
                 f"LET w = FIRST((INSERT {q.value(wf_doc)} INTO {w} RETURN NEW)) "
                 f"LET c = FIRST((INSERT {q.value(conf_doc)} INTO {c} RETURN NEW)) "
@@ -87,8 +91,7 @@ class WorkflowOps:
                 f"INTO {hs} RETURN 1) "
                 "RETURN {w: w, c: c, s: s}"
             )
-            with self._global_transaction(f"workflow {key}") as handle:
-                row = self._run(text, q, f"workflow {key}", db=handle)[0]
+            row = self._write_global(key, text, q)
         except BaseException:
             # DDL is not transactional: undo what this call created, and nothing else.
             with contextlib.suppress(Exception):
@@ -109,8 +112,7 @@ class WorkflowOps:
         with translating(f"workflow {key}"):
             self._layout.drop(db, key)
         q = Query()
-        w, c, s = q.collection(_WF), q.collection(_CONF), q.collection(_STAT)
-        hc, hs = q.collection(_HAS_CONF), q.collection(_HAS_STAT)
+        w, c, s, hc, hs = _space_collections(q)
         wid = q.value(doc["_id"])
         text = (
             f"LET cs = (FOR e IN {hc} FILTER e._from == {wid} REMOVE e IN {hc} RETURN OLD._to) "
@@ -121,15 +123,12 @@ class WorkflowOps:
             "OPTIONS {ignoreErrors: true} RETURN 1) "
             f"REMOVE {q.value(key)} IN {w} RETURN OLD"
         )
-        with self._global_transaction(f"workflow {key}") as handle:
-            old = self._run(text, q, f"workflow {key}", db=handle)[0]
-        return clean(old)
+        return clean(self._write_global(key, text, q))
 
     def workflow_space(self, key: str) -> WorkflowSpace:
         check_key(key, "workflow key")
         q = Query()
-        w, c, s = q.collection(_WF), q.collection(_CONF), q.collection(_STAT)
-        hc, hs = q.collection(_HAS_CONF), q.collection(_HAS_STAT)
+        w, c, s, hc, hs = _space_collections(q)
         text = (
             f"FOR w IN {w} FILTER w._key == {q.value(key)} "
             f"LET c = FIRST((FOR e IN {hc} FILTER e._from == w._id "
