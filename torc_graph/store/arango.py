@@ -37,6 +37,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from arango.database import TransactionDatabase
+
 from torc_graph import model
 from torc_graph.errors import (
     InvalidInput,
@@ -132,13 +134,16 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         return tx if tx is not None and tx.pid == os.getpid() else None
 
     def _run(self, text: str, q: Query, what: str = "document", db: Any = None) -> list[Any]:
-        """Execute a query (in this thread's transaction, if any) and return all rows."""
+        """Execute a query and return all rows: on ``db`` (a database or a stream transaction
+        handle), else in this thread's transaction, else standalone."""
         tx = self._tx()
         cap = self.settings.max_transaction_bytes
         options: dict[str, Any] = {"max_runtime": self.settings.query_runtime}
         with translating(what, cap):
             if db is None and tx is not None:
-                db, options["batch_size"] = tx.db, TX_BATCH
+                db = tx.db
+            if isinstance(db, TransactionDatabase):
+                options["batch_size"] = TX_BATCH
             else:
                 db = db if db is not None else self._conn.db()
                 options.update(batch_size=1000, max_transaction_size=cap,
@@ -152,10 +157,13 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
 
     def _charge(self, nbytes: int, *, after: bool = False) -> None:
         """Count ``nbytes`` written against the transaction size cap; raise
-        TransactionTooLarge if crossed (``after``: the write already happened and the
-        enclosing transaction rolls it back)."""
+        TransactionTooLarge if crossed. ``after``: the write already happened; inside a
+        transaction raising rolls it back, outside one the server enforced the cap itself
+        (``maxTransactionSize``), so nothing is counted or raised."""
         cap = self.settings.max_transaction_bytes
         tx = self._tx()
+        if after and tx is None:
+            return
         total = nbytes + (tx.used if tx is not None else 0)
         if total > cap:
             raise TransactionTooLarge(

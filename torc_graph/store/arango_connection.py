@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -267,9 +267,6 @@ class Connection:
         self._db: Any = None
         self._lock = threading.Lock()
         self._lock_pid = os.getpid()
-
-    def with_settings(self, **changes: Any) -> None:
-        self.settings = replace(self.settings, **changes)
 
     def db(self) -> Any:
         """This process's database handle (connects on first use)."""
