@@ -146,6 +146,11 @@ def answer(query, bind):
         rows = [j for j in JOBS if j[SEQ_FIELD] > after]
         m = re.search(r"LIMIT @(\w+), @(\w+)", query)
         return rows[bind[m[1]]:bind[m[1]] + bind[m[2]]] if m else rows
+    if query.startswith("LET w = FIRST((INSERT"):
+        w, c, st = (v for v in bind.values() if isinstance(v, dict))
+        return [{"w": {**w, "_id": f"workflows/{w['_key']}", "_rev": "_r"},
+                 "c": {**c, "_key": "c1", "_id": "workflow_configs/c1", "_rev": "_r"},
+                 "s": {**st, "_key": "s1", "_id": "workflow_statuses/s1", "_rev": "_r"}}]
     if " INSERT d INTO " in query:
         docs = bind[next(k for k, v in bind.items() if isinstance(v, list))]
         return [{**d, "_id": f"jobs__12/{d['_key']}", "_rev": "_r"} for d in docs]
@@ -210,6 +215,21 @@ def test_every_request_of_a_transaction_carries_its_header(store, stub):
             assert r["headers"][TRX] == "77" and r["path"].endswith("/_api/cursor")
     commit = stub.requests[-1]
     assert commit["method"] == "put" and commit["path"].endswith("/_api/transaction/77")
+
+
+def test_create_workflow_writes_its_documents_in_a_global_transaction(store, stub):
+    """DDL first (collections with indexes, then the graph), then one query in a stream
+    transaction over the global collections, carrying only in-transaction options."""
+    space = store.create_workflow({"name": "w"}, {"a": 1}, {"run_id": 0})
+    key = space.workflow["_key"]
+    assert SEQ_FIELD not in space.workflow and key.isdigit()
+    assert f"jobs__{key}" in stub.collections and len(
+        [n for n in stub.collections if n.endswith(f"__{key}")]) == 24
+    assert stub.graphs[-1]["name"] == f"workflow_graph__{key}"
+    insert = next(r for r in stub.requests if r["body"] and "LET w = FIRST" in r["body"].get("query", ""))
+    assert insert["headers"][TRX] == "77"
+    assert "maxTransactionSize" not in insert["body"].get("options", {})
+    assert stub.requests[-1]["method"] == "put"  # committed
 
 
 def test_a_result_over_one_batch_inside_a_transaction_is_refused(stub):

@@ -629,6 +629,14 @@ def test_defect01_updates_are_accounted_after_the_fact(store, fake):
     assert fake.tx_events[-1][0] == "abort"
 
 
+def test_defect01_after_the_fact_charges_outside_a_transaction_never_raise(fake):
+    """A standalone update already committed under the server-enforced cap: reporting a
+    413 for it would lie, so the store counts nothing outside a transaction."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    fake.rows["RETURN {n: LENGTH(u)"] = [{"n": 10, "bytes": 2 * 2**20}]
+    assert store.update_many("jobs", "12", None, {"status": "ready"}) == 10
+
+
 def test_defect02_documents_by_runtime_id_are_declared_with_with(store, fake):
     """Defect 2 (fails on 62e67c5: traversals and DOCUMENT() without WITH): no query uses
     traversal syntax, and every DOCUMENT() query starts with WITH naming the collections."""
