@@ -474,7 +474,8 @@ class GraphStore(abc.ABC):
         another start vertex. With ``through_matching_only=True`` the traversal does not expand
         past a vertex that fails ``where`` (every vertex on the path after the start must match);
         otherwise it expands through every vertex and only the update is filtered.
-        One statement/query regardless of the size of the reachable set.
+        SQLite: one statement regardless of the size of the reachable set; ArangoDB: one
+        set-based query per level of it (each reachable edge read once), then one update.
         """
 
     @abc.abstractmethod
