@@ -500,6 +500,19 @@ def test_update_of_missing_document_is_not_found(store, fake):
         store.update("jobs", "12", "7", {})
 
 
+def test_missing_documents_and_workflows_are_not_found(store, fake):
+    with pytest.raises(NotFound):
+        store.get("jobs", "12", "7")
+    fake.fail.append((" INSERT d INTO ", aql_error(errno.DATA_SOURCE_NOT_FOUND, 404)))
+    with pytest.raises(NotFound, match="key=12"):
+        store.insert("jobs", "12", {"name": "a"})
+    with pytest.raises(NotFound, match="key=12"):
+        store.insert_many("jobs", "12", [])
+    with pytest.raises(NotFound, match="key=a.b"):
+        with store.transaction("a.b"):
+            pass
+
+
 def test_vertex_delete_cascades_to_every_edge_collection(store, fake):
     store.delete("jobs", "12", "7")
     _, text, bind, _ = fake.log[-1]

@@ -152,6 +152,8 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
             cursor = db.aql.execute(q.finish(text), bind_vars=q.bind_vars, **options)
             if "max_transaction_size" not in options and cursor.has_more():
                 log.error("result of %s exceeds one batch inside a transaction", what)
+                with contextlib.suppress(Exception):
+                    cursor.close(ignore_missing=True)
                 raise StoreError("storage error: result too large for one transaction batch")
             return list(cursor)
 
