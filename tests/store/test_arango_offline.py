@@ -405,7 +405,8 @@ def exercise_every_method(store, wf="12"):
     store.insert("blocks", wf, {"_from": f"jobs__{wf}/1", "_to": f"jobs__{wf}/2"})
     store.update("jobs", wf, "7", {"status": HOSTILE, "_key": "no"}, rev="_r1")
     store.update("jobs", wf, "7", {"status": "y"})
-    store.get("jobs", wf, "7")
+    with pytest.raises(NotFound):  # the fake stores nothing
+        store.get("jobs", wf, "7")
     store.update_many("events", wf, None, {"seen": True})
     store.update_many("jobs", wf, {"status": HOSTILE}, {"internal.x": HOSTILE, "status": "ready"},
                       edges=[HasEdge("blocks", "in", {"status": In([HOSTILE])}, exists=False)])
