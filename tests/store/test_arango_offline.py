@@ -823,10 +823,14 @@ def test_defect13_cluster_layout_is_one_shard_and_replicated(fake):
     fake.props = {"sharding": "", "replication_factor": 2}
     store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?replication_factor=3&write_concern=2")
     store.create_workflow({"_key": "w"}, {}, {})
-    created = [e for e in fake.tx_events if e[0] == "collection"]
-    assert all(e[2]["replication_factor"] == 3 and e[2]["write_concern"] == 2
-               and e[2]["shard_count"] == 1 for e in created)
-    assert all(e[2].get("shard_like") == arango_mod.TICKS for e in created if e[1] != arango_mod.TICKS)
+    created = {e[1]: e[2] for e in fake.tx_events if e[0] == "collection"}
+    assert created.pop(arango_mod.TICKS) == {"shard_count": 1, "replication_factor": 3,
+                                             "write_concern": 2}
+    assert created and all(o == {"shard_like": arango_mod.TICKS} for o in created.values())
+    # In a OneShard database the database's settings place every collection.
+    fake.props = {"sharding": "single", "replication_factor": 2}
+    ArangoStore.from_url("arangodb://u:pw@h:8529/torc").create_workflow({"_key": "w3"}, {}, {})
+    assert all(e[2] == {} for e in fake.tx_events if e[0] == "collection" and "__w3" in e[1])
     # A missing database is created OneShard.
     fake2 = Server()
     calls = []

@@ -207,15 +207,20 @@ class Layout:
                 self._create_indexes(db, name)
 
     def _create_collection(self, db: Any, name: str, edge: bool = False, strict: bool = False) -> None:
-        """Create a collection (cluster: one shard, replicated, co-located). An existing one
-        is an error only when ``strict``."""
+        """Create a collection; an existing one is an error only when ``strict``.
+
+        Single server and OneShard database: no placement options (a OneShard database places
+        every collection with its own replication settings). A sharded cluster database: the
+        ticks collection gets one shard with the store's replication settings, every other
+        collection ``distributeShardsLike`` it (which takes the prototype's sharding)."""
         s = self.settings
         options: dict[str, Any] = {}
-        if self.cluster:
-            options = {"shard_count": 1, "replication_factor": s.replication_factor,
-                       "write_concern": s.write_concern}
-            if not self.one_shard and name != TICKS:
-                options["shard_like"] = TICKS
+        if self.cluster and not self.one_shard:
+            if name == TICKS:
+                options = {"shard_count": 1, "replication_factor": s.replication_factor,
+                           "write_concern": s.write_concern}
+            else:
+                options = {"shard_like": TICKS}
         try:
             db.create_collection(name, edge=edge, key_generator="traditional", user_keys=True,
                                  **options)
