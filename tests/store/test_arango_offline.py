@@ -738,6 +738,22 @@ def test_defect06_pages_inside_a_transaction_are_keyset(store, fake):
     second = pages[1]
     assert f"(d.{SEQ_FIELD} > @" in second[1] and 9 in second[2].values()
     assert 2 in second[2].values() and not any(v == 4 for v in second[2].values())
+    assert lint(second[1], second[2]) == []
+
+
+def test_keyset_pages_follow_the_requested_order(store, fake):
+    """With ``order_by`` the next page starts after the last row's whole sort key: equal
+    leading fields fall through to the next field, descending fields compare with ``<``."""
+    fake.rows["LIMIT"] = [{"_key": "5", "a": 3, "b": {"c": "x"}, SEQ_FIELD: 5}]
+    with store.transaction("12"):
+        list(store.iter_find("jobs", "12", order_by=[("a", True), ("b.c", False)], batch_size=1))
+    _, text, bind, _ = [e for e in fake.log if e[0] == "tx" and "RETURN d" in e[1]][1]
+    assert lint(text, bind) == []
+    flt = text.split(" FILTER ", 1)[1].split(" SORT ")[0]
+    assert flt == ("(d[@p2] < @v5) OR (d[@p2] == @v6 AND d[@p3][@p4] > @v7) OR "
+                   f"(d[@p2] == @v8 AND d[@p3][@p4] == @v9 AND d.{SEQ_FIELD} > @v10)")
+    assert (bind["p2"], bind["p3"], bind["p4"]) == ("a", "b", "c")
+    assert [bind[f"v{i}"] for i in range(5, 11)] == [3, 3, "x", 3, "x", 5]
 
 
 def test_defect07_reachability_is_level_by_level(store, fake):
