@@ -19,8 +19,9 @@ def placeholders(text: str) -> set[str]:
 
 
 def check(q: Query, text: str) -> None:
-    """Every placeholder is bound and every bind variable is used (ArangoDB rejects both)."""
-    assert placeholders(text) == set(q.bind_vars)
+    """Every placeholder of the finished query is bound and every bind variable is used
+    (ArangoDB rejects both)."""
+    assert placeholders(q.finish(text)) == set(q.bind_vars)
 
 
 F = "d[@p1][@p2]"
@@ -113,11 +114,14 @@ def test_has_edge_on_other_fields_requires_the_document():
     )
     assert text == (
         "FILTER (d[@p1] == @v2) AND (LENGTH((FOR e4 IN @@c3 FILTER e4._to == d._id "
-        "LET o5 = DOCUMENT(e4._from) FILTER o5 != null AND (o5[@p6] NOT IN @v7) "
+        "LET o6 = DOCUMENT(e4._from) FILTER o6 != null AND (o6[@p7] NOT IN @v8) "
         "LIMIT 1 RETURN 1)) > 0)"
     )
     assert q.bind_vars["@c3"] == "blocks__12"
-    assert q.bind_vars["v7"] == ["done"]
+    assert q.bind_vars["v8"] == ["done"]
+    # The loaded documents' collection is declared for clusters (defect 2).
+    assert q.finish(text).startswith("WITH @@c5 FILTER")
+    assert q.bind_vars["@c5"] == "jobs__12"
     check(q, text)
 
 
@@ -132,17 +136,17 @@ def test_order_by_with_tie_break():
     q = Query()
     text = q.sort("d", [("status", True), ("internal.num_cpus", False)])
     assert text == (
-        f"SORT d[@p1] DESC, d[@p2][@p3] ASC, {seq_expr('d')} ASC, d._key ASC"
+        f"SORT d[@p1] DESC, d[@p2][@p3] ASC, {seq_expr('d')} ASC"
     )
     assert q.bind_vars == {"p1": "status", "p2": "internal", "p3": "num_cpus"}
 
 
 def test_default_order_is_insertion_order():
     q = Query()
-    assert q.sort("d", None) == f"SORT {seq_expr('d')} ASC, d._key ASC"
-    assert seq_expr("d") == (
-        f"(IS_NUMBER(d.{SEQ_FIELD}) ? d.{SEQ_FIELD} : TO_NUMBER(d._key))"
-    )
+    """Defect 5: insertion order is a plain attribute an index can serve (it was a computed
+    ``IS_NUMBER(..) ? .. : TO_NUMBER(d._key)`` that forced a full sort of every match)."""
+    assert q.sort("d", None) == f"SORT d.{SEQ_FIELD} ASC"
+    assert seq_expr("d") == f"d.{SEQ_FIELD}"
 
 
 def test_plain_patch_replaces_nested_objects_whole():

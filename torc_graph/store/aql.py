@@ -14,9 +14,12 @@ Missing fields read as ``null`` in AQL, and AQL orders ``null`` below every othe
 ordering operators are guarded with a type test: ``Lt(5)`` only matches numbers below 5, never a
 missing field or a string. ``==``, ``IN``, ``!=`` and ``NOT IN`` are type-strict in AQL already.
 
-Insertion order: a document carries :data:`SEQ_FIELD` only when it was inserted in a batch that
-contained a caller-supplied ``_key``; otherwise its key is a server tick (traditional key
-generator) and the number of the key is its sequence (see :mod:`torc_graph.store.arango`).
+Insertion order: every stored document carries its sequence number in :data:`SEQ_FIELD`
+(indexed; see :mod:`torc_graph.store.arango_keys`), so every order ends with that plain
+attribute and keyset paging compares against it (:meth:`Query.after`).
+
+Clusters: a query that loads documents by a runtime id (``DOCUMENT(e._to)``) names their
+collections in a leading ``WITH`` (:meth:`Query.declare`, :meth:`Query.finish`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
 SEQ_FIELD = "_torc_seq"
 #: Fields a patch never writes (the store ignores them).
 SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev", "_from", "_to", "_oldRev", SEQ_FIELD})
+#: Targets of the global edges (all start at ``workflows``).
+GLOBAL_EDGE_TARGETS = {"has_workflow_config": "workflow_configs",
+                       "has_workflow_status": "workflow_statuses"}
 #: AQL needs a count with an offset; this stands for "no limit".
 NO_LIMIT = 2**53 - 1
 
@@ -92,6 +98,19 @@ class Query:
     def __init__(self) -> None:
         self.bind_vars: dict[str, Any] = {}
         self._n = 0
+        self._with: dict[str, str] = {}
+
+    def declare(self, physical_names: Sequence[str]) -> None:
+        """Name collections read through runtime ids, for the query's leading ``WITH``."""
+        for name in physical_names:
+            if name not in self._with:
+                self._with[name] = self.collection(name)
+
+    def finish(self, text: str) -> str:
+        """The complete query text: ``WITH`` the declared collections, then ``text``."""
+        if not self._with:
+            return text
+        return f"WITH {', '.join(self._with.values())} {text}"
 
     def _name(self, prefix: str) -> str:
         self._n += 1
@@ -171,6 +190,7 @@ class Query:
             conds = self.conditions(where, subject)
             parts.append("FILTER " + " AND ".join(conds))
         elif where:
+            self.declare(endpoint_collections(str(pred.edge), workflow, pred.direction))
             o = self._name("o")
             parts.append(f"LET {o} = DOCUMENT({e}.{far})")
             conds = [f"{o} != null"] + self.where(o, where)
@@ -193,13 +213,27 @@ class Query:
     # -- order -----------------------------------------------------------------------------
 
     def sort(self, var: str, order_by: Sequence[tuple[str, bool]] | None) -> str:
-        """``SORT ...``: the requested fields, then insertion order, then ``_key``."""
+        """``SORT ...``: the requested fields, then insertion order (unique, indexed)."""
         terms = []
         for path, descending in order_by or ():
             terms.append(f"{self.attr(var, path)} {'DESC' if descending else 'ASC'}")
         terms.append(f"{seq_expr(var)} ASC")
-        terms.append(f"{var}._key ASC")
         return "SORT " + ", ".join(terms)
+
+    def after(self, var: str, order_by: Sequence[tuple[str, bool]] | None, last: Mapping[str, Any]) -> str:
+        """``FILTER ...`` keeping the documents that :meth:`sort` puts after ``last`` (keyset
+        paging: no re-sort of skipped rows, no row skipped when earlier rows change).
+
+        AQL's comparison operators use the same total order as ``SORT`` (null < bool < number
+        < string < array < object), and a missing field reads as null on both sides."""
+        terms = [(self.attr(var, p), _value_at(last, p), d) for p, d in order_by or ()]
+        terms.append((seq_expr(var), last[SEQ_FIELD], False))
+        ors = []
+        for i, (expr, value, descending) in enumerate(terms):
+            ands = [f"{e} == {self.value(v)}" for e, v, _ in terms[:i]]
+            ands.append(f"{expr} {'<' if descending else '>'} {self.value(value)}")
+            ors.append("(" + " AND ".join(ands) + ")")
+        return "FILTER " + " OR ".join(ors)
 
     # -- patches ---------------------------------------------------------------------------
 
@@ -251,8 +285,29 @@ class _Leaf:
 
 
 def seq_expr(var: str) -> str:
-    """The insertion sequence of a document: its stored sequence, else its numeric key."""
-    return f"(IS_NUMBER({var}.{SEQ_FIELD}) ? {var}.{SEQ_FIELD} : TO_NUMBER({var}._key))"
+    """The insertion sequence of a document: a plain indexed attribute, so that an index
+    serves ``FILTER ... SORT seq LIMIT n`` without sorting the matches."""
+    return f"{var}.{SEQ_FIELD}"
+
+
+def endpoint_collections(edge: str, workflow: str | None, direction: str = "out") -> list[str]:
+    """Physical names of the collections at the far end of ``edge`` in ``direction``."""
+    if edge in _GLOBAL_EDGES:
+        if direction == "in":
+            return [model.GlobalCollection.WORKFLOWS.value]
+        target = GLOBAL_EDGE_TARGETS.get(edge)
+        return [target] if target else [c.value for c in model.GlobalCollection]
+    definition = model.EDGE_DEFINITIONS[model.Edge(edge)]
+    ends = definition.to_collections if direction == "out" else definition.from_collections
+    return [collection_name(c.value, workflow) for c in ends]
+
+
+def _value_at(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a document (None when missing, like AQL)."""
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def _type_test(expr: str, value: Any) -> str:

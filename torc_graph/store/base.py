@@ -39,9 +39,13 @@ Atomicity
 Every method is atomic on its own. ``with store.transaction(workflow):`` groups calls made by the
 current thread into one serializable transaction: all of them commit, or none does (an exception
 inside the block rolls back and propagates). The write lock is taken when the block begins
-(SQLite ``BEGIN IMMEDIATE``; an ArangoDB stream transaction with exclusive access to the
-workflow's collections), so a read-then-write inside the block cannot be interleaved with another
-writer. Transactions nest: an inner ``transaction()`` joins the outer one.
+(SQLite ``BEGIN IMMEDIATE``, the whole database; an ArangoDB stream transaction with exclusive
+access to ``jobs__<WF>`` only and shared write access to the workflow's other collections and
+the global ones: every writer of a workflow's collections takes that jobs lock first, so writers
+of one workflow are serialized while workflows proceed in parallel), so a read-then-write inside
+the block cannot be interleaved with another writer. ArangoDB also bounds a transaction's size
+(``TransactionTooLarge``, 413, nothing written). Transactions nest: an inner ``transaction()``
+joins the outer one.
 
 Errors
 ------
@@ -470,7 +474,8 @@ class GraphStore(abc.ABC):
         another start vertex. With ``through_matching_only=True`` the traversal does not expand
         past a vertex that fails ``where`` (every vertex on the path after the start must match);
         otherwise it expands through every vertex and only the update is filtered.
-        One statement/query regardless of the size of the reachable set.
+        SQLite: one statement regardless of the size of the reachable set; ArangoDB: one
+        set-based query per level of it (each reachable edge read once), then one update.
         """
 
     @abc.abstractmethod

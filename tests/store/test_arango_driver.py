@@ -1,0 +1,267 @@
+"""The REAL python-arango driver, run by ArangoStore against a stub HTTP client that answers
+with ArangoDB-shaped bodies (python-arango accepts ``http_client=``).
+
+What this proves offline that a mock of the driver cannot: the HTTP requests the driver really
+sends for the store's calls (endpoints, the ``x-arango-trx-id`` header on every request inside
+a stream transaction, the begin body with the exclusive jobs lock and the size cap, query
+options), cursor continuation outside transactions, and the driver's parsing of ArangoDB error
+bodies into the errors the store maps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from arango.http import HTTPClient
+from arango.response import Response
+
+from torc_graph.errors import StoreError, StoreUnavailable
+from torc_graph.store.aql import SEQ_FIELD
+from torc_graph.store.arango import ArangoStore, TransactionTooLarge
+
+TRX = "x-arango-trx-id"
+
+
+class StubArango(HTTPClient):
+    """A few endpoints of an ArangoDB 3.12 single server, answered from memory.
+
+    ``answer(query, bind_vars)`` gives the rows of an AQL query; results are split into
+    batches of the request's ``batchSize`` (capped at ``max_batch``, like a server limit)."""
+
+    def __init__(self, answer, max_batch: int = 10**9):
+        self.answer = answer
+        self.max_batch = max_batch
+        self.requests: list[dict] = []
+        self.collections: dict[str, int] = {}
+        self.graphs: list[dict] = []
+        self.indexes: dict[str, list[dict]] = {}
+        self.cursors: dict[str, list] = {}
+        self.errors: list[tuple[str, int, int]] = []  # (path fragment, http, errorNum)
+        self._ids = itertools.count(1000)
+
+    def create_session(self, host):
+        return requests.Session()  # never used for I/O
+
+    def send_request(self, session, method, url, headers=None, params=None, data=None, auth=None):
+        path = urlsplit(url).path
+        body = json.loads(data) if isinstance(data, (str, bytes)) and data else None
+        self.requests.append({"method": method, "path": path, "headers": dict(headers or {}),
+                              "params": dict(params or {}), "body": body})
+        for i, (fragment, http, num) in enumerate(self.errors):
+            if fragment in path or (body and fragment in str(body.get("query", ""))):
+                del self.errors[i]
+                return self._reply(method, url, http, {"error": True, "errorNum": num,
+                                                       "errorMessage": "server said no",
+                                                       "code": http})
+        status, reply = self.route(method, path, params or {}, body)
+        return self._reply(method, url, status, reply)
+
+    @staticmethod
+    def _reply(method, url, status, reply):
+        return Response(method, url, {"content-type": "application/json"}, status,
+                        "OK" if status < 400 else "Error", json.dumps(reply))
+
+    def route(self, method, path, params, body):
+        path = path.split("/_db/torc", 1)[-1]
+        if path == "/_api/collection" and method == "get":
+            return 200, {"error": False, "code": 200, "result": [
+                {"id": str(i), "name": n, "isSystem": False, "type": t, "status": 3,
+                 "globallyUniqueId": n} for i, (n, t) in enumerate(self.collections.items())]}
+        if path == "/_api/collection" and method == "post":
+            self.collections[body["name"]] = body.get("type", 2)
+            return 200, {"id": "1", "name": body["name"], "type": body.get("type", 2),
+                         "status": 3, "isSystem": False, "globallyUniqueId": body["name"]}
+        if path == "/_api/gharial" and method == "get":
+            return 200, {"graphs": self.graphs}
+        if path == "/_api/gharial" and method == "post":
+            graph = {"_id": f"_graphs/{body['name']}", "_key": body["name"], "_rev": "_r",
+                     "name": body["name"], "orphanCollections": [],
+                     "edgeDefinitions": body.get("edgeDefinitions", [])}
+            self.graphs.append(graph)
+            return 202, {"graph": graph}
+        if path == "/_api/index" and method == "get":
+            name = params.get("collection")
+            if name not in self.collections:
+                return 404, {"error": True, "errorNum": 1203, "code": 404,
+                             "errorMessage": "collection or view not found"}
+            return 200, {"error": False, "code": 200, "indexes": self.indexes.get(name, []),
+                         "identifiers": {}}
+        if path == "/_api/index" and method == "post":
+            self.indexes.setdefault(params.get("collection"), []).append(
+                {"id": f"{params.get('collection')}/2", "type": "persistent",
+                 "fields": body["fields"], "name": body.get("name")})
+            return 201, {"id": f"{params.get('collection')}/1", "type": "persistent",
+                         "fields": body["fields"], "name": body.get("name"), "isNewlyCreated": True,
+                         "error": False, "code": 201}
+        if path == "/_admin/server/role":
+            return 200, {"role": "SINGLE", "mode": "default"}
+        if path == "/_api/version":
+            return 200, {"server": "arango", "version": "3.12.4", "license": "community"}
+        if path == "/_api/transaction/begin":
+            return 201, {"result": {"id": "77", "status": "running"}}
+        if path.startswith("/_api/transaction/"):
+            status = "committed" if method == "put" else "aborted"
+            return 200, {"result": {"id": "77", "status": status}}
+        if path == "/_api/cursor" and method == "post":
+            rows = list(self.answer(body["query"], body.get("bindVars", {})))
+            return self._batch(rows, min(body.get("batchSize") or 1000, self.max_batch))
+        if path.startswith("/_api/cursor/") and method == "post":
+            cursor_id = path.rsplit("/", 1)[1]
+            rows, size = self.cursors.pop(cursor_id)
+            return self._batch(rows, size, cursor_id)
+        if path.startswith("/_api/cursor/") and method == "delete":
+            return 202, {"id": path.rsplit("/", 1)[1]}
+        return 404, {"error": True, "errorNum": 404, "errorMessage": f"unknown {path}", "code": 404}
+
+    def _batch(self, rows, size, cursor_id=None):
+        head, rest = rows[:size], rows[size:]
+        reply = {"error": False, "code": 201, "result": head, "hasMore": bool(rest),
+                 "cached": False, "extra": {"stats": {}, "warnings": []}}
+        if rest:
+            cursor_id = cursor_id or str(next(self._ids))
+            self.cursors[cursor_id] = (rest, size)
+            reply["id"] = cursor_id
+        return 201, reply
+
+    def cursor_requests(self):
+        return [r for r in self.requests if r["path"].split("/_db/torc", 1)[-1].startswith("/_api/cursor")]
+
+
+JOBS = [{"_key": str(i), "_id": f"jobs__12/{i}", "_rev": "_r", SEQ_FIELD: i, "name": f"j{i}"}
+        for i in range(1, 2501)]
+
+
+def answer(query, bind):
+    if query.startswith("UPSERT"):
+        return [bind["floor"] + bind["n"] + 500]
+    if "COLLECT WITH COUNT" in query:
+        return [len(JOBS)]
+    if query.startswith("FOR d IN") and query.endswith("RETURN d"):
+        after = next((v for k, v in bind.items() if f"> @{k})" in query), 0)
+        rows = [j for j in JOBS if j[SEQ_FIELD] > after]
+        m = re.search(r"LIMIT @(\w+), @(\w+)", query)
+        return rows[bind[m[1]]:bind[m[1]] + bind[m[2]]] if m else rows
+    if query.startswith("LET w = FIRST((INSERT"):
+        w, c, st = (v for v in bind.values() if isinstance(v, dict))
+        return [{"w": {**w, "_id": f"workflows/{w['_key']}", "_rev": "_r"},
+                 "c": {**c, "_key": "c1", "_id": "workflow_configs/c1", "_rev": "_r"},
+                 "s": {**st, "_key": "s1", "_id": "workflow_statuses/s1", "_rev": "_r"}}]
+    if " INSERT d INTO " in query:
+        docs = bind[next(k for k, v in bind.items() if isinstance(v, list))]
+        return [{**d, "_id": f"jobs__12/{d['_key']}", "_rev": "_r"} for d in docs]
+    return []
+
+
+@pytest.fixture
+def stub():
+    return StubArango(answer)
+
+
+@pytest.fixture
+def store(stub):
+    return ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=8",
+                                http_client=stub)
+
+
+def test_cursor_continuation_outside_transactions(store, stub):
+    """Outside a transaction the driver continues the cursor: 2,500 rows in batches of 1,000."""
+    docs = store.find("jobs", "12")
+    assert [d["_key"] for d in docs] == [str(i) for i in range(1, 2501)]
+    assert all(SEQ_FIELD not in d for d in docs)
+    find = [r for r in stub.cursor_requests() if r["method"] == "post"][-3:]
+    assert find[0]["body"]["batchSize"] == 1000
+    assert [r["path"].rsplit("/", 1)[-1] for r in find[1:]] == [find[1]["path"].rsplit("/", 1)[-1]] * 2
+    options = find[0]["body"]["options"]
+    assert options["maxRuntime"] == 55.0 and options["maxTransactionSize"] == 8 * 2**20
+    assert options["intermediateCommitCount"] >= 2**53
+
+
+def test_streaming_iteration_closes_its_cursor(store, stub):
+    it = store.iter_find("jobs", "12", batch_size=1000)
+    assert next(it)["_key"] == "1"
+    it.close()
+    assert stub.requests[-1]["method"] == "delete"
+    assert stub.requests[-1]["path"].split("/_api/cursor/")[1]
+
+
+def test_every_request_of_a_transaction_carries_its_header(store, stub):
+    """Inside transaction(): the begin body declares the exclusive jobs lock and the size cap,
+    every query carries ``x-arango-trx-id``, nothing continues a cursor (the driver's
+    continuation would drop the header), pages are keyset queries, and commit is a PUT."""
+    stub.collections["jobs__12"] = 2  # a workflow created by torc: no torc_graph indexes yet
+    with store.transaction("12"):
+        store.count("jobs", "12")
+        got = [d["_key"] for d in store.iter_find("jobs", "12", batch_size=1000)]
+        store.insert_many("jobs", "12", [{"name": "a"}, {"name": "b"}])
+    assert got == [str(i) for i in range(1, 2501)]
+    begin = next(r for r in stub.requests if r["path"].endswith("/_api/transaction/begin"))
+    assert begin["body"]["collections"]["exclusive"] == ["jobs__12"]
+    assert begin["body"]["maxTransactionSize"] == 8 * 2**20
+    assert begin["body"]["lockTimeout"] == 30
+    assert [i["fields"] for i in stub.indexes["jobs__12"]] == [[SEQ_FIELD], ["status", SEQ_FIELD]]
+    start = stub.requests.index(begin)
+    inside = [r for r in stub.requests[start + 1:] if "/_api/cursor" in r["path"]]
+    queries = [r["body"]["query"] for r in inside if r["body"] and "UPSERT" not in r["body"]["query"]]
+    assert len(queries) == 1 + 3 + 1  # count, three keyset pages, insert
+    for r in inside:
+        if "UPSERT" in r["body"]["query"]:
+            assert TRX not in r["headers"]  # the key reservation runs outside (arango_keys)
+        else:
+            assert r["headers"][TRX] == "77" and r["path"].endswith("/_api/cursor")
+    commit = stub.requests[-1]
+    assert commit["method"] == "put" and commit["path"].endswith("/_api/transaction/77")
+
+
+def test_create_workflow_writes_its_documents_in_a_global_transaction(store, stub):
+    """DDL first (collections with indexes, then the graph), then one query in a stream
+    transaction over the global collections, carrying only in-transaction options."""
+    space = store.create_workflow({"name": "w"}, {"a": 1}, {"run_id": 0})
+    key = space.workflow["_key"]
+    assert SEQ_FIELD not in space.workflow and key.isdigit()
+    assert f"jobs__{key}" in stub.collections and len(
+        [n for n in stub.collections if n.endswith(f"__{key}")]) == 24
+    assert stub.graphs[-1]["name"] == f"workflow_graph__{key}"
+    insert = next(r for r in stub.requests if r["body"] and "LET w = FIRST" in r["body"].get("query", ""))
+    assert insert["headers"][TRX] == "77"
+    assert "maxTransactionSize" not in insert["body"].get("options", {})
+    assert stub.requests[-1]["method"] == "put"  # committed
+
+
+def test_a_result_over_one_batch_inside_a_transaction_is_refused(stub):
+    """If the server capped the batch, continuing would run outside the transaction: the
+    store refuses instead of returning another snapshot's rows."""
+    stub.max_batch = 1000
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc", http_client=stub)
+    with pytest.raises(StoreError):
+        with store.transaction("12"):
+            store.find("jobs", "12")
+    assert stub.requests[-1]["method"] == "delete"  # aborted
+    assert stub.requests[-1]["path"].endswith("/_api/transaction/77")
+
+
+@pytest.mark.parametrize("num, http, expected, text", [
+    (32, 400, TransactionTooLarge, "8 MiB"),
+    (1200, 409, StoreUnavailable, "write-write conflict"),
+    (1655, 404, StoreUnavailable, "expired"),
+    (1500, 410, StoreUnavailable, "time limit"),
+])
+def test_error_bodies_are_parsed_and_mapped(store, stub, num, http, expected, text):
+    store.count("jobs", "12")
+    stub.errors.append(("COLLECT WITH COUNT", http, num))
+    with pytest.raises(expected, match=text):
+        store.count("jobs", "12")
+
+
+def test_unreadable_layout_with_existing_collections_needs_no_ddl(stub):
+    """A prepared database: the store lists, finds everything, and creates nothing."""
+    ArangoStore.from_url("arangodb://u:pw@h:8529/torc", http_client=stub).count("jobs", "12")
+    before = len([r for r in stub.requests if r["method"] == "post" and "collection" in r["path"]])
+    stub.requests.clear()
+    ArangoStore.from_url("arangodb://u:pw@h:8529/torc", http_client=stub).count("jobs", "12")
+    posts = [r for r in stub.requests if r["method"] == "post" and "/_api/cursor" not in r["path"]]
+    assert before >= 6 and posts == []

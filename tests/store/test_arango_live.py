@@ -1,0 +1,138 @@
+"""The ArangoDB leg against a real server: runs only when ``TORC_GRAPH_TEST_ARANGO_URL`` is set.
+
+One command runs every ArangoDB leg (this file, the store contract suite, the engine tests)::
+
+    TORC_GRAPH_TEST_ARANGO_URL=arangodb://root:pw@localhost:8529/torc_test \\
+        pytest tests/store tests/engine
+
+against a 3.11/3.12 single server, or against a cluster coordinator (the database is created
+OneShard if missing). What this file adds to the contract suite: ``EXPLAIN`` of the hot queries
+(they must use an index and no full sort), the deployment checks (OneShard, replication), the
+transaction size cap (413, nothing written), keys across collections, and workflow keys with
+``-``. See docs/arango-at-scale.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+from torc_graph.errors import NotFound
+from torc_graph.store import open_store
+from torc_graph.store.aql import SEQ_FIELD, Query
+from torc_graph.store.arango import TransactionTooLarge
+from torc_graph.store.base import In
+from torc_graph.testing import ARANGO_TEST_ENV
+
+URL = os.environ.get(ARANGO_TEST_ENV)
+pytestmark = pytest.mark.skipif(not URL, reason=f"{ARANGO_TEST_ENV} not set")
+
+
+@pytest.fixture
+def live():
+    store = open_store(URL)
+    created: list[str] = []
+
+    def workflow(**fields) -> str:
+        key = store.create_workflow({"name": "live", **fields}, {}, {"run_id": 0}).workflow["_key"]
+        created.append(key)
+        return key
+
+    store.new_workflow = workflow
+    yield store
+    for key in created:
+        with contextlib.suppress(NotFound):
+            store.delete_workflow(key)
+    store.close()
+
+
+def plan_nodes(store, text: str, q: Query) -> list[dict]:
+    plan = store._conn.db().aql.explain(q.finish(text), bind_vars=q.bind_vars)
+    return plan["nodes"]
+
+
+def assert_index_no_sort(store, text: str, q: Query) -> None:
+    types = [n["type"] for n in plan_nodes(store, text, q)]
+    assert "IndexNode" in types, types
+    assert "SortNode" not in types, types
+    assert "EnumerateCollectionNode" not in types, types
+
+
+@pytest.mark.parametrize("where, limit", [
+    ({"status": "ready"}, 1),                          # claims / prepare_jobs: first ready job
+    ({"status": In(["ready", "scheduled"])}, 100),     # claims over two statuses
+    ({"status": "ready"}, None),                       # listing by status
+    (None, 10),                                        # default listing, first page
+])
+def test_hot_job_reads_use_an_index_and_no_sort(live, where, limit):
+    wf = live.new_workflow()
+    live.insert_many("jobs", wf, [{"name": f"j{i}", "status": "ready"} for i in range(50)])
+    text, q = live._find_query(f"jobs__{wf}", wf, where, (), None, limit=limit)
+    if isinstance((where or {}).get("status"), In):
+        types = [n["type"] for n in plan_nodes(live, text, q)]
+        assert "IndexNode" in types and "EnumerateCollectionNode" not in types, types
+    else:
+        assert_index_no_sort(live, text, q)
+
+
+def test_keyset_page_and_event_polling_use_the_sequence_index(live):
+    wf = live.new_workflow()
+    live.insert_many("events", wf, [{"category": "job", "n": i} for i in range(50)])
+    text, q = live._find_query(f"events__{wf}", wf, None, (), None, after={SEQ_FIELD: 10}, limit=5)
+    assert_index_no_sort(live, text, q)
+    q = Query()
+    c = q.collection(f"events__{wf}")
+    text = f"FOR d IN {c} FILTER d.{SEQ_FIELD} > {q.value(10)} SORT d.{SEQ_FIELD} LIMIT 5 RETURN d"
+    assert_index_no_sort(live, text, q)
+
+
+def test_count_by_status_uses_the_status_index(live):
+    wf = live.new_workflow()
+    live.insert_many("jobs", wf, [{"status": "done"}, {"status": "ready"}])
+    q = Query()
+    c = q.collection(f"jobs__{wf}")
+    text = f"FOR d IN {c} {q.filter('d', {'status': 'ready'})} COLLECT WITH COUNT INTO n RETURN n"
+    types = [n["type"] for n in plan_nodes(live, text, q)]
+    assert "IndexNode" in types and "EnumerateCollectionNode" not in types, types
+    assert live.count("jobs", wf, {"status": "ready"}) == 1
+
+
+def test_deployment_is_single_server_or_one_shard_replicated(live):
+    db = live._conn.db()
+    if db.role() != "COORDINATOR":
+        pytest.skip("single server")
+    props = db.properties()
+    assert props.get("sharding") == "single", props
+    assert int(props.get("replication_factor") or 1) >= 2, props
+
+
+def test_keys_increase_across_collections_and_exceed_custom_keys(live):
+    wf = live.new_workflow()
+    a = live.insert("jobs", wf, {})
+    big = str(int(a["_key"]) + 1000)
+    live.insert("files", wf, {"_key": big})
+    b = live.insert("events", wf, {})
+    assert int(b["_key"]) > int(big) > int(a["_key"])
+
+
+def test_workflow_key_with_dash_gets_edges(live):
+    wf = live.new_workflow(_key="live-dash-wf")
+    j1, j2 = live.insert_many("jobs", wf, [{}, {}])
+    live.insert("blocks", wf, {"_from": j1["_id"], "_to": j2["_id"]})
+    assert [d["_key"] for d in live.descendants(wf, "blocks", [j1["_id"]])] == [j2["_key"]]
+
+
+def test_transaction_over_the_cap_writes_nothing():
+    store = open_store(URL + ("&" if "?" in URL else "?") + "max_transaction_mib=1")
+    wf = store.create_workflow({"name": "cap"}, {}, {}).workflow["_key"]
+    try:
+        with pytest.raises(TransactionTooLarge):
+            with store.transaction(wf):
+                store.insert_many("jobs", wf, [{"blob": "x" * 1000}] * 600)
+                store.insert_many("jobs", wf, [{"blob": "x" * 1000}] * 600)
+        assert store.count("jobs", wf) == 0
+    finally:
+        store.delete_workflow(wf)
+        store.close()

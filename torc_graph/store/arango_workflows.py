@@ -1,0 +1,152 @@
+"""Workflow lifecycle on ArangoDB: create (DDL, then the three global documents and their
+edges in one stream transaction; the DDL is compensated on failure), delete, read.
+
+DDL is not transactional in ArangoDB, so a workflow's collections, indexes and graph are made
+first (:class:`~torc_graph.store.arango_layout.Layout`) and dropped again if the documents
+cannot be written; only what this call created is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from torc_graph import model
+from torc_graph.errors import NotFound, StoreError, UniqueConstraintViolated
+from torc_graph.store import arango_keys
+from torc_graph.store.aql import SEQ_FIELD, Query, check_key
+from torc_graph.store.arango_connection import translating
+from torc_graph.store.arango_graph import clean
+from torc_graph.store.arango_layout import GLOBAL_DOCS, GLOBAL_EDGES, check_workflow_key
+from torc_graph.store.base import Document, WorkflowSpace
+
+log = logging.getLogger(__name__)
+
+_WF, _CONF, _STAT = (c.value for c in (model.GlobalCollection.WORKFLOWS,
+                                       model.GlobalCollection.WORKFLOW_CONFIGS,
+                                       model.GlobalCollection.WORKFLOW_STATUSES))
+_HAS_CONF = model.GlobalEdge.HAS_WORKFLOW_CONFIG.value
+_HAS_STAT = model.GlobalEdge.HAS_WORKFLOW_STATUS.value
+
+
+def _space_collections(q: Query) -> tuple[str, ...]:
+    """Bind placeholders of workflows, configs, statuses and the two ``has_*`` edges."""
+    return tuple(q.collection(n) for n in (_WF, _CONF, _STAT, _HAS_CONF, _HAS_STAT))
+
+
+def missing_workflow(workflow: str) -> NotFound:
+    return NotFound(f"Error: Document not found. Operation: Get workflow with key={workflow}")
+
+
+class WorkflowOps:
+    """Mixin of :class:`~torc_graph.store.arango.ArangoStore` (uses its ``_run``,
+    ``_reserve``, ``_prepare``, ``_conn``, ``_layout`` and ``settings``)."""
+
+    def _write_global(self, key: str, text: str, q: Query) -> Any:
+        """Run one query in a stream transaction over the global collections only (workflow
+        create/delete) and return its first row; aborts on any error."""
+        what = f"workflow {key}"
+        with translating(what):
+            handle = self._conn.db().begin_transaction(
+                write=list(GLOBAL_DOCS + GLOBAL_EDGES), lock_timeout=self.settings.lock_timeout)
+        try:
+            row = self._run(text, q, what, db=handle)[0]
+            with translating(what):
+                handle.commit_transaction()
+            return row
+        except BaseException:
+            with contextlib.suppress(Exception):
+                handle.abort_transaction()
+            raise
+
+    def create_workflow(self, workflow: Document, config: Document, status: Document) -> WorkflowSpace:
+        db = self._conn.db()
+        wf_doc = self._prepare(workflow, edge=False)
+        conf_doc, stat_doc = self._prepare(config, False), self._prepare(status, False)
+        for d in (conf_doc, stat_doc):
+            d.pop("_key", None)
+        key = wf_doc.get("_key")
+        if key is not None:
+            check_workflow_key(key)
+        seqs = self._reserve(5, arango_keys.floor_of([key or ""]))
+        if key is None:
+            key = wf_doc["_key"] = str(seqs[0])
+        for d, s in zip((wf_doc, conf_doc, stat_doc), seqs):
+            d[SEQ_FIELD] = s
+        if self._exists(db, _WF, key):
+            raise UniqueConstraintViolated(f"unique constraint violated: workflow {key} exists")
+        with translating(f"workflow {key}"):
+            created = self._layout.create_workflow(db, key)
+        try:
+            q = Query()
+            w, c, s, hc, hs = _space_collections(q)
+            text = (
+                f"LET w = FIRST((INSERT {q.value(wf_doc)} INTO {w} RETURN NEW)) "
+                f"LET c = FIRST((INSERT {q.value(conf_doc)} INTO {c} RETURN NEW)) "
+                f"LET s = FIRST((INSERT {q.value(stat_doc)} INTO {s} RETURN NEW)) "
+                f"LET e1 = (INSERT {{_from: w._id, _to: c._id, {SEQ_FIELD}: {q.value(seqs[3])}}} "
+                f"INTO {hc} RETURN 1) "
+                f"LET e2 = (INSERT {{_from: w._id, _to: s._id, {SEQ_FIELD}: {q.value(seqs[4])}}} "
+                f"INTO {hs} RETURN 1) "
+                "RETURN {w: w, c: c, s: s}"
+            )
+            row = self._write_global(key, text, q)
+        except BaseException:
+            # DDL is not transactional: undo what this call created, and nothing else.
+            with contextlib.suppress(Exception):
+                self._layout.drop(db, key, created)
+            raise
+        return WorkflowSpace(clean(row["w"]), clean(row["c"]), clean(row["s"]))
+
+    def _exists(self, db: Any, name: str, key: str) -> bool:
+        q = Query()
+        c = q.collection(name)
+        text = f"FOR d IN {c} FILTER d._key == {q.value(key)} LIMIT 1 RETURN 1"
+        return bool(self._run(text, q, db=db))
+
+    def delete_workflow(self, key: str) -> Document:
+        check_key(key, "workflow key")
+        doc = self.workflow_space(key).workflow
+        db = self._conn.db()
+        with translating(f"workflow {key}"):
+            self._layout.drop(db, key)
+        q = Query()
+        w, c, s, hc, hs = _space_collections(q)
+        wid = q.value(doc["_id"])
+        text = (
+            f"LET cs = (FOR e IN {hc} FILTER e._from == {wid} REMOVE e IN {hc} RETURN OLD._to) "
+            f"LET ss = (FOR e IN {hs} FILTER e._from == {wid} REMOVE e IN {hs} RETURN OLD._to) "
+            f"LET rc = (FOR i IN cs REMOVE PARSE_IDENTIFIER(i).key IN {c} "
+            "OPTIONS {ignoreErrors: true} RETURN 1) "
+            f"LET rs = (FOR i IN ss REMOVE PARSE_IDENTIFIER(i).key IN {s} "
+            "OPTIONS {ignoreErrors: true} RETURN 1) "
+            f"REMOVE {q.value(key)} IN {w} RETURN OLD"
+        )
+        return clean(self._write_global(key, text, q))
+
+    def workflow_space(self, key: str) -> WorkflowSpace:
+        check_key(key, "workflow key")
+        q = Query()
+        w, c, s, hc, hs = _space_collections(q)
+        text = (
+            f"FOR w IN {w} FILTER w._key == {q.value(key)} "
+            f"LET c = FIRST((FOR e IN {hc} FILTER e._from == w._id "
+            f"FOR x IN {c} FILTER x._id == e._to RETURN x)) "
+            f"LET s = FIRST((FOR e IN {hs} FILTER e._from == w._id "
+            f"FOR x IN {s} FILTER x._id == e._to RETURN x)) "
+            "RETURN {w: w, c: c, s: s}"
+        )
+        rows = self._run(text, q, f"workflow {key}")
+        if not rows:
+            raise missing_workflow(key)
+        row = rows[0]
+        if row["c"] is None or row["s"] is None:
+            log.error("workflow %s lacks its config or status document", key)
+            raise StoreError("storage error: workflow config or status missing")
+        return WorkflowSpace(clean(row["w"]), clean(row["c"]), clean(row["s"]))
+
+    def workflow_exists(self, key: str) -> bool:
+        if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
+            return False
+        return self._exists(None, _WF, key)
