@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 def test_raw_http_through_gunicorn(live_server):
     base = live_server
     assert requests.get(f"{base}/ping").json() == {"message": "torc-service is running"}
-    prefixed = f"{base}/_db/test-workflows/torc-service"
+    prefixed = base  # the live server URL is already the torc base URL (token inside)
     wf = requests.post(f"{prefixed}/workflows", json={"user": "u"}).json()
     w = wf["_key"]
     f = requests.post(f"{prefixed}/workflows/{w}/files", json={"path": "/p"}).json()
@@ -54,7 +54,7 @@ def test_torc_client_drives_generic_routes(live_server):
     from torc.openapi_client.models.user_data_model import UserDataModel
     from torc.openapi_client.models.workflow_model import WorkflowModel
 
-    api = DefaultApi(ApiClient(Configuration(host=f"{live_server}/_db/x/torc-service")))
+    api = DefaultApi(ApiClient(Configuration(host=live_server)))
     assert api.ping()  # message
     assert api.get_version()
     wf = api.add_workflow(WorkflowModel(user="tester", name="client-test"))
