@@ -239,6 +239,9 @@ def test_two_servers_do_not_share_a_control_socket(tmp_path):
     with LiveServer(f"sqlite:///{tmp_path / 'a.db'}", workers=1, env=env) as first:
         with LiveServer(f"sqlite:///{tmp_path / 'b.db'}", workers=1, env=env) as second:
             assert second.client().ping()
+            time.sleep(0.5)  # gunicorn starts its control socket in a thread
+            # no shared ``$XDG_RUNTIME_DIR/gunicorn.ctl`` that one server could unlink
+            assert list(runtime.iterdir()) == []
         time.sleep(0.5)
         assert first.client().ping()  # still served after the second one stopped
         assert list(runtime.iterdir()) == []
