@@ -29,10 +29,11 @@ EXECUTOR_WRITES = {
     ("POST", "/job_process_stats"), ("PUT", "/job_process_stats/{key}"),
     ("POST", "/user_data"), ("PUT", "/user_data/{key}"),
     ("POST", "/prepare_jobs_for_submission"), ("POST", "/prepare_next_jobs_for_submission"),
+    ("POST", "/prepare_jobs_for_scheduling"),
     ("PUT", "/jobs/{key}/start_job/{rev}/{run_id}/{compute_node_key}"),
     ("POST", "/jobs/{key}/complete_job/{status}/{rev}/{run_id}/{compute_node_key}"),
     ("PUT", "/jobs/{key}/manage_status_change/{status}/{rev}/{run_id}"),
-    ("POST", "/jobs/{key}/user_data"),
+    ("POST", "/jobs/{key}/user_data"), ("PUT", "/files/{key}"),
     # the batched execution API (docs/execution-model.md §4), when its Actions are present
     ("POST", "/claim_jobs"), ("POST", "/complete_jobs"), ("POST", "/release_jobs"),
     ("POST", "/compute_nodes/{key}/heartbeat"),
@@ -208,7 +209,12 @@ def test_permitted_writes(world):
     claim = world.call("POST", f"{a}/prepare_jobs_for_submission", "executor",
                        json={"num_cpus": 1, "memory_gb": 1.0})
     assert claim.status_code == 200
+    stats = world.call("POST", f"{a}/edges/process_used", "executor",
+                       json={"_from": f"jobs__{world.a}/{job.json['_key']}",
+                             "_to": f"job_process_stats__{world.a}/1"})
+    assert stats.status_code == 400 and "no document" in stats.json["errorMessage"]
     for method, path in (("POST", f"{a}/initialize_jobs"), ("DELETE", f"{a}/jobs"),
+                         ("POST", f"{a}/edges/blocks"),
                          ("PUT", f"{a}/cancel"), ("DELETE", a),
                          ("POST", f"/workflows/{world.b}/events")):
         assert world.call(method, path, "executor",

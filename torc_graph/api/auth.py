@@ -18,7 +18,9 @@ gets one; a new non-GET route is ``edit`` (owner or admin) unless it is named in
 =========  ========================================================================
 reader     ``read`` on every workflow
 editor     ``read``; ``create``; ``edit``/``execute`` on workflows it owns
-executor   ``read``/``execute`` on its one workflow (plus ``/ping``, ``/version``)
+executor   ``read``/``execute`` on its one workflow (plus ``/ping``, ``/version``):
+           the execution actions, its compute nodes, events, results, statistics, user
+           data, ``node_used``/``process_used`` edges and files' ``st_mtime`` (PUT)
 admin      everything
 =========  ========================================================================
 
@@ -52,7 +54,7 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Static path segments of the actions an executor may call (claim, start, complete, ...).
 EXECUTE_ACTIONS = frozenset({
     "claim_jobs", "complete_jobs", "release_jobs", "heartbeat",
-    "prepare_jobs_for_submission", "prepare_next_jobs_for_submission",
+    "prepare_jobs_for_submission", "prepare_next_jobs_for_submission", "prepare_jobs_for_scheduling",
     "start_job", "complete_job", "manage_status_change", "user_data",
 })
 #: Collections a job runner writes (POST/PUT; never DELETE): its node, events, results, stats.
@@ -60,15 +62,20 @@ EXECUTE_COLLECTIONS = frozenset({
     "compute_nodes", "compute_node_stats", "events", "job_process_stats", "results",
     "user_data",
 })
+#: Edges a job runner links its statistics with (``POST edges/{name}``).
+EXECUTE_EDGES = frozenset({"node_used", "process_used"})
+#: Collections whose documents a runner updates (``PUT``): produced files' ``st_mtime``.
+EXECUTE_UPDATES = frozenset({"files"})
 #: Routes that create a workflow (the token becomes its owner).
 CREATE_ROUTES = frozenset({"/workflows", "/workflow_specifications"})
 #: Routes without a workflow an executor may read.
 EXECUTOR_GLOBAL_READS = frozenset({"/ping", "/version"})
 
 
-def permission(method: str, template: str) -> str:
+def permission(method: str, template: str, params: dict[str, Any] | None = None) -> str:
     """The permission a request needs: ``read``, ``execute``, ``edit``, ``create`` or
-    ``admin``, by rule from the route template (see the module docstring)."""
+    ``admin``, by rule from the route template and its path ``params`` (see the module
+    docstring)."""
     if template.startswith("/tokens"):
         return "admin"
     if method.upper() in _READ_METHODS:
@@ -81,6 +88,11 @@ def permission(method: str, template: str) -> str:
         if statics & EXECUTE_ACTIONS:
             return "execute"
         if len(parts) in (3, 4) and parts[2] in EXECUTE_COLLECTIONS:
+            return "execute"
+        if len(parts) == 4 and parts[2] in EXECUTE_UPDATES and method.upper() == "PUT":
+            return "execute"
+        if parts[2:] == ["edges", "{name}"] and method.upper() == "POST" \
+                and (params or {}).get("name") in EXECUTE_EDGES:
             return "execute"
     return "edit"
 
@@ -163,7 +175,7 @@ class AuthMiddleware:
         if token is None or resource is None:
             return
         template = req.uri_template or req.path
-        perm = permission(req.method, template)
+        perm = permission(req.method, template, params)
         workflow = workflow_of(template, params)
         owner = None
         if token["role"] == Role.EDITOR.value and perm in ("edit", "execute") and workflow:
