@@ -283,3 +283,29 @@ def test_audit_log_names_who_and_what(world, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "torc_graph.audit"]
     assert len(lines) == 1
     assert "name=editor" in lines[0] and f"POST /workflows/{world.a}/files -> 200" in lines[0]
+
+
+def test_client_token_sources_in_order(tmp_path, monkeypatch):
+    """docs/execution-model.md §6: TORC_GRAPH_TOKEN, else TORC_GRAPH_TOKEN_FILE, else the config
+    dir; sent as a Bearer header and handed to child processes through the environment."""
+    from torc_graph.client import Client
+
+    for name in ("TORC_GRAPH_TOKEN", "TORC_GRAPH_TOKEN_FILE", "TORC_GRAPH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert Client("http://127.0.0.1:1").token is None
+    (tmp_path / "cfg" / "torc_graph").mkdir(parents=True)
+    (tmp_path / "cfg" / "torc_graph" / "token").write_text("tg_1_fromconfig\n")
+    assert Client("http://127.0.0.1:1").token == "tg_1_fromconfig"
+    (tmp_path / "file").write_text("tg_2_fromfile")
+    monkeypatch.setenv("TORC_GRAPH_TOKEN_FILE", str(tmp_path / "file"))
+    assert Client("http://127.0.0.1:1").token == "tg_2_fromfile"
+    monkeypatch.setenv("TORC_GRAPH_TOKEN", "tg_3_fromenv")
+    client = Client("http://127.0.0.1:1")
+    assert client.session.headers["Authorization"] == "Bearer tg_3_fromenv"
+    assert client.env() == {"TORC_GRAPH_URL": "http://127.0.0.1:1",
+                            "TORC_GRAPH_TOKEN": "tg_3_fromenv"}
+    embedded = Client(database=f"sqlite:///{tmp_path / 'e.db'}")
+    assert "Authorization" not in embedded.session.headers
+    assert embedded.get("/ping")  # the embedded store needs no token
+    embedded.close()
