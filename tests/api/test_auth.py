@@ -309,3 +309,31 @@ def test_client_token_sources_in_order(tmp_path, monkeypatch):
     assert "Authorization" not in embedded.session.headers
     assert embedded.get("/ping")  # the embedded store needs no token
     embedded.close()
+
+
+def test_migration_0004_adds_the_token_tables_to_an_older_database(tmp_path):
+    """A database from before 0004 (no token tables, migration not recorded) gets them."""
+    import sqlite3
+
+    from torc_graph.store import open_store
+
+    path = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{path}")
+    store.info()
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE doc_auth_tokens")
+    conn.execute("DROP TABLE doc_workflow_owners")
+    conn.execute("DELETE FROM schema_migrations WHERE name = '0004_auth_tokens'")
+    conn.commit()
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        token, doc = tokens.create(store, name="n", role="admin")
+        assert tokens.verify(store, token)["_key"] == doc["_key"]
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+    conn.close()
+    assert names[-1] == "0004_auth_tokens"
