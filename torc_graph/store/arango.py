@@ -90,6 +90,10 @@ PASSWORD_ENV = "TORC_GRAPH_ARANGO_PASSWORD"
 #: Deeper than any workflow: traversals end when the reachable set is exhausted.
 MAX_DEPTH = 1_000_000
 _GLOBAL_DOCS = tuple(c.value for c in model.GlobalCollection)
+#: The documents of one workflow (workflow, config, status), in that order.
+_WORKFLOW_DOCS = tuple(c.value for c in (model.GlobalCollection.WORKFLOWS,
+                                         model.GlobalCollection.WORKFLOW_CONFIGS,
+                                         model.GlobalCollection.WORKFLOW_STATUSES))
 _GLOBAL_EDGES = tuple(e.value for e in model.GlobalEdge)
 _VERTEX_NAMES = frozenset(c.value for c in model.VERTEX_COLLECTIONS)
 
@@ -419,7 +423,7 @@ class ArangoStore(GraphStore):
             finally:
                 loc.depth -= 1
             return
-        write = list(_GLOBAL_DOCS + _GLOBAL_EDGES) + [TICKS]
+        write = list(_WORKFLOW_DOCS + _GLOBAL_EDGES) + [TICKS]
         exclusive = None
         if workflow is not None:
             check_key(workflow, "workflow key")
@@ -512,10 +516,10 @@ class ArangoStore(GraphStore):
                     raise UniqueConstraintViolated(f"unique constraint violated: graph {graph}")
                 db.collection(model.collection_name("jobs", key)).add_persistent_index(
                     fields=["status"])
-                tx = db.begin_transaction(write=list(_GLOBAL_DOCS + _GLOBAL_EDGES))
+                tx = db.begin_transaction(write=list(_WORKFLOW_DOCS + _GLOBAL_EDGES))
                 try:
                     q = Query()
-                    w, c, s = (q.collection(n) for n in _GLOBAL_DOCS)
+                    w, c, s = (q.collection(n) for n in _WORKFLOW_DOCS)
                     hc, hs = (q.collection(n) for n in _GLOBAL_EDGES)
                     text = (
                         f"LET w = FIRST((INSERT {q.value(wf_doc)} INTO {w} RETURN NEW)) "
@@ -557,7 +561,7 @@ class ArangoStore(GraphStore):
             for name in vertex + edges + plain:  # plain ones, and leftovers of a partial drop
                 db.delete_collection(name, ignore_missing=True)
         q = Query()
-        w, c, s = (q.collection(n) for n in _GLOBAL_DOCS)
+        w, c, s = (q.collection(n) for n in _WORKFLOW_DOCS)
         hc, hs = (q.collection(n) for n in _GLOBAL_EDGES)
         wid = q.value(doc["_id"])
         text = (
@@ -570,7 +574,7 @@ class ArangoStore(GraphStore):
             f"REMOVE {q.value(key)} IN {w} RETURN OLD"
         )
         with translating(f"workflow {key}"):
-            tx = db.begin_transaction(write=list(_GLOBAL_DOCS + _GLOBAL_EDGES))
+            tx = db.begin_transaction(write=list(_WORKFLOW_DOCS + _GLOBAL_EDGES))
             try:
                 old = self._run(text, q, f"workflow {key}", db=tx)[0]
                 tx.commit_transaction()
@@ -583,7 +587,7 @@ class ArangoStore(GraphStore):
     def workflow_space(self, key: str) -> WorkflowSpace:
         check_key(key, "workflow key")
         q = Query()
-        w, c, s = (q.collection(n) for n in _GLOBAL_DOCS)
+        w, c, s = (q.collection(n) for n in _WORKFLOW_DOCS)
         hc, hs = (q.collection(n) for n in _GLOBAL_EDGES)
         text = (
             f"FOR w IN {w} FILTER w._key == {q.value(key)} "
