@@ -10,7 +10,7 @@
 
 Called by job insertion (single and bulk), ``POST edges/<name>``, workflow specifications and
 ``initialize_jobs``, inside the caller's transaction, so a rejected write changes nothing.
-Cost: one read of the five dependency edge collections and a linear-time search (Kahn's
+Cost: one query per dependency edge collection (five) and a linear-time search (Kahn's
 algorithm, then a walk inside the remaining strongly connected part to name a cycle).
 """
 
@@ -65,15 +65,15 @@ def check_no_cycle(store: GraphStore, workflow: str) -> None:
 def find_cycle(store: GraphStore, workflow: str) -> str | None:
     """A description of one dependency cycle among the jobs of ``workflow``, or None."""
     succ: dict[str, dict[str, str | None]] = defaultdict(dict)  # job id -> {job id: why}
-    for e in store.iter_find(_E.BLOCKS.value, workflow):
+    for e in store.find(_E.BLOCKS.value, workflow):
         succ[e["_from"]].setdefault(e["_to"], None)
     for producer_edge, consumer_edge, what, verb, by in DATA_RELATIONS:
         producers: dict[str, list[str]] = defaultdict(list)
-        for e in store.iter_find(producer_edge, workflow):
+        for e in store.find(producer_edge, workflow):
             producers[e["_to"]].append(e["_from"])
         if not producers:
             continue
-        for e in store.iter_find(consumer_edge, workflow):
+        for e in store.find(consumer_edge, workflow):
             for p in producers.get(e["_to"], ()):
                 succ[p].setdefault(e["_from"], (verb, what, e["_to"], by))
     cycle = _cycle(succ)
