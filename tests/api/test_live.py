@@ -24,8 +24,9 @@ def test_raw_http_through_gunicorn(live_server):
     resp = requests.get(f"{base}/workflows/{w}/files/bogus__{w}%2F5")
     assert resp.status_code == 400 and "does not refer" in resp.json()["errorMessage"]
     # ids in two key slots of one path survive too (complete_job-style)
-    e = requests.post(f"{base}/workflows/{w}/edges/needs",
-                      json={"_from": f"jobs__{w}/1", "_to": f["_id"]}).json()
+    j = requests.post(f"{prefixed}/workflows/{w}/jobs", json={"command": "c"}).json()
+    e = requests.post(f"{base}/workflows/{w}/edges/needs",  # (edge ends must exist: issue 10)
+                      json={"_from": j["_id"], "_to": f["_id"]}).json()
     resp = requests.get(f"{base}/workflows/{w}/edges/needs/{e['_id'].replace('/', '%2F')}")
     assert resp.json() == e
     # errors keep the torc body through gunicorn
