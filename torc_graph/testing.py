@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -146,7 +147,9 @@ class LiveServer:
                 raise RuntimeError(f"torc-graph serve exited with {self.proc.returncode}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
             target, headers = self._ping_target()
-            with contextlib.suppress(requests.RequestException):
+            with contextlib.suppress(requests.RequestException), warnings.catch_warnings():
+                # A TLS test server has a self-signed certificate: readiness only, no data.
+                warnings.simplefilter("ignore")
                 if target and requests.get(target, headers=headers, timeout=2,
                                            verify=False).ok:
                     return self
