@@ -37,12 +37,28 @@ def cli() -> None:
               show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               help="Server log level.")
+@click.option("--no-auth", is_flag=True,
+              help="Serve without authentication (also TORC_GRAPH_AUTH=off). Only on a machine "
+                   "no one else can reach: every local user could then use the server.")
+@click.option("--certfile", envvar="TORC_GRAPH_CERTFILE", type=click.Path(dir_okay=False),
+              help="TLS certificate (PEM): serve HTTPS. Needs --keyfile.")
+@click.option("--keyfile", envvar="TORC_GRAPH_KEYFILE", type=click.Path(dir_okay=False),
+              help="TLS private key (PEM) of --certfile.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also accept this name in the Host header (repeatable; the bound address "
+                   "and localhost names always are) [env: TORC_GRAPH_ALLOWED_HOSTS].")
+@click.option("--allowed-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
+              help="Allow cross-origin (CORS) requests from this browser origin, e.g. "
+                   "https://dash.example.org (repeatable) [env: TORC_GRAPH_ALLOWED_ORIGINS].")
 def serve(host: str, port: int, workers: int, threads: int, database: str,
-          log_level: str) -> None:
+          log_level: str, no_auth: bool,
+          certfile: str | None, keyfile: str | None, allowed_hosts: tuple[str, ...],
+          allowed_origins: tuple[str, ...]) -> None:
     """Run the REST server (gunicorn, Falcon) on the given store.
 
     Clients use http://HOST:PORT (or http://HOST:PORT/_db/<name>/torc-service, the torc
-    v0.6.4 base URL) as their API URL.
+    v0.6.4 base URL) as their API URL. Authentication is on: the first start creates an admin
+    token in ~/.config/torc_graph/token (mode 0600) and prints its path; see README "Security".
 
     Example:
 
@@ -52,6 +68,14 @@ def serve(host: str, port: int, workers: int, threads: int, database: str,
     # given here reach every worker, also after a worker restart.
     os.environ["TORC_GRAPH_DATABASE"] = database
     os.environ["TORC_GRAPH_LOG_LEVEL"] = log_level.lower()
+    os.environ["TORC_GRAPH_HOST"] = host
+    if no_auth:
+        os.environ["TORC_GRAPH_AUTH"] = "off"
+    for name, values in (("ALLOWED_HOSTS", allowed_hosts), ("ALLOWED_ORIGINS", allowed_origins)):
+        if values:
+            os.environ[f"TORC_GRAPH_{name}"] = ",".join(values)
+    if bool(certfile) != bool(keyfile):
+        raise click.UsageError("--certfile and --keyfile go together")
     from torc_graph.config import load_settings
     from torc_graph.errors import TorcGraphError
 
@@ -60,23 +84,32 @@ def serve(host: str, port: int, workers: int, threads: int, database: str,
         _prepare_store(settings)
     except TorcGraphError as exc:
         raise click.ClickException(exc.message) from None
-    _run_gunicorn(f"{host}:{port}", workers, threads, log_level.lower())
+    if not settings["auth"]:
+        click.echo("WARNING: authentication is OFF: anyone who can reach "
+                   f"{host}:{port} (every user of this machine) can read, change and run "
+                   "every workflow.", err=True)
+    _run_gunicorn(f"{host}:{port}", workers, threads, log_level.lower(), certfile, keyfile)
 
 
 def _prepare_store(settings: dict) -> None:
-    """Create the schema once, in the master, so workers do not race to create it; then
-    close the connection before gunicorn forks."""
+    """Create the schema once, in the master, so workers do not race to create it; create the
+    admin token on first start; then close the connection before gunicorn forks."""
     from torc_graph.app import store_options
     from torc_graph.store import open_store
 
     store = open_store(settings["database"], **store_options(settings))
     try:
         store.info()
+        if settings["auth"]:
+            from torc_graph.cli.tokens import bootstrap_admin_token
+
+            bootstrap_admin_token(store, settings)
     finally:
         store.close()
 
 
-def _run_gunicorn(bind: str, workers: int, threads: int, log_level: str) -> None:
+def _run_gunicorn(bind: str, workers: int, threads: int, log_level: str,
+                  certfile: str | None = None, keyfile: str | None = None) -> None:
     from gunicorn.app.base import BaseApplication
 
     class TorcGraphServer(BaseApplication):
@@ -95,7 +128,13 @@ def _run_gunicorn(bind: str, workers: int, threads: int, log_level: str) -> None
                 "timeout": 300,
                 "graceful_timeout": 30,
                 "proc_name": "torc-graph",
+                "certfile": certfile,
+                "keyfile": keyfile,
             }
+            # gunicorn's control socket has one default path per user: a second server
+            # would unlink the first one's, and stopping either deletes it. Unused: off.
+            if "control_socket_disable" in self.cfg.settings:
+                options["control_socket_disable"] = True
             for name, value in options.items():
                 if value is not None:
                     self.cfg.set(name, value)
@@ -122,3 +161,7 @@ for _command in (workflows, jobs, *_INSPECT_GROUPS, graph):
 from torc_graph.cli.run import run  # noqa: E402
 
 cli.add_command(run)
+
+from torc_graph.cli.tokens import tokens  # noqa: E402
+
+cli.add_command(tokens)

@@ -14,16 +14,24 @@ from typing import Any
 
 import falcon
 
+from torc_graph.api.auth import AuthMiddleware
+from torc_graph.api.browser import BrowserGuard, allowed_host_names, split_list
 from torc_graph.api.errors import register_error_handlers
 from torc_graph.api.middleware import RequestMiddleware
 from torc_graph.api.routes import add_routes
 from torc_graph.store.base import GraphStore
 
 
-def create_app(store: GraphStore, settings: dict[str, Any]) -> falcon.App:
-    """A WSGI app serving the torc v0.6.4 REST API on ``store``."""
+def create_app(store: GraphStore, settings: dict[str, Any], *, served: bool = False) -> falcon.App:
+    """A WSGI app serving the torc v0.6.4 REST API on ``store``.
+
+    ``served``: the app answers the network (``torc-graph serve``), so it guards browsers
+    (:mod:`.api.browser`) and, unless ``settings["auth"]`` is off, requires tokens
+    (:mod:`.api.auth`). The in-process embedded app of the CLI has neither.
+    """
     app = falcon.App(
-        middleware=[RequestMiddleware(settings["max_body_bytes"])],
+        middleware=[*guard_middleware(store, settings, served),
+                    RequestMiddleware(settings["max_body_bytes"])],
         # Bodies are read and parsed by torc_graph.api.media (size limit, torc error bodies).
         cors_enable=False,
     )
@@ -49,7 +57,19 @@ def get_app() -> falcon.App:
         settings["database"],
         **store_options(settings),
     )
-    return create_app(store, settings)
+    return create_app(store, settings, served=True)
+
+
+def guard_middleware(store: GraphStore, settings: dict[str, Any], served: bool) -> list:
+    """Browser guard and authentication for a served app (they run before path rewriting:
+    the token may sit in the ``/_db/<token>/torc-service`` prefix)."""
+    if not served:
+        return []
+    hosts = allowed_host_names(str(settings["host"]), split_list(settings["allowed_hosts"]))
+    guards: list = [BrowserGuard(hosts, split_list(settings["allowed_origins"]))]
+    if settings["auth"]:
+        guards.append(AuthMiddleware(store))
+    return guards
 
 
 def store_options(settings: dict[str, Any]) -> dict[str, Any]:

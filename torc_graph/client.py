@@ -33,7 +33,7 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
-from torc_graph.config import load_settings
+from torc_graph.config import config_dir, load_settings
 
 #: Base URL the embedded transport is mounted on (never resolved on the network).
 EMBEDDED_BASE = "http://torc-graph.embedded"
@@ -195,10 +195,14 @@ class Client:
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
         self._store = None
+        self.token: str | None = None
         if url:
             self.url: str | None = url.rstrip("/")
             self.database: str | None = None
             self.base = self.url
+            self.token = find_token(settings)
+            if self.token:
+                self.session.headers["Authorization"] = f"Bearer {self.token}"
             retry = Retry(
                 total=None,
                 connect=retries,
@@ -248,7 +252,10 @@ class Client:
         """Environment variables that let a child process (a job script, another worker)
         reach the same server or embedded store with ``Client()``."""
         if self.url:
-            return {"TORC_GRAPH_URL": self.url}
+            env = {"TORC_GRAPH_URL": self.url}
+            if self.token:
+                env["TORC_GRAPH_TOKEN"] = self.token
+            return env
         return {"TORC_GRAPH_DATABASE": self.database, "TORC_GRAPH_URL": ""}
 
     def close(self) -> None:
@@ -478,6 +485,20 @@ def _claim_body(resources: Mapping[str, Any], limit: int, sort_method: str | Non
     if scheduler_config_id is not None:
         body["scheduler_config_id"] = scheduler_config_id
     return body
+
+
+def find_token(settings: Mapping[str, Any]) -> str | None:
+    """The API token (docs/execution-model.md §6): ``TORC_GRAPH_TOKEN``, else the file named by
+    ``TORC_GRAPH_TOKEN_FILE``, else ``token`` in the user's config directory; None if none.
+    Never a command-line argument (visible in ``ps``)."""
+    if settings.get("token"):
+        return str(settings["token"]).strip()
+    path = settings.get("token_file") or os.path.join(config_dir(), "token")
+    try:
+        with open(os.path.expanduser(path)) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _reason(exc: Exception) -> str:

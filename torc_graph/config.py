@@ -78,6 +78,48 @@ SETTINGS: tuple[Setting, ...] = (
             "CLI works on the embedded store named by TORC_GRAPH_DATABASE."),
 )
 
+
+
+def _on_off(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("on", "true", "1", "yes"):
+        return True
+    if v in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("must be on or off")
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The user's torc_graph config directory (``$XDG_CONFIG_HOME/torc_graph``, default
+    ``~/.config/torc_graph``)."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "torc_graph")
+
+
+SETTINGS += (
+    Setting("auth", True,
+            "`torc-graph serve` requires a token on every request: on (default) or off "
+            "(`--no-auth`; only for a private machine). The embedded store needs none.", _on_off),
+    Setting("admin_token_file", None,
+            "Where `torc-graph serve` writes the admin token it creates on first start "
+            "(mode 0600). Default: token in the user's config directory "
+            "(~/.config/torc_graph/token)."),
+    Setting("allowed_hosts", "",
+            "Extra host names accepted in the Host header, comma-separated (the bound "
+            "address and localhost names always are; * accepts any)."),
+    Setting("allowed_origins", "",
+            "Browser origins allowed to call the API (CORS), comma-separated; none by "
+            "default, so cross-origin requests get 403."),
+    Setting("certfile", None, "TLS certificate (PEM) for `torc-graph serve`; with keyfile, "
+            "the server speaks HTTPS only."),
+    Setting("keyfile", None, "TLS private key (PEM) for `torc-graph serve`."),
+    Setting("token", None,
+            "API token sent by the CLI and runners (Authorization: Bearer). Unset: read from "
+            "TORC_GRAPH_TOKEN_FILE, else ~/.config/torc_graph/token."),
+    Setting("token_file", None, "File holding the API token (see TORC_GRAPH_TOKEN)."),
+)
+
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 

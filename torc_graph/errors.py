@@ -37,6 +37,25 @@ class InvalidInput(BadRequest):
     """A value failed validation: wrong type, unknown field, bad id, bad unit string (400)."""
 
 
+class Unauthorized(TorcGraphError):
+    """No valid credential was sent (401). Nothing was changed."""
+
+    status = 401
+
+
+class Forbidden(TorcGraphError):
+    """The credential is valid but its role may not do this here, or the request came from a
+    host or origin that is not allowed (403). Nothing was changed."""
+
+    status = 403
+
+
+class UnsupportedMediaType(TorcGraphError):
+    """A request body that is not ``application/json`` (415). Nothing was changed."""
+
+    status = 415
+
+
 class NotFound(TorcGraphError):
     """A workflow, document, edge or route target does not exist (404)."""
 

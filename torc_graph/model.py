@@ -58,6 +58,9 @@ class GlobalCollection(str, enum.Enum):
     WORKFLOWS = "workflows"
     WORKFLOW_CONFIGS = "workflow_configs"
     WORKFLOW_STATUSES = "workflow_statuses"
+    #: API tokens (hashed) and workflow owners (torc_graph.engine.tokens).
+    AUTH_TOKENS = "auth_tokens"
+    WORKFLOW_OWNERS = "workflow_owners"
 
     def __str__(self) -> str:
         return self.value

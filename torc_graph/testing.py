@@ -1,10 +1,19 @@
 """Run a real torc_graph server for tests and benchmarks (like ``falcon.testing``).
 
 ``LiveServer`` starts ``torc-graph serve`` (gunicorn) as a subprocess on a free loopback port,
-waits until ``GET /ping`` answers, and stops it (with its workers) on exit::
+with authentication ON (unless ``auth=False``), waits until ``GET /ping`` answers, and stops it
+(with its workers) on exit. The admin token the server creates on first start is read from its
+token file (``<database>.admin-token`` beside a SQLite file) and handed to clients::
 
     with LiveServer("sqlite:///tmp/x.db", workers=2) as server:
-        requests.get(server.url + "/ping")
+        requests.get(server.url + "/ping")            # token inside the URL (torc v0.6.4 form)
+        server.client().get("/ping")                  # torc_graph Client, Bearer token
+        requests.get(server.base_url + "/ping", headers=server.headers)
+        subprocess.run(..., env=clean_env(**server.env()))   # CLI / runner subprocesses
+
+``url`` is torc v0.6.4's base-URL form ``http://127.0.0.1:PORT/_db/<token>/torc-service``: the
+published torc client (``make_api(url)``, ``torc -u URL``), ``requests`` and torc_graph's Client
+all work with it unchanged. ``base_url`` is the bare ``http://127.0.0.1:PORT``.
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -76,20 +87,71 @@ class LiveServer:
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = 60.0,
+        auth: bool = True,
+        admin_token_file: Path | None = None,
+        serve_args: tuple[str, ...] = (),
+        scheme: str = "http",
     ):
         self.database = database
         self.workers = workers
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{scheme}://127.0.0.1:{self.port}"
+        self.url = self.base_url
+        self.token: str | None = None
+        self.auth = auth
         self.log_path = log_path
         self.cwd = cwd
-        self._env = clean_env(TORC_GRAPH_LOG_LEVEL="warning", **(env or {}))
+        self.admin_token_file = Path(admin_token_file or _token_file_for(database, cwd))
+        self._env = clean_env(TORC_GRAPH_LOG_LEVEL="warning",
+                              TORC_GRAPH_ADMIN_TOKEN_FILE=str(self.admin_token_file),
+                              **(env or {}))
+        self._serve_args = tuple(serve_args)
         self._startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` header for raw HTTP to :attr:`base_url` (empty without auth)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def env(self) -> dict[str, str]:
+        """Environment for a torc_graph CLI or runner subprocess to reach this server."""
+        env = {"TORC_GRAPH_URL": self.base_url}
+        if self.token:
+            env["TORC_GRAPH_TOKEN"] = self.token
+        return env
+
+    def client(self, **kwargs):
+        """A :class:`torc_graph.client.Client` of this server, sending the admin token."""
+        from torc_graph.client import Client
+
+        client = Client(self.base_url, **kwargs)
+        if self.token:
+            client.token = self.token
+            client.session.headers["Authorization"] = f"Bearer {self.token}"
+        return client
+
+    def torc_api(self):
+        """The published torc client (``torc.openapi_client.DefaultApi``) of this server."""
+        from torc.api import make_api
+
+        return make_api(self.url)
+
+    def _ping_target(self) -> tuple[str, dict[str, str]]:
+        if not self.auth:
+            return self.base_url + "/ping", {}
+        if self.token is None:
+            self.token = _read_token(self.admin_token_file)
+            if self.token is None:
+                return "", {}
+            self.url = f"{self.base_url}/_db/{self.token}/torc-service"
+        return self.base_url + "/ping", self.headers
+
     def start(self) -> "LiveServer":
         cmd = cli_argv("serve", "--host", "127.0.0.1", "--port", str(self.port),
-                       "--workers", str(self.workers))
+                       "--workers", str(self.workers), *self._serve_args)
+        if not self.auth:
+            cmd.append("--no-auth")
         if self.database is not None:
             cmd += ["--database", self.database]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -102,8 +164,12 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"torc-graph serve exited with {self.proc.returncode}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url + "/ping", timeout=2).ok:
+            target, headers = self._ping_target()
+            with contextlib.suppress(requests.RequestException), warnings.catch_warnings():
+                # A TLS test server has a self-signed certificate: readiness only, no data.
+                warnings.simplefilter("ignore")
+                if target and requests.get(target, headers=headers, timeout=2,
+                                           verify=False).ok:
                     return self
             time.sleep(0.1)
         self.stop()
@@ -132,6 +198,25 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _token_file_for(database: str | None, cwd: Path | None) -> Path:
+    """The admin token file of a server on ``database``: beside its SQLite file (so a restart on
+    the same file finds the same token), else in a fresh temporary directory."""
+    prefix = "sqlite:///"
+    if database is None:
+        return Path(cwd or os.getcwd()) / "torc_graph.db.admin-token"
+    if database.startswith(prefix) and database[len(prefix):] not in ("", ":memory:"):
+        path = Path(database[len(prefix):] + ".admin-token")
+        return path if path.is_absolute() else Path(cwd or os.getcwd()) / path
+    return Path(tempfile.mkdtemp(prefix="torc-graph-token-")) / "admin-token"
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 class CountingStore:

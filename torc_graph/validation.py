@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torc_graph import model
+from torc_graph import model, units
 from torc_graph.errors import InvalidInput
 
 #: The installed ``torc_graph.schemas`` package (``schemas/`` in the source tree).
@@ -98,6 +98,27 @@ def validate(schema: str, body: Any) -> dict:
         return check(body)
     except _Fail as exc:
         raise InvalidInput(f"{schema}: {_describe(exc)}") from None
+
+
+#: Unit-string fields per schema, checked after the schema (:func:`validate` checks exactly the
+#: schema) by every write path of documents (a bad one would otherwise be stored and break
+#: ``initialize_jobs`` for the whole workflow).
+UNIT_FIELDS: dict[str, dict[str, Callable[[str], Any]]] = {
+    "resource_requirements": {"memory": units.memory_bytes, "runtime": units.duration_seconds},
+    "local_scheduler": {"memory": units.memory_bytes},
+}
+
+
+def check_units(schema: str, doc: dict, label: str | None = None) -> None:
+    """InvalidInput naming the field if a unit string of ``doc`` does not parse
+    (:data:`UNIT_FIELDS`; ``null`` is left to the schema)."""
+    for name, parse in UNIT_FIELDS.get(schema, {}).items():
+        value = doc.get(name)
+        if isinstance(value, str):
+            try:
+                parse(value)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{label or schema}: '{name}': {exc.message}") from None
 
 
 def validate_many(schema: str, bodies: Any, *, label: str | None = None) -> list[dict]:

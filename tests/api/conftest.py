@@ -54,7 +54,7 @@ def live_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     with LiveServer(f"sqlite:///{tmp / 'live.db'}", workers=2, cwd=tmp,
                     log_path=tmp / "server.log") as server:
-        yield server.url
+        yield server.url  # the torc base URL form, carrying the admin token
 
 
 class Seeded:

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 def test_raw_http_through_gunicorn(live_server):
     base = live_server
     assert requests.get(f"{base}/ping").json() == {"message": "torc-service is running"}
-    prefixed = f"{base}/_db/test-workflows/torc-service"
+    prefixed = base  # the live server URL is already the torc base URL (token inside)
     wf = requests.post(f"{prefixed}/workflows", json={"user": "u"}).json()
     w = wf["_key"]
     f = requests.post(f"{prefixed}/workflows/{w}/files", json={"path": "/p"}).json()
@@ -24,8 +24,9 @@ def test_raw_http_through_gunicorn(live_server):
     resp = requests.get(f"{base}/workflows/{w}/files/bogus__{w}%2F5")
     assert resp.status_code == 400 and "does not refer" in resp.json()["errorMessage"]
     # ids in two key slots of one path survive too (complete_job-style)
-    e = requests.post(f"{base}/workflows/{w}/edges/needs",
-                      json={"_from": f"jobs__{w}/1", "_to": f["_id"]}).json()
+    j = requests.post(f"{prefixed}/workflows/{w}/jobs", json={"command": "c"}).json()
+    e = requests.post(f"{base}/workflows/{w}/edges/needs",  # (edge ends must exist: issue 10)
+                      json={"_from": j["_id"], "_to": f["_id"]}).json()
     resp = requests.get(f"{base}/workflows/{w}/edges/needs/{e['_id'].replace('/', '%2F')}")
     assert resp.json() == e
     # errors keep the torc body through gunicorn
@@ -54,7 +55,7 @@ def test_torc_client_drives_generic_routes(live_server):
     from torc.openapi_client.models.user_data_model import UserDataModel
     from torc.openapi_client.models.workflow_model import WorkflowModel
 
-    api = DefaultApi(ApiClient(Configuration(host=f"{live_server}/_db/x/torc-service")))
+    api = DefaultApi(ApiClient(Configuration(host=live_server)))
     assert api.ping()  # message
     assert api.get_version()
     wf = api.add_workflow(WorkflowModel(user="tester", name="client-test"))

@@ -216,7 +216,7 @@ def test_torc_client_queries(live_server):
         WorkflowSpecificationModel,
     )
 
-    api = DefaultApi(ApiClient(Configuration(host=f"{live_server}/_db/x/torc-service")))
+    api = DefaultApi(ApiClient(Configuration(host=live_server)))
     wf = api.add_workflow_specification(WorkflowSpecificationModel(**SPEC)).key
     jobs = {j.name: j for j in api.list_jobs(wf).items}
     pre = jobs["pre"]

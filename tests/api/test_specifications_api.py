@@ -135,7 +135,7 @@ def test_torc_client_specifications(live_server, tmp_path):
     from torc.cli.workflows import create_workflow_from_json_file
     from torc.openapi_client import ApiClient, Configuration, DefaultApi
 
-    api = DefaultApi(ApiClient(Configuration(host=f"{live_server}/_db/x/torc-service")))
+    api = DefaultApi(ApiClient(Configuration(host=live_server)))
     example = api.get_workflow_specification_example()
     assert [j.name for j in example.jobs] == ["work", "postprocess"]
     template = api.get_workflow_specification_template()

@@ -156,7 +156,8 @@ def free_port() -> int:
 def live_server(db_url: str, tmp_path: Path) -> Iterator[str]:
     """A real gunicorn serving the test database; yields its URL."""
     port = free_port()
-    env = {**os.environ, "TORC_GRAPH_DATABASE": db_url}
+    # A bare gunicorn without tokens (authentication is tested in tests/api/test_auth*.py).
+    env = {**os.environ, "TORC_GRAPH_DATABASE": db_url, "TORC_GRAPH_AUTH": "off"}
     env.pop("TORC_GRAPH_URL", None)
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen(

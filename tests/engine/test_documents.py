@@ -128,7 +128,10 @@ def test_edges(store, wf):
         d.list_edges(store, wf, "files")
     with pytest.raises(InvalidInput, match="_from"):
         d.add_edge(store, wf, "blocks", {"_from": "jobs", "_to": f"jobs__{wf}/1"})
-    e = d.add_edge(store, wf, "blocks", {"_from": f"jobs__{wf}/1", "_to": f"jobs__{wf}/2"})
+    with pytest.raises(InvalidInput, match="no document"):  # ends must exist (issue 10)
+        d.add_edge(store, wf, "blocks", {"_from": f"jobs__{wf}/1", "_to": f"jobs__{wf}/2"})
+    j1, j2 = (store.insert("jobs", wf, {"command": "c"})["_id"] for _ in range(2))
+    e = d.add_edge(store, wf, "blocks", {"_from": j1, "_to": j2})
     assert d.get_edge(store, wf, "blocks", e["_id"]) == e
     assert d.remove_edge(store, wf, "blocks", e["_key"]) == e
     with pytest.raises(NotFound):

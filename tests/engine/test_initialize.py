@@ -125,7 +125,8 @@ def test_initialize_copies_resource_requirements_and_scheduler(store):
 
 def test_initialize_bad_rr_is_400_and_changes_nothing(store):
     wf = new_workflow(store)
-    rr = add(store, wf, "resource_requirements", {"name": "bad", "memory": "lots"})
+    # Stored directly: the API refuses such a document since issue 10 (item 5).
+    rr = store.insert("resource_requirements", wf, {"name": "bad", "memory": "lots"})
     ud = add(store, wf, "user_data", {"name": "u", "is_ephemeral": True, "data": {"x": 1}})
     add_jobs(store, wf, [{"name": "a", "command": "a", "resource_requirements": rr["_id"]}])
     with pytest.raises(BadRequest, match="bad"):

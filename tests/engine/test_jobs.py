@@ -46,10 +46,10 @@ def test_bad_relations_change_nothing(store, wf, field, value, message):
 
 
 def test_bulk_is_set_based(store, wf):
-    files = store.insert_many("files", wf, [{"path": f"/{i}"} for i in range(10)])
+    files = store.insert_many("files", wf, [{"path": f"/{i}"} for i in range(20)])
     rr = store.insert("resource_requirements", wf, {"name": "r"})
     body = {"jobs": [{"command": f"c{i}", "input_files": [files[i % 10]["_id"]],
-                      "output_files": [files[(i + 1) % 10]["_id"]],
+                      "output_files": [files[10 + i % 10]["_id"]],  # no dependency cycle
                       "resource_requirements": rr["_id"]} for i in range(2000)]}
     counting = CountingStore(store)
     items = jobs.add_jobs(counting, wf, body)["items"]

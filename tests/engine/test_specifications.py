@@ -327,17 +327,18 @@ def test_failing_config_update_leaves_nothing(store):
 
 
 def chain_spec(n: int) -> dict:
-    """n jobs; job i needs file i, produces file i+1, consumes/stores user data, is blocked by
-    the next-but-one job (forward references), and uses one of two resource requirements."""
+    """n jobs; job i needs file i+1, produces file i, consumes user data i+1 and stores i, is
+    blocked by the next-but-one job (forward references), and uses one of two resource
+    requirements. Every dependency points from a later job to an earlier one: no cycle."""
     return {
         "files": [{"name": f"f{i}", "path": f"f{i}.txt"} for i in range(n + 1)],
         "user_data": [{"name": f"u{i}"} for i in range(n)],
         "resource_requirements": [{"name": "a"}, {"name": "b", "num_cpus": 2}],
         "schedulers": {"local_schedulers": [{"name": "l"}]},
         "jobs": [
-            {"name": f"j{i}", "command": f"run {i}", "input_files": [f"f{i}"],
-             "output_files": [f"f{i + 1}"], "output_user_data": [f"u{i}"],
-             "input_user_data": [f"u{i - 1}"] if i else [],
+            {"name": f"j{i}", "command": f"run {i}", "input_files": [f"f{i + 1}"],
+             "output_files": [f"f{i}"], "output_user_data": [f"u{i}"],
+             "input_user_data": [f"u{i + 1}"] if i + 1 < n else [],
              "blocked_by": [f"j{i + 2}"] if i + 2 < n and i % 3 == 0 else [],
              "resource_requirements": "ab"[i % 2], "scheduler": "local_schedulers/l"}
             for i in range(n)
@@ -369,8 +370,8 @@ def test_store_calls_do_not_depend_on_the_number_of_jobs(store):
     j3 = big_spec["jobs"][3]
     assert j3["blocked_by"] == ["j5"]  # a forward reference
     assert big_spec["jobs"][4]["blocked_by"] == []
-    assert j3["input_files"] == ["f3"] and j3["output_files"] == ["f4"]
-    assert j3["input_user_data"] == ["u2"] and j3["output_user_data"] == ["u3"]
+    assert j3["input_files"] == ["f4"] and j3["output_files"] == ["f3"]
+    assert j3["input_user_data"] == ["u4"] and j3["output_user_data"] == ["u3"]
     assert j3["resource_requirements"] == "b"
     assert j3["scheduler"] == "local_schedulers/l"
 

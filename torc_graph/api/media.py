@@ -89,6 +89,10 @@ def read_body(req: falcon.Request, max_bytes: int, *, required: bool = True) -> 
         ) from None
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+    if req.content_length is not None and len(raw) < req.content_length:
+        # The client closed the connection early: a partial body must not be acted upon.
+        raise InvalidInput(f"request body is truncated: {len(raw)} of the "
+                           f"{req.content_length} bytes declared by Content-Length arrived")
     if not raw.strip():
         if required:
             raise InvalidInput("request body is required (a JSON object)")

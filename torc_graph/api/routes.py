@@ -36,6 +36,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "torc_graph.api.queries",
     "torc_graph.api.specifications",
     "torc_graph.api.execution",
+    "torc_graph.api.tokens",
 )
 
 WF = "/workflows/{workflow}"

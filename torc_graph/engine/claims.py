@@ -128,8 +128,11 @@ def choose(
     gpus = resources.get("num_gpus", 0) or 0
     nodes = resources.get("num_nodes", 1)
     memory = resources["memory_gb"] * GiB
-    if not abs(memory) <= MAX_BYTES:  # bytes are compared as 64-bit values; also rejects inf
-        raise InvalidInput(f"memory_gb is out of range: {resources['memory_gb']!r}")
+    if not memory >= 0:
+        raise InvalidInput(f"memory_gb must not be negative: {resources['memory_gb']!r}")
+    # torc v0.6.4 accepted any non-negative number, and its runner may report absurd ones
+    # (17179869184 GB seen): more than 64-bit bytes means "no memory limit" (issue 10 item 8).
+    memory = min(memory, MAX_BYTES)
     time_limit = resources.get("time_limit")
     runtime = None if time_limit is None else duration_seconds(time_limit)
     scheduler_id = resources.get("scheduler_config_id") or ""

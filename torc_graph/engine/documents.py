@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torc_graph import model, validation
+from torc_graph.engine import integrity
 from torc_graph.engine.common import (
     clamp_limit, count_param, envelope_fields, now_ms, require_workflow, to_key,
 )
@@ -233,6 +234,7 @@ def add_document(store: GraphStore, workflow: str, collection: str,
     spec = collection_spec(collection)
     require_workflow(store, workflow)
     doc = strip_server_managed(collection, validation.validate(spec.schema, body))
+    validation.check_units(spec.schema, doc)
     if collection == model.Collection.EVENTS:
         doc["timestamp"] = now_ms()
     with store.transaction(workflow):
@@ -263,6 +265,7 @@ def modify_document(store: GraphStore, workflow: str, collection: str, key: str,
     require_workflow(store, workflow)
     key = to_key(key, collection, workflow)
     doc = validation.validate(spec.schema, body)
+    validation.check_units(spec.schema, doc)
     rev = require_rev(doc)
     check_body_key(doc, key)
     patch = {k: v for k, v in strip_server_managed(collection, doc).items()
@@ -314,8 +317,9 @@ def add_edge(store: GraphStore, workflow: str, name: str,
              body: Mapping[str, Any]) -> dict[str, Any]:
     """``POST /workflows/{wf}/edges/{name}``: insert ``{_from, _to, data?, _key?}``.
 
-    ``_from``/``_to`` must be well-formed document ids (InvalidInput, 400); vertex existence is
-    not checked (as in the original: clients add edges to documents they just created).
+    ``_from``/``_to`` must be ids of existing documents of this workflow, of the collections the
+    edge joins, and the edge may not close a dependency cycle (InvalidInput, 400, naming the
+    problem; :mod:`.integrity`). The original stored dangling and cyclic edges.
     """
     edge_name(name)
     require_workflow(store, workflow)
@@ -324,7 +328,11 @@ def add_edge(store: GraphStore, workflow: str, name: str,
         check_id(doc[end], end)
     with store.transaction(workflow):
         require_workflow(store, workflow)
-        return store.insert(name, workflow, doc)
+        integrity.check_edge(store, workflow, name, doc)
+        stored = store.insert(name, workflow, doc)
+        if name in integrity.DEPENDENCY_EDGES:
+            integrity.check_no_cycle(store, workflow)
+        return stored
 
 
 def get_edge(store: GraphStore, workflow: str, name: str, key: str) -> dict[str, Any]:

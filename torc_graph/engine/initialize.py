@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torc_graph import model
+from torc_graph.engine import integrity
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import BadRequest, NotFound
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS, Collection, Edge, JobStatus
@@ -216,12 +217,13 @@ def initialize_jobs(
 ) -> dict[str, str]:
     """``POST /workflows/{wf}/initialize_jobs`` (§4.1), in one transaction.
 
-    Raises NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string, in
-    which case nothing is changed).
+    Raises NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a
+    dependency cycle, :mod:`.integrity` — in which case nothing is changed).
     """
     with store.transaction(workflow):
         space = workspace(store, workflow)
         require_not_archived(space, "initialize_jobs")
+        integrity.check_no_cycle(store, workflow)
         if clear_ephemeral_user_data:
             clear_ephemeral_data(store, workflow)
         store.derive_edges(workflow, Edge.BLOCKS.value, Edge.PRODUCES.value, Edge.NEEDS.value)

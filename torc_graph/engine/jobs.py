@@ -7,8 +7,9 @@ edges: ``requires`` (resource_requirements), ``scheduled_bys`` (scheduler), ``ne
 
 Fixes of the original (noted in the README): relation ids must be well-formed, name a document
 of the right collection of this workflow, and exist (400 otherwise; the original silently
-stored dangling edges); bulk insert is atomic and set-based (one insert per collection, never
-one per job), and a bad job rejects the whole batch naming its index.
+stored dangling edges); a job may not close a dependency cycle (explicit, file- or
+user-data-derived, :mod:`.integrity`); bulk insert is atomic and set-based (one insert per
+collection, never one per job), and a bad job rejects the whole batch naming its index.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torc_graph import model, validation
+from torc_graph.engine import integrity
 from torc_graph.engine.common import require_workflow
 from torc_graph.engine.documents import JOB_RELATION_FIELDS, SERVER_MANAGED
 from torc_graph.errors import InvalidInput
@@ -112,7 +114,23 @@ def _insert(store: GraphStore, workflow: str, jobs: Sequence[dict[str, Any]],
                         edges[rel.edge].append({"_from": job["_id"], "_to": target})
         for edge, rows in edges.items():
             store.insert_many(edge, workflow, rows)
+        if bulk or _may_close_cycle(store, workflow, stored[0], edges):
+            integrity.check_no_cycle(store, workflow)
     return stored
+
+
+def _may_close_cycle(store: GraphStore, workflow: str, job: Mapping[str, Any],
+                     edges: Mapping[str, list[dict[str, str]]]) -> bool:
+    """Whether one new job can be on a dependency cycle: only if it blocks itself or some job
+    (possibly itself) needs a file or consumes user data that it produces or stores (its only
+    outgoing dependencies), so the common insert costs one indexed count, not a graph search."""
+    if any(e["_from"] == job["_id"] for e in edges.get("blocks", ())):
+        return True
+    for out_edge, in_edge in (("produces", "needs"), ("stores", "consumes")):
+        targets = [e["_to"] for e in edges.get(out_edge, ())]
+        if targets and store.count(in_edge, workflow, {"_to": In(targets)}):
+            return True
+    return False
 
 
 def _relation_ids(job: Mapping[str, Any], workflow: str, where: str) -> dict[str, list[str]]:

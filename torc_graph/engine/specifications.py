@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torc_graph import model, units, validation
-from torc_graph.engine import workflows
+from torc_graph.engine import integrity, workflows
 from torc_graph.engine.common import clamp_limit, count_param, envelope, require_workflow
 from torc_graph.engine.queries import get_job
 from torc_graph.errors import InvalidInput, NotFound
@@ -383,7 +383,8 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any]) -> Do
     transaction to name its workflow up front, and ArangoDB cannot create collections inside a
     stream transaction; creating first and compensating works on every backend.
 
-    Returns the workflow document. Raises InvalidInput (400).
+    Returns the workflow document. Raises InvalidInput (400), also for a dependency cycle
+    (explicit, file- or user-data-derived; :mod:`.integrity`).
     """
     plan = plan_specification(body)
     key = plan.workflow.get("_key")
@@ -393,6 +394,7 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any]) -> Do
     try:
         with store.transaction(created["_key"]):
             _write(store, created["_key"], plan)
+            integrity.check_no_cycle(store, created["_key"])
     except BaseException:
         store.delete_workflow(created["_key"])
         raise
@@ -465,7 +467,9 @@ def job_specifications(store: GraphStore, wf: str, jobs: Sequence[Document], *,
     for job in jobs:
         jid = job["_id"]
         spec: dict[str, Any] = {
-            "name": job.get("name"),
+            # A job posted without a name is named by its key, as references to it are (the
+            # spec must be a valid string and postable again; issue 10 item 7).
+            "name": _name(job),
             "command": job.get("command"),
         }
         if job.get("invocation_script") is not None:

@@ -145,6 +145,20 @@ def _job_columns() -> list[str]:
     return stmts
 
 
+def _auth_tokens() -> list[str]:
+    """The token and owner tables (:mod:`torc_graph.engine.tokens`). A database created after
+    this migration was written already has them from ``0001_initial``: hence IF NOT EXISTS."""
+    stmts = []
+    for name in (GlobalCollection.AUTH_TOKENS.value, GlobalCollection.WORKFLOW_OWNERS.value):
+        t = doc_table(name)
+        stmts.append(
+            f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, wf TEXT NOT NULL, "
+            f"key TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (wf, key))"
+        )
+        stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t}_seq ON {t} (wf) WHERE seq > 0")
+    return stmts
+
+
 @dataclass(frozen=True)
 class Migration:
     """A named schema change: its statements run in one transaction and it is recorded once."""
@@ -158,6 +172,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial),
     Migration("0002_scale_indexes", _scale_indexes),
     Migration("0003_job_columns", _job_columns),
+    Migration("0004_auth_tokens", _auth_tokens),
 )
 
 _CREATE_MIGRATIONS = (
