@@ -93,7 +93,7 @@ def test_failed_job_gives_exit_code_1_and_is_listed(invoke, client, workdir):
     ("bad.yaml", "jobs: [unclosed", "invalid YAML"),
     ("bad.json5", "{jobs: [", "invalid JSON5"),
     ("bad.json", '{"jobs": }', "invalid JSON at line 1"),
-    ("spec.toml", "x = 1", "unknown specification format"),
+    ("spec.toml", "x = 1", "not a JSON, JSON5, YAML or KDL specification"),
     ("list.yaml", "- a\n- b\n", "must be an object"),
 ])
 def test_spec_errors_are_one_line(invoke, workdir, name, text, message):
