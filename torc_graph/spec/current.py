@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import regex
@@ -62,17 +62,19 @@ def convert(spec: Mapping[str, Any]) -> dict[str, Any]:
     paths = {f["name"]: f["path"] for f in files}
     data = {u["name"]: u.get("data") for u in user_data}
     slurm = [_slurm_scheduler(s, i) for i, s in enumerate(top.get("slurm_schedulers") or [])]
+    rrs = [F.check(r, F.RESOURCE_REQUIREMENTS, F.entry("resource_requirements", i))
+           for i, r in enumerate(top.get("resource_requirements") or [])]
+    config = _config(top)
     resolver = _Resolver(names)
+    resolver.sets.update({
+        "resource_requirements": {r["name"] for r in rrs} | {"default"},
+        "scheduler": {s["name"] for s in slurm},
+        "failure_handler": {h["name"] for h in config.get("failure_handlers", ())}})
     out_jobs = [_finish_job(job, resolver, paths, data) for job in jobs.values()]
-    out: dict[str, Any] = {"name": top["name"], "user": top.get("user", ""),
-                           "description": top.get("description", ""),
-                           "files": files, "user_data": user_data,
-                           "resource_requirements": [
-                               F.check(r, F.RESOURCE_REQUIREMENTS, F.entry("resource_requirements", i))
-                               for i, r in enumerate(top.get("resource_requirements") or [])],
-                           "schedulers": {"slurm_schedulers": slurm},
-                           "jobs": out_jobs, "config": _config(top)}
-    return out
+    return {"name": top["name"], "user": top.get("user", ""),
+            "description": top.get("description", ""), "files": files, "user_data": user_data,
+            "resource_requirements": rrs, "schedulers": {"slurm_schedulers": slurm},
+            "jobs": out_jobs, "config": config}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,19 +117,22 @@ def _expand(items: Sequence[Any], table: Mapping[str, tuple[str, bool]], kind: s
             continue
         names = list(params)
         templates = {f: Template(item[f], names) for f in scalars if f in item}
+        templates = {f: t for f, t in templates.items() if t.constant is None}
         list_templates = {f: [Template(v, names) for v in item[f]] for f in lists if f in item}
         every = list(templates.values()) + [t for ts in list_templates.values() for t in ts]
         table_ = format_table(params, every)
+        renderers = [(f, t.renderer(table_)) for f, t in templates.items()]
+        list_renderers = [(f, [t.renderer(table_) for t in ts]) for f, ts in list_templates.items()]
         try:
             combos = combinations(params, item.get("parameter_mode") == "zip")
         except ValueError as exc:
             raise InvalidInput(f"{where}.parameters: {exc}") from None
         for combo in combos:
-            copy = dict(base)
-            for f, t in templates.items():
-                copy[f] = t.render(combo, table_)
-            for f, ts in list_templates.items():
-                copy[f] = [t.render(combo, table_) for t in ts]
+            copy = base.copy()
+            for f, render in renderers:
+                copy[f] = render(combo)
+            for f, rs in list_renderers:
+                copy[f] = [r(combo) for r in rs]
             yield i, copy
 
 
@@ -231,46 +236,81 @@ class _Resolver:
         return hit
 
 
+_TARGETS = {"depends_on": "blocked_by", "input_files": "input_files",
+            "output_files": "output_files", "input_user_data": "input_user_data",
+            "output_user_data": "output_user_data"}
+_OPTIONAL = ("invocation_script", "resource_requirements", "failure_handler",
+             "cancel_on_blocking_job_failure", "supports_termination")
+_REFERENCES = {"depends_on": ("depends_on", "job"), "input_files": ("files", "file"),
+               "output_files": ("files", "file"), "input_user_data": ("user_data", "user_data"),
+               "output_user_data": ("user_data", "user_data")}
+
+
 def _finish_job(job: dict[str, Any], resolver: _Resolver, paths: Mapping[str, str],
                 data: Mapping[str, Any]) -> dict[str, Any]:
-    where = F.entry("jobs", job.pop("_index"), job["name"])
-    lists: dict[str, list[str]] = {t: list(job.get(t, ())) for _k, t in _REGEX_TARGETS.values()}
+    """The v0.6.4 job of an expanded job: regexes resolved, templates substituted, names
+    checked. Lists are copied before they change (the input spec is never modified); the
+    error label is built only on error (this runs once per job of a 10^6-job sweep)."""
+    index = job.pop("_index")
+
+    def where() -> str:
+        return F.entry("jobs", index, job["name"])
+
+    lists = {t: job[t] for t in _TARGETS if t in job}
     for field, (kind, target) in _REGEX_TARGETS.items():
         for k, pattern in enumerate(job.get(field, ())):
-            current = set(lists[target])
-            new = [n for n in resolver.matches(kind, pattern, f"{where}.{field}[{k}]")
+            names = lists[target] = list(lists.get(target, ()))
+            current = set(names)
+            new = [n for n in resolver.matches(kind, pattern, f"{where()}.{field}[{k}]")
                    if n not in current]
             if not new:
-                raise InvalidInput(f"{where}.{field}[{k}]: pattern {F.show(pattern)} did not "
+                raise InvalidInput(f"{where()}.{field}[{k}]: pattern {F.show(pattern)} did not "
                                    f"match any {kind.replace('depends_on', 'job')} not already listed")
-            lists[target].extend(new)
-    for field in ("command", "invocation_script"):
-        if field in job and "${" in job[field]:
-            job[field] = _substitute(job[field], f"{where}.{field}", paths, data, lists)
+            names.extend(new)
     out = {"name": job["name"], "command": job["command"]}
-    for key in ("invocation_script", "resource_requirements", "failure_handler",
-                "cancel_on_blocking_job_failure", "supports_termination"):
+    for key in _OPTIONAL:
         if key in job:
             out[key] = job[key]
+    for field in ("command", "invocation_script"):
+        text = out.get(field)
+        if text is not None and "${" in text:
+            out[field] = _substitute(text, lambda f=field: f"{where()}.{f}", paths, data, lists)
+    _check_names(job, lists, resolver.sets, where)
     if "scheduler" in job:
         out["scheduler"] = f"slurm_schedulers/{job['scheduler']}"
-    out["blocked_by"] = list(dict.fromkeys(lists["depends_on"]))
-    for target in ("input_files", "output_files", "input_user_data", "output_user_data"):
-        out[target] = list(dict.fromkeys(lists[target]))
+    for target, key in _TARGETS.items():
+        names = lists.get(target)
+        out[key] = (list(dict.fromkeys(names)) if len(names) > 1 else list(names)) if names else []
     return out
 
 
-def _substitute(text: str, where: str, paths: Mapping[str, str], data: Mapping[str, Any],
-                lists: dict[str, list[str]]) -> str:
-    """Replace ``${files|user_data.input|output.NAME}``; add NAME to the job's list."""
+def _check_names(job: Mapping[str, Any], lists: Mapping[str, list[str]],
+                 known: Mapping[str, set[str]], where: Callable[[], str]) -> None:
+    """Every name a job refers to exists (the message names the current-torc field)."""
+    for field, names in lists.items():
+        kind, what = _REFERENCES[field]
+        names_known = known[kind]
+        for name in names:
+            if name not in names_known:
+                raise InvalidInput(f"{where()}.{field}: unknown {what} {F.show(name)}")
+    for field in ("resource_requirements", "scheduler", "failure_handler"):
+        if field in job and job[field] not in known[field]:
+            raise InvalidInput(f"{where()}.{field}: unknown {field.replace('_', ' ')} "
+                               f"{F.show(job[field])}")
+
+
+def _substitute(text: str, where: Callable[[], str], paths: Mapping[str, str],
+                data: Mapping[str, Any], lists: dict[str, list[str]]) -> str:
+    """Replace ``${files|user_data.input|output.NAME}``; add NAME to the job's list (a copy)."""
 
     def one(m: re.Match) -> str:
         kind, direction, name = m.groups()
         table = paths if kind == "files" else data
         if name not in table:
             what = "file" if kind == "files" else "user_data entry"
-            raise InvalidInput(f"{where}: {m.group(0)} names no declared {what} {F.show(name)}")
-        lists[f"{direction}_{'files' if kind == 'files' else 'user_data'}"].append(name)
+            raise InvalidInput(f"{where()}: {m.group(0)} names no declared {what} {F.show(name)}")
+        target = f"{direction}_{kind}"
+        lists[target] = [*lists.get(target, ()), name]
         if kind == "files":
             return paths[name]
         value = data[name]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -170,7 +170,17 @@ class Template:
         maps (name, spec) to every value already formatted."""
         if self.constant is not None:
             return self.constant
-        return "".join(p if isinstance(p, str) else table[p][combo[p[0]]] for p in self.parts)
+        return "".join([p if p.__class__ is str else table[p][combo[p[0]]] for p in self.parts])
+
+    def renderer(self, table: Mapping[tuple[str, str | None], list[str]]
+                 ) -> Callable[[Mapping[str, int]], str]:
+        """:meth:`render` bound to ``table``, specialized for the common one-placeholder case
+        (one concatenation per combination)."""
+        if len(self.parts) == 3:
+            pre, (name, spec), post = self.parts
+            values = table[(name, spec)]
+            return lambda combo: pre + values[combo[name]] + post
+        return lambda combo: self.render(combo, table)
 
 
 def combinations(values: Mapping[str, Sequence[Value]], zip_mode: bool) -> Iterator[dict[str, int]]:
