@@ -26,7 +26,13 @@ EXPECTED = {
     "diamond.yaml": ("output/diamond/f6.txt", "total 20100\n"),
     "sweep.json5": ("output/sweep/summary.txt", "8 51\n"),
     "user_data.yaml": ("output/user_data/report.txt", "count=5 sum=15.0 mean=3.0\n"),
+    "pipeline.kdl": ("output/pipeline/report.txt", "0.1 55.0\n0.2 110.0\n0.4 220.0\n"),
+    "fan_in.yaml": ("output/fan_in/total.txt", "1000 500500\n"),
 }
+#: examples of 1,000 jobs: only in the slow runs
+SLOW_EXAMPLES = {"fan_in.yaml"}
+EXAMPLE_PARAMS = [pytest.param(e, marks=pytest.mark.slow) if e in SLOW_EXAMPLES else e
+                  for e in sorted(EXPECTED)]
 
 
 @pytest.fixture
@@ -45,7 +51,7 @@ def _all_done(client: Client) -> None:
     assert all(r["return_code"] == 0 for r in client.iter_items(f"/workflows/{wf}/results"))
 
 
-@pytest.mark.parametrize("example", sorted(EXPECTED))
+@pytest.mark.parametrize("example", EXAMPLE_PARAMS)
 def test_example_runs_in_process(example, invoke, client, workdir):
     result = invoke("run", EXAMPLES / example, "--num-cpus", "2", "--poll-interval", "0.2")
     assert result.exit_code == 0, result.output
