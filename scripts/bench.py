@@ -19,6 +19,8 @@ Figures (see issue "Benchmark suite"):
   6 downstream_jobs and join_by_outbound_edge latency on a 10^5-job DAG (largest N in the run)
   7 server peak RSS per worker while paging through all jobs of the largest workflow
   8 per-job cost growth of figures 1-3 between the smallest and the largest N
+  9 a parameterized spec of N jobs (a few lines) vs the same N jobs listed, both POSTed to
+    /workflow_specifications
 """
 
 from __future__ import annotations
@@ -351,6 +353,26 @@ def paging_rss(server: LiveServer, api: Api, wf: str, n: int) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
+def spec_expansion(api: Api, n: int) -> dict:
+    """Figure 9: seconds to create N jobs from a parameterized spec and from the same jobs
+    listed explicitly (both POST /workflow_specifications; the workflows are deleted)."""
+    bodies = {
+        "parameterized": {"name": "param", "jobs": [
+            {"name": "job_{i:07d}", "command": "echo {i}", "parameters": {"i": f"1:{n}"}}]},
+        "explicit": {"name": "listed", "jobs": [
+            {"name": f"job_{i:07d}", "command": f"echo {i}"} for i in range(1, n + 1)]},
+    }
+    out = {}
+    for kind, body in bodies.items():
+        t0 = time.perf_counter()
+        wf = api.call("POST", "/workflow_specifications", body)["_key"]
+        out[kind] = time.perf_counter() - t0
+        total = api.call("GET", f"/workflows/{wf}/jobs", limit=1)["total_count"]
+        assert total == n, (kind, total)
+        api.call("DELETE", f"/workflows/{wf}")
+    return out
+
+
 def run(args) -> dict:
     sizes = args.sizes
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_"))
@@ -460,6 +482,12 @@ def run(args) -> dict:
                        f"({1e3 * per_job[key][lo]:.3f} -> {1e3 * per_job[key][hi]:.3f} ms/job)",
                     round(g, 3), None, None,
                     "<= 1.5x", g <= 1.5, "x")
+        n = args.spec_jobs or largest
+        e = spec_expansion(api, n)
+        r = e["parameterized"] / e["explicit"]
+        fig(9, f"create {n:,} jobs from a 1-entry parameterized spec vs listed "
+               f"({e['parameterized']:.1f} s vs {e['explicit']:.1f} s)", round(e["parameterized"], 2),
+            round(e["explicit"], 2), round(r, 3), "ratio <= 1.5", r <= 1.5, "s")
     finally:
         server.stop()
         if not args.keep:
@@ -508,6 +536,7 @@ def parse_args(argv=None):
     p.add_argument("--scale-jobs", type=int, help="jobs per figure-8 throughput probe")
     p.add_argument("--scale-workers", type=int, default=4, help="figure-8 probe worker processes")
     p.add_argument("--e2e-jobs", type=int, help="figure 4 job count")
+    p.add_argument("--spec-jobs", type=int, help="figure 9 job count (default: the largest size)")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
     p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")

@@ -31,7 +31,7 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
     ])
     assert rc == 0
     report = json.loads(out.read_text())
-    assert {f["figure"] for f in report["figures"]} == set(range(1, 9))
+    assert {f["figure"] for f in report["figures"]} == set(range(1, 10))
     for f in report["figures"]:
         assert {"name", "value", "baseline", "ratio", "target", "met"} <= f.keys()
         assert f["value"] is not None
