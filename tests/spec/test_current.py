@@ -195,6 +195,10 @@ def test_handlers_actions_and_settings_go_to_the_config():
     (wf({"name": "a", "command": "x"}, slurm_defaults={"partition": "debug"}),
      "slurm_defaults.partition: set it on the scheduler"),
     ({"jobs": [], "parameters": {}}, "specification.name: required"),
+    (wf({"name": "a_{i}", "command": "x", "parameters": {"i": "1:100000000000"}}),
+     "jobs[0].parameters.i: range '1:100000000000' has more than 10,000,000 values"),
+    (wf({"name": "a_{i}_{j}", "command": "x", "parameters": {"i": "1:2000", "j": "1:2000"}}),
+     "jobs[0].parameters: expands to more than 2,000,000 copies"),
     (wf({"name": "a", "command": "x", "depends_on": ["b"]}, {"name": "b", "command": "y", "blocked_by": ["a"]}),
      "mixes torc v0.6.4 keys (jobs[1].blocked_by) with current torc keys (jobs[0].depends_on)"),
 ])

@@ -115,8 +115,9 @@ def test_every_format_reads_to_the_same_value(tmp_path, name):
 
 def test_yaml_is_yaml_1_2(tmp_path):
     path = tmp_path / "s.yml"
-    path.write_text("name: x\nparameters: {i: 1:10, t: 01:00:00, b: yes}\njobs: []\n")
-    assert read_file(path)["parameters"] == {"i": "1:10", "t": "01:00:00", "b": "yes"}
+    path.write_text("name: x\nparameters: {i: 1:10, t: 01:00:00, b: yes, d: 2024-01-31}\n")
+    assert read_file(path)["parameters"] == {"i": "1:10", "t": "01:00:00", "b": "yes",
+                                             "d": "2024-01-31"}
 
 
 def test_kdl_aliases_and_every_argument(tmp_path):
@@ -138,6 +139,8 @@ def test_kdl_aliases_and_every_argument(tmp_path):
     ("s.kdl", 'name "x"\nuser_data "u" { is_ephemeral #true; }\n', "needs a data child"),
     ("s.yaml", "- a\n", "must be an object/mapping"),
     ("s.json", "{", "invalid JSON at line 1"),
+    ("s.yaml", "name: x\nblob: !!binary aGVsbG8=\n", "has no JSON equivalent"),
+    ("s.yaml", "name: x\n1: a\n", "YAML mapping key 1 must be a string"),
     ("s.txt", "x = = 1", "not a JSON, JSON5, YAML or KDL specification"),
 ])
 def test_read_errors_name_the_file_and_problem(tmp_path, name, text, message):

@@ -34,6 +34,7 @@ import regex
 from torc_graph.errors import InvalidInput
 from torc_graph.spec import fields as F
 from torc_graph.spec import handlers
+from torc_graph.spec.handlers import search_all
 from torc_graph.spec.parameters import Template, combinations, format_table, parse_values
 
 #: Job fields substituted with parameter values (spec format §4.6), besides the lists.
@@ -248,12 +249,7 @@ class _Resolver:
             if pattern.startswith("^") and pattern.endswith("$") and regex.escape(literal) == literal:
                 hit = [literal] if literal in self.sets[kind] else []
             else:
-                try:
-                    search = regex.compile(pattern).search
-                except regex.error as exc:
-                    raise InvalidInput(f"{where}: invalid regular expression "
-                                       f"{F.show(pattern)}: {exc}") from None
-                hit = [n for n in self.names[kind] if search(n)]
+                hit = search_all(pattern, self.names[kind], where)
             self.cache[key] = hit
         return hit
 

@@ -9,6 +9,7 @@ value for the same spec.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def loads(text: str, fmt: str) -> Any:
         from ruamel.yaml.error import YAMLError
 
         try:
-            return YAML(typ="safe", pure=True).load(text)
+            return _json_value(YAML(typ="safe", pure=True).load(text))
         except YAMLError as exc:
             raise InvalidInput(f"invalid YAML: {' '.join(str(exc).split())}") from None
     if fmt == "kdl":
@@ -54,6 +55,24 @@ def loads(text: str, fmt: str) -> Any:
 
         return kdl.loads(text)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _json_value(value: Any) -> Any:
+    """A YAML value as JSON: timestamps become their ISO text (YAML 1.2's core schema, which
+    torc uses, has no timestamp type); binary data, sets and non-string keys are errors."""
+    if isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise InvalidInput(f"YAML mapping key {k!r} must be a string")
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    raise InvalidInput(f"YAML value {str(value)[:40]!r} of type {type(value).__name__} has no "
+                       "JSON equivalent")
 
 
 def read_file(path: str | os.PathLike) -> dict[str, Any]:

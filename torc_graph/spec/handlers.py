@@ -9,6 +9,7 @@ by the engine for both spec dialects). Raise InvalidInput naming the entry and f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -22,6 +23,9 @@ TRIGGERS = ("on_workflow_start", "on_workflow_complete", "on_jobs_ready", "on_jo
             "on_worker_start", "on_worker_complete")
 JOB_TRIGGERS = ("on_jobs_ready", "on_jobs_complete")
 ACTION_TYPES = ("run_commands", "schedule_nodes")
+#: Time budget of one pattern searched over every name of a spec.
+REGEX_SECONDS = 10.0
+TIMED_NAMES = 1000
 RULE_DEFAULTS = {"exit_codes": [], "match_all_exit_codes": False, "recovery_script": None,
                  "max_retries": 3, "memory_factor": None, "max_memory": None,
                  "runtime_factor": None, "max_runtime": None}
@@ -114,13 +118,42 @@ def check_references(config: dict[str, Any], job_names: Sequence[str],
             if name not in known:
                 raise InvalidInput(f"{label}.jobs[{k}]: unknown job {F.show(name)}")
         if a["job_name_regexes"] and not a["jobs"]:
-            searches = [regex.compile(p).search for p in a["job_name_regexes"]]
-            if not any(s(n) for n in job_names for s in searches):
+            if not any(search_all(p, job_names, f"{label}.job_name_regexes[{k}]", first=True)
+                       for k, p in enumerate(a["job_name_regexes"])):
                 raise InvalidInput(f"{label}.job_name_regexes: the patterns select no job")
         if (a["action_type"] == "schedule_nodes" and a["scheduler_type"] == "slurm"
                 and a["scheduler"] not in slurm_names):
             raise InvalidInput(f"{label}.scheduler: unknown slurm scheduler "
                                f"{F.show(a['scheduler'])}")
+
+
+def search_all(pattern: str, names: Sequence[str], where: str, *, first: bool = False
+               ) -> list[str]:
+    """The names in which ``pattern`` is found (an unanchored search, like Rust's
+    ``Regex::is_match``); with ``first``, at most one. Python regexes backtrack (Rust's do
+    not), so the whole search has a time budget of :data:`REGEX_SECONDS`, checked between
+    names, and the first :data:`TIMED_NAMES` searches are each cut off at that budget (a
+    per-call timeout costs ~20 µs, too much for every name of a 10^6-job spec; the names of a
+    spec come from few templates, so a pathological pattern shows on the first ones). Raises
+    InvalidInput for an invalid pattern or one that runs out of time."""
+    try:
+        search = regex.compile(pattern).search
+    except regex.error as exc:
+        raise InvalidInput(f"{where}: invalid regular expression {F.show(pattern)}: {exc}") from None
+    deadline = time.monotonic() + REGEX_SECONDS
+    out = []
+    try:
+        for i, n in enumerate(names):
+            if search(n, timeout=REGEX_SECONDS) if i < TIMED_NAMES else search(n):
+                out.append(n)
+                if first:
+                    break
+            if not i % 1024 and time.monotonic() > deadline:
+                raise TimeoutError
+    except TimeoutError:
+        raise InvalidInput(f"{where}: regular expression {F.show(pattern)} took more than "
+                           f"{REGEX_SECONDS} s; simplify it") from None
+    return out
 
 
 def handler_names(config: dict[str, Any]) -> set[str]:

@@ -31,8 +31,11 @@ _F64 = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf
 _ZERO_PAD = re.compile(r"0([0-9]+)d\Z")
 _DECIMALS = re.compile(r"\.([0-9]+)f\Z")
 _I64_MIN, _I64_MAX = -(2 ** 63), 2 ** 63 - 1
-#: A float range longer than this is refused (a typo such as "0:1e9:0.001" would exhaust memory).
+#: A range longer than this is refused (a typo such as "1:1e12" would exhaust memory).
 MAX_VALUES = 10_000_000
+#: One job or file expands into at most this many copies (a 10^6-job sweep is the design point;
+#: a product of two long lists would otherwise exhaust the server's memory).
+MAX_COPIES = 2_000_000
 
 
 def _int(text: str) -> int | None:
@@ -90,7 +93,10 @@ def _range(text: str) -> list[Value]:
             raise ValueError(f"range {text!r}: the step of an integer range must be an integer")
         if step == 0:
             raise ValueError(f"range {text!r}: step must not be 0")
-        return list(range(start, end + (1 if step > 0 else -1), step))
+        values = range(start, end + (1 if step > 0 else -1), step)
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"range {text!r} has more than {MAX_VALUES:,} values")
+        return list(values)
     fstart, fend = _float(parts[0]), _float(parts[1])
     if fstart is None or fend is None:
         raise ValueError(f"range {text!r}: start and end must be numbers")
@@ -100,7 +106,7 @@ def _range(text: str) -> list[Value]:
     if not (math.isfinite(fstart) and math.isfinite(fend)):
         raise ValueError(f"range {text!r}: start and end must be finite")
     if (fend - fstart) / fstep > MAX_VALUES:
-        raise ValueError(f"range {text!r} has more than {MAX_VALUES} values")
+        raise ValueError(f"range {text!r} has more than {MAX_VALUES:,} values")
     values: list[Value] = []
     v = fstart
     if fstep > 0:
@@ -188,6 +194,8 @@ def combinations(values: Mapping[str, Sequence[Value]], zip_mode: bool) -> Itera
     outermost), or element-wise with ``zip_mode``. An empty list gives no combination in
     product mode. Raises ValueError if zip lists differ in length."""
     names = list(values)
+    if count(values, zip_mode) > MAX_COPIES:
+        raise ValueError(f"expands to more than {MAX_COPIES:,} copies")
     if zip_mode:
         lengths = {n: len(v) for n, v in values.items()}
         if len(set(lengths.values())) > 1:
@@ -200,6 +208,13 @@ def combinations(values: Mapping[str, Sequence[Value]], zip_mode: bool) -> Itera
         return ({name: i for name in names} for i in range(n))
     ranges = [range(len(values[n])) for n in names]
     return (dict(zip(names, idx)) for idx in itertools.product(*ranges))
+
+
+def count(values: Mapping[str, Sequence[Value]], zip_mode: bool) -> int:
+    """How many combinations :func:`combinations` gives (zip: the first list's length)."""
+    if zip_mode:
+        return len(next(iter(values.values()))) if values else 1
+    return math.prod(len(v) for v in values.values())
 
 
 def format_table(values: Mapping[str, Sequence[Value]],
