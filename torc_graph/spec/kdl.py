@@ -89,33 +89,26 @@ def _named(node: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _job(node: Any, where: str) -> dict[str, Any]:
-    job = _named(node, where)
-    for child in node.children:
-        cname = child.name
-        if cname in _JOB_SCALARS:
-            job[cname] = _first(child, f"{where} {cname}")
-        elif cname in _JOB_LISTS:
-            job.setdefault(_JOB_LISTS[cname], []).extend(child.args)
-        elif cname == "parameters":
-            job["parameters"] = _map(child)
-        else:
-            raise InvalidInput(f"KDL {where}: unknown job child {F.show(cname)}")
-    return job
+def _templated(kind: str, scalars: tuple[str, ...], lists: dict[str, str]
+               ) -> Callable[[Any, str], dict[str, Any]]:
+    """The reader of a job or file node: scalar children take their first argument, list
+    children extend their field with every argument, ``parameters`` is a map."""
 
+    def read(node: Any, where: str) -> dict[str, Any]:
+        out = _named(node, where)
+        for child in node.children:
+            cname = child.name
+            if cname in scalars:
+                out[cname] = _first(child, f"{where} {cname}")
+            elif cname in lists:
+                out.setdefault(lists[cname], []).extend(child.args)
+            elif cname == "parameters":
+                out["parameters"] = _map(child)
+            else:
+                raise InvalidInput(f"KDL {where}: unknown {kind} child {F.show(cname)}")
+        return out
 
-def _file(node: Any, where: str) -> dict[str, Any]:
-    f = _named(node, where)
-    for child in node.children:
-        if child.name in ("path", "parameter_mode"):
-            f[child.name] = _first(child, f"{where} {child.name}")
-        elif child.name == "use_parameters":
-            f.setdefault("use_parameters", []).extend(child.args)
-        elif child.name == "parameters":
-            f["parameters"] = _map(child)
-        else:
-            raise InvalidInput(f"KDL {where}: unknown file child {F.show(child.name)}")
-    return f
+    return read
 
 
 def _user_data(node: Any, where: str) -> dict[str, Any]:
@@ -167,8 +160,9 @@ def _record(node: Any, where: str) -> dict[str, Any]:
 
 
 _ENTRIES: dict[str, tuple[str, Callable[[Any, str], dict[str, Any]]]] = {
-    "job": ("jobs", _job),
-    "file": ("files", _file),
+    "job": ("jobs", _templated("job", _JOB_SCALARS, _JOB_LISTS)),
+    "file": ("files", _templated("file", ("path", "parameter_mode"),
+                                 {"use_parameters": "use_parameters"})),
     "user_data": ("user_data", _user_data),
     "resource_requirements": ("resource_requirements", _record),
     "failure_handler": ("failure_handlers", _failure_handler),
