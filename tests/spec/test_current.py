@@ -267,3 +267,21 @@ action { trigger_type "on_jobs_ready"; action_type "schedule_nodes"; job "post";
     assert post["blocked_by"] == ["work_1", "work_2"]
     assert post["output_files"] == ["out"] and post["input_user_data"] == ["cfg"]
     assert out["config"]["actions"][0]["jobs"] == ["post"]
+
+
+def test_hyperparameter_sweep_shape_gives_the_documented_21_jobs():
+    """§4.8: torc's unit tests count 38 jobs (2 + 18 + 18 same-named aggregates); the docs and
+    torc_graph's merge give 21, the aggregate depending on all 18 training jobs."""
+    grid = {"lr": "[0.0001,0.001,0.01]", "bs": "[16,32,64]", "opt": "['adam','sgd']"}
+    spec = wf({"name": "prepare_train_data", "command": "prep train"},
+              {"name": "prepare_val_data", "command": "prep val"},
+              {"name": "train_lr{lr:.4f}_bs{bs}_opt{opt}", "parameters": grid,
+               "command": "train --lr={lr} --bs={bs} --opt={opt}",
+               "depends_on": ["prepare_train_data", "prepare_val_data"]},
+              {"name": "aggregate_results", "command": "aggregate", "parameters": grid,
+               "depends_on": ["train_lr{lr:.4f}_bs{bs}_opt{opt}"]})
+    jobs = normalize(spec)["jobs"]
+    assert len(jobs) == 21
+    assert jobs[2]["name"] == "train_lr0.0001_bs16_optadam"
+    assert jobs[2]["command"] == "train --lr=0.0001 --bs=16 --opt=adam"
+    assert jobs[-1]["name"] == "aggregate_results" and len(jobs[-1]["blocked_by"]) == 18
