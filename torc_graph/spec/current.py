@@ -126,8 +126,8 @@ def _parameters_of(item: Mapping[str, Any], shared: Mapping[str, list], where: s
 def _expand(items: Sequence[Any], table: Mapping[str, tuple[str, bool]], kind: str,
             scalars: Sequence[str], lists: Sequence[str], shared: Mapping[str, list]
             ) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(template index, copy) for every copy of every item, in order. Copies carry only the
-    templated fields that are present (the rest is shared by reference in ``copy['_base']``)."""
+    """(template index, copy) for every copy of every item, in order. A copy is a new dict;
+    its untemplated values are shared with the input (never modified)."""
     for i, raw in enumerate(items):
         where = F.entry(kind, i)
         item = F.check(raw, table, where)
@@ -165,6 +165,7 @@ def _expand_jobs(items: Any, shared: Mapping[str, list]
     name collision is an error."""
     jobs: dict[str, dict[str, Any]] = {}
     origin: dict[str, int] = {}
+    unions: dict[str, dict[str, dict[str, None]]] = {}  # name -> list field -> ordered set
     for i, job in _expand(items, F.JOB, "jobs", _JOB_TEMPLATED, F.JOB_LISTS, shared):
         name = job["name"]
         seen = jobs.get(name)
@@ -176,14 +177,22 @@ def _expand_jobs(items: Any, shared: Mapping[str, list]
         if origin[name] != i:
             raise InvalidInput(f"{where}: duplicate job name; jobs[{origin[name]}] expands to the "
                                "same name (job names must be unique)")
-        _merge(seen, job, where)
+        _merge(seen, job, unions.setdefault(name, {}), where)
+    for name, fields in unions.items():
+        jobs[name].update({key: list(names) for key, names in fields.items()})
     return jobs, origin
 
 
-def _merge(into: dict[str, Any], other: Mapping[str, Any], where: str) -> None:
+def _merge(into: Mapping[str, Any], other: Mapping[str, Any],
+           union: dict[str, dict[str, None]], where: str) -> None:
+    """Merge a same-name copy: its list fields join ``union`` (ordered sets, linear in the
+    total number of names), its other fields must equal ``into``'s."""
     for key, value in other.items():
         if key in F.JOB_LISTS:
-            into[key] = list(dict.fromkeys([*into.get(key, ()), *value]))
+            acc = union.get(key)
+            if acc is None:
+                acc = union[key] = dict.fromkeys(into.get(key, ()))
+            acc.update(dict.fromkeys(value))
         elif into.get(key) != value:
             raise InvalidInput(
                 f"{where}.{key}: copies with the same name differ ({F.show(into.get(key))} vs "
