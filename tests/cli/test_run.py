@@ -59,7 +59,8 @@ def test_example_runs_in_process(example, invoke, client, workdir):
     assert (workdir / path).read_text() == content
     _all_done(client)
     assert "not successful" in result.stdout and " 0 not successful" in result.stdout
-    assert "STATUS" in result.stdout  # the summary table
+    if example not in SLOW_EXAMPLES:  # 1,000 jobs: the summary gives counts, not a table
+        assert "STATUS" in result.stdout  # the summary table
 
 
 @pytest.mark.slow
