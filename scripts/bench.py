@@ -23,6 +23,8 @@ Figures (see issue "Benchmark suite"):
   9 aggregate completions/s of W concurrent batched workers (claim_jobs/complete_jobs) through
     gunicorn, failures, every job exactly once
  10 --peers: the same no-op jobs on Dask distributed (LocalCluster 2x1) vs xargs (if installed)
+ 11 a parameterized spec of N jobs (a few lines) vs the same N jobs listed, both POSTed to
+    /workflow_specifications
 
 Figures 4, 9 and 10 live in ``bench_execution.py`` beside this script.
 """
@@ -331,6 +333,26 @@ def paging_rss(server: LiveServer, api: Api, wf: str, n: int) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
+def spec_expansion(api: Api, n: int) -> dict:
+    """Figure 9: seconds to create N jobs from a parameterized spec and from the same jobs
+    listed explicitly (both POST /workflow_specifications; the workflows are deleted)."""
+    bodies = {
+        "parameterized": {"name": "param", "jobs": [
+            {"name": "job_{i:07d}", "command": "echo {i}", "parameters": {"i": f"1:{n}"}}]},
+        "explicit": {"name": "listed", "jobs": [
+            {"name": f"job_{i:07d}", "command": f"echo {i}"} for i in range(1, n + 1)]},
+    }
+    out = {}
+    for kind, body in bodies.items():
+        t0 = time.perf_counter()
+        wf = api.call("POST", "/workflow_specifications", body)["_key"]
+        out[kind] = time.perf_counter() - t0
+        total = api.call("GET", f"/workflows/{wf}/jobs", limit=1)["total_count"]
+        assert total == n, (kind, total)
+        api.call("DELETE", f"/workflows/{wf}")
+    return out
+
+
 def run(args) -> dict:
     sizes = args.sizes
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_"))
@@ -481,6 +503,14 @@ def run(args) -> dict:
                        f"({1e3 * per_job[key][lo]:.3f} -> {1e3 * per_job[key][hi]:.3f} ms/job)",
                     round(g, 3), None, None,
                     "<= 1.5x", g <= 1.5, "x")
+        # One POST creates the whole workflow; at 10^6 jobs that request (either form) can
+        # outlast gunicorn's 300 s worker timeout on a loaded 2-core box, hence 10^5 by default.
+        n = args.spec_jobs or min(largest, 10**5)
+        e = spec_expansion(api, n)
+        r = e["parameterized"] / e["explicit"]
+        fig(11, f"create {n:,} jobs from a 1-entry parameterized spec vs listed "
+               f"({e['parameterized']:.1f} s vs {e['explicit']:.1f} s)", round(e["parameterized"], 2),
+            round(e["explicit"], 2), round(r, 3), "ratio <= 1.5", r <= 1.5, "s")
     finally:
         server.stop()
         if not args.keep:
@@ -535,6 +565,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=32, help="figure 9 jobs per claim")
     p.add_argument("--peers", action="store_true", help="figure 10: peer systems (Dask)")
     p.add_argument("--peer-jobs", type=int, help="figure 10 job count")
+    p.add_argument("--spec-jobs", type=int,
+                   help="figure 11 job count (default: the largest size, at most 10^5)")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
     p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")

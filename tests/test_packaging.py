@@ -74,3 +74,11 @@ def test_sources_do_not_reach_outside_their_package():
     for path in list((ROOT / "torc_graph").rglob("*.py")) + list((ROOT / "cli").rglob("*.py")):
         text = path.read_text()
         assert "parent.parent" not in text and "parents[" not in text, path
+
+
+def test_spec_package_and_its_parsers_are_declared():
+    """torc_graph.spec reads YAML 1.2 (ruamel.yaml), KDL v2 (ckdl) and Rust-like regexes."""
+    assert "torc_graph.spec" in _declared_packages()
+    requires = _setup_cfg()["options"]["install_requires"]
+    for dist in ("ruamel.yaml", "ckdl", "regex", "json5"):
+        assert dist in requires, dist

@@ -33,7 +33,7 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
     ])
     assert rc == 0
     report = json.loads(out.read_text())
-    assert {f["figure"] for f in report["figures"]} == set(range(1, 11))
+    assert {f["figure"] for f in report["figures"]} == set(range(1, 12))
     batched_api = any('"/claim_jobs"' in p.read_text() for p in (ROOT / "torc_graph" / "api").glob("*.py"))
     for f in report["figures"]:
         assert {"name", "value", "baseline", "ratio", "target", "met"} <= f.keys()

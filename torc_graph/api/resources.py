@@ -62,7 +62,7 @@ class ActionResource:
         kwargs.update(params.query_values(req, action.query))
         if action.body is not None:
             body = media.read_body(req, self.max_body_bytes, required=action.body_required)
-            if body is not None:
+            if body is not None and not action.raw_body:
                 body = validation.validate(action.body, body)
             kwargs["body"] = body
         return kwargs

@@ -38,6 +38,8 @@ class Action:
     * ``keys``: path params that name documents, mapped to their collection: the value may be a
       bare key or a full id (``jobs__12/34``), and the handler receives the bare key.
     * ``body_required``: False lets an empty body through as ``None`` (ignored bodies).
+    * ``raw_body``: the handler validates the body itself (``body`` still names the schema the
+      API documents); used where the body has more than one accepted form.
     """
 
     method: str
@@ -49,3 +51,4 @@ class Action:
     keys: Mapping[str, str] = field(default_factory=dict)
     body: str | None = None
     body_required: bool = True
+    raw_body: bool = False

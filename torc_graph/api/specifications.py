@@ -14,8 +14,9 @@ SPECS = "/workflow_specifications"
 WF = "/workflows/{workflow}"
 
 ACTIONS: list[Action] = [
-    Action("POST", SPECS, specs.add_workflow_specification, "add_workflow_specification",
-           body="workflow_specification"),
+    # Either dialect (torc v0.6.4 or current torc): the engine converts and validates.
+    Action("POST", SPECS, specs.create_from_specification, "add_workflow_specification",
+           body="workflow_specification", raw_body=True),
     Action("GET", SPECS + "/example", specs.get_workflow_specification_example,
            "get_workflow_specification_example"),
     Action("GET", SPECS + "/template", specs.get_workflow_specification_template,

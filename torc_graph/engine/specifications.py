@@ -26,11 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from torc_graph import model, units, validation
+from torc_graph import model, spec as spec_formats, units, validation
 from torc_graph.engine import integrity, workflows
 from torc_graph.engine.common import clamp_limit, count_param, envelope, require_workflow
 from torc_graph.engine.queries import get_job
 from torc_graph.errors import InvalidInput, NotFound
+from torc_graph.spec import handlers
 from torc_graph.store.base import Document, GraphStore
 
 _C, _E = model.Collection, model.Edge
@@ -248,6 +249,9 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
         "output_user_data": (user_data, "user data"),
     }
     internal = validation.validate("job", {"command": ""})["internal"]
+    config = {k: v for k, v in (spec.get("config") or {}).items() if k not in _DB_KEYS}
+    handlers.check_references(config, list(job_index), pools["slurm_schedulers"].slot_of_name)
+    handler_names = handlers.handler_names(config)
     jobs: list[_JobPlan] = []
     for i, job in enumerate(job_specs):
         label = _label("jobs", i, job)
@@ -285,9 +289,12 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
         if scheduler:
             refs["scheduler"] = [_scheduler_ref(pools, scheduler, label, "scheduler")]
         doc: dict[str, Any] = {}
-        for fname in ("name", "command", "invocation_script"):
+        for fname in ("name", "command", "invocation_script", "failure_handler"):
             if job.get(fname) is not None:
                 doc[fname] = job[fname]
+        if job.get("failure_handler") is not None and job["failure_handler"] not in handler_names:
+            raise InvalidInput(f"{label}: failure_handler references unknown failure handler "
+                               f"{_quoted(job['failure_handler'])}")
         doc["cancel_on_blocking_job_failure"] = job.get("cancel_on_blocking_job_failure", True)
         doc["supports_termination"] = job.get("supports_termination", False)
         params = job.get("schedule_compute_nodes")
@@ -314,7 +321,6 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
         if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
             raise InvalidInput(f"invalid workflow key {_quoted(key)}")
         wf_doc["_key"] = key
-    config = {k: v for k, v in (spec.get("config") or {}).items() if k not in _DB_KEYS}
     return Plan(wf_doc, config, pools, jobs)
 
 
@@ -401,10 +407,13 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any]) -> Do
     return created
 
 
-def create_from_specification(store: GraphStore, spec: Mapping[str, Any]) -> Document:
-    """Validate a raw specification (defaults filled) and create it; see
-    :func:`add_workflow_specification`."""
-    return add_workflow_specification(store, validation.validate("workflow_specification", spec))
+def create_from_specification(store: GraphStore, body: Any) -> Document:
+    """``POST /workflow_specifications``: create the workflow of a raw specification in either
+    dialect (torc v0.6.4, or current torc: expanded and converted by
+    :func:`torc_graph.spec.normalize`), validated with defaults filled; see
+    :func:`add_workflow_specification`. Raises InvalidInput (400) naming the entry and field."""
+    valid = validation.validate("workflow_specification", spec_formats.normalize(body))
+    return add_workflow_specification(store, valid)
 
 
 def _write(store: GraphStore, wf: str, plan: Plan) -> None:
@@ -472,8 +481,9 @@ def job_specifications(store: GraphStore, wf: str, jobs: Sequence[Document], *,
             "name": _name(job),
             "command": job.get("command"),
         }
-        if job.get("invocation_script") is not None:
-            spec["invocation_script"] = job["invocation_script"]
+        for fname in ("invocation_script", "failure_handler"):
+            if job.get(fname) is not None:
+                spec[fname] = job[fname]
         spec["cancel_on_blocking_job_failure"] = job.get("cancel_on_blocking_job_failure", True)
         spec["supports_termination"] = job.get("supports_termination", False)
         for fname in ("blocked_by", "input_files", "output_files", "input_user_data",

@@ -1,6 +1,6 @@
 """Creating and starting workflows from the client side: spec files and torc's ``start``.
 
-:func:`load_spec` reads a workflow specification file (JSON, JSON5 or YAML, by extension).
+:func:`load_spec` reads a workflow specification file (YAML, JSON, JSON5 or KDL).
 :func:`start_workflow` does what torc's ``WorkflowManager.start()`` does before workers run
 (behavior doc §6.1): input checks, file timestamps, status reset, a new ``run_id``, and
 ``initialize_jobs``.
@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import subprocess
@@ -19,9 +18,7 @@ from typing import Any
 
 from torc_graph.client import Client, seg
 from torc_graph.runner.process import argv_for
-
-#: Spec file extensions and their format names.
-SPEC_FORMATS = {".json": "json", ".json5": "json5", ".yaml": "yaml", ".yml": "yaml"}
+from torc_graph.spec import SpecFileError, read_file
 
 
 class SpecError(Exception):
@@ -33,37 +30,15 @@ class StartError(Exception):
 
 
 def load_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """The specification in ``path``, parsed by its extension (.json, .json5, .yaml/.yml).
+    """The specification in ``path`` (YAML, JSON, JSON5 or KDL, by extension; either dialect:
+    the server converts current-torc specs), see :func:`torc_graph.spec.read_file`.
 
     ``user`` defaults to the current user (torc's client forces it). Raises SpecError.
     """
-    path = Path(path)
-    fmt = SPEC_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise SpecError(f"{path}: unknown specification format {path.suffix or '(none)'!r}; "
-                        f"use one of {', '.join(sorted(SPEC_FORMATS))}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: {exc.strerror or exc}") from None
-    import json5
-    import yaml
-
-    try:
-        if fmt == "json":
-            spec = json.loads(text)
-        elif fmt == "json5":
-            spec = json5.loads(text)
-        else:
-            spec = yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
-                        f"{exc.msg}") from None
-    except (ValueError, yaml.YAMLError) as exc:  # json5's and PyYAML's messages say where
-        raise SpecError(f"{path}: invalid {fmt.upper()}: {exc}") from None
-    if not isinstance(spec, dict):
-        raise SpecError(f"{path}: a workflow specification must be an object/mapping, "
-                        f"not {type(spec).__name__}")
+        spec = read_file(path)
+    except SpecFileError as exc:
+        raise SpecError(exc.message) from None
     if not spec.get("user"):
         spec["user"] = getpass.getuser()
     return spec
