@@ -299,10 +299,10 @@ def list_user_data(client: Client, as_json: bool, limit: int | None, skip: int, 
 
 @user_data.command("show")
 @click.argument("workflow")
-@click.argument("key")
+@click.argument("user_data_key", metavar="USER_DATA")
 @json_option
 @client_options
-def show_user_data(client: Client, as_json: bool, workflow: str, key: str) -> None:
+def show_user_data(client: Client, as_json: bool, workflow: str, user_data_key: str) -> None:
     """Show one user-data document with its data in full.
 
     \b
@@ -310,7 +310,7 @@ def show_user_data(client: Client, as_json: bool, workflow: str, key: str) -> No
         torc-graph user-data show 12 345
         torc-graph user-data show 12 345 --json | jq .data
     """
-    doc = client.get(f"/workflows/{seg(workflow)}/user_data/{seg(key)}")
+    doc = client.get(f"/workflows/{seg(workflow)}/user_data/{seg(user_data_key)}")
     if as_json:
         emit_json(doc)
         return

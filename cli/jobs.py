@@ -6,6 +6,7 @@ This module defines the one ``jobs`` group; the runner's ``jobs run`` command is
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import click
 from torc_graph.cli.errors import CliError
 from torc_graph.cli.inspect import RESULT_COLUMNS
 from torc_graph.cli.options import client_options, json_option, paging_options
+from torc_graph.cli.outcomes import (FAILED, STATUS_CHOICES, display_status, latest_of,
+                                     latest_results, with_outcomes)
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
 from torc_graph.cli.workflows import fetch_items
@@ -24,7 +27,8 @@ from torc_graph.runner.process import stdio_paths
 JOB_COLUMNS = (
     Column("KEY", "_key"),
     Column("NAME", "name"),
-    Column("STATUS", "status"),
+    Column("STATUS", "display_status"),
+    Column("RC", "return_code"),
     Column("COMMAND", "command", wide=True),
 )
 JOB_FIELDS = ("_key", "_id", "name", "status", "command", "invocation_script",
@@ -48,25 +52,38 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.argument("workflow")
-@click.option("--status", type=click.Choice([s.value for s in JobStatus]),
-              help="Only jobs in this status.")
+@click.option("--status", type=click.Choice(STATUS_CHOICES),
+              help="Only jobs in this status; `failed` = done with a non-zero return code.")
 @click.option("--name", help="Only jobs with this name.")
 @paging_options
 @json_option
 @client_options
 def list_jobs(client: Client, as_json: bool, limit: int | None, skip: int, workflow: str,
               status: str | None, name: str | None) -> None:
-    """List the jobs of a workflow in creation order.
+    """List the jobs of a workflow in creation order, with the return code of each job's
+    latest result. A done job whose latest result has a non-zero return code shows as
+    `failed`.
 
     \b
     Example:
-        torc-graph jobs list 12
+        torc-graph jobs list sweep
+        torc-graph jobs list sweep --status failed
         torc-graph jobs list 12 --status done --limit 50 --skip 100
         torc-graph jobs list 12 --name postprocess --json
     """
-    docs = fetch_items(client, f"/workflows/{seg(workflow)}/jobs", limit, skip,
-                       status=status, name=name)
-    emit_table(docs, JOB_COLUMNS, as_json, empty="No jobs.")
+    path = f"/workflows/{seg(workflow)}/jobs"
+    results = latest_results(client, workflow)
+    if status == FAILED:
+        filters = {"status": JobStatus.DONE.value, **({"name": name} if name else {})}
+        done = client.iter_items(path, **filters)
+        failed = (j for j in done if display_status(j, results.get(j["_key"])) == FAILED)
+        docs = list(itertools.islice(failed, skip, None if limit is None else skip + limit))
+    else:
+        docs = fetch_items(client, path, limit, skip, status=status, name=name)
+    if as_json:
+        emit_json(docs)
+    else:
+        emit_table(with_outcomes(docs, results), JOB_COLUMNS, False, empty="No jobs.")
 
 
 @jobs.command("show")
@@ -88,7 +105,11 @@ def show(client: Client, as_json: bool, workflow: str, job: str) -> None:
         emit_json(details)
         return
     doc = details["job"]
-    click.echo(render_record(doc, [f for f in JOB_FIELDS if f in doc]))
+    latest = latest_of(details["results"])
+    status = display_status(doc, latest)
+    shown = {**doc, "status": f"{FAILED} (done, return code {latest['return_code']})"
+             if status == FAILED and latest else status}
+    click.echo(render_record(shown, [f for f in JOB_FIELDS if f in doc]))
     click.echo(section("Resource requirements"))
     click.echo(render_record({k: v for k, v in details["resource_requirements"].items()
                               if not k.startswith("_") or k == "_key"}))

@@ -167,12 +167,28 @@ def test_jobs_list_table_fits_80_columns(invoke, diamond):
     result = invoke("jobs", "list", diamond.key)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["KEY", "NAME", "STATUS", "COMMAND"]
+    assert lines[0].split() == ["KEY", "NAME", "STATUS", "RC", "COMMAND"]
     assert [line.split()[1] for line in lines[1:]] == ["preprocess", "work1", "work2",
                                                       "postprocess"]
     assert all(len(line) <= 80 for line in lines)
     work2 = next(line for line in lines if " work2 " in line)
     assert work2.endswith(ELLIPSIS)  # the long command is cut
+
+
+def test_failed_jobs_are_visible(invoke, diamond, parse_json):
+    table = invoke("jobs", "list", diamond.key).stdout.splitlines()
+    rows = {line.split()[1]: line.split()[2:4] for line in table[1:]}
+    assert rows["work2"] == ["failed", "1"] and rows["work1"] == ["done", "0"]
+    assert rows["postprocess"][0] == "canceled"
+    failed = invoke("jobs", "list", diamond.key, "--status", "failed")
+    assert failed.exit_code == 0, failed.output
+    assert [line.split()[1] for line in failed.stdout.splitlines()[1:]] == ["work2"]
+    as_json = parse_json(invoke("jobs", "list", "diamond", "--status", "failed", "--json"))
+    assert [(j["name"], j["status"]) for j in as_json] == [("work2", "done")]  # stored status
+    assert invoke("jobs", "list", diamond.key, "--status", "failed", "--skip", "1").stdout \
+        == "No jobs.\n"
+    shown = invoke("jobs", "show", "diamond", "work2").stdout
+    assert "status: failed (done, return code 1)" in " ".join(shown.split())
 
 
 def test_jobs_list_filters_and_json(invoke, diamond, parse_json):
@@ -428,9 +444,9 @@ def test_not_found_is_exit_4_with_one_line(invoke, diamond):
     assert "Traceback" not in result.output
 
 
-def test_debug_shows_the_traceback(invoke, diamond):
-    result = invoke("jobs", "show", diamond.key, "999999", "--debug")
-    assert result.exit_code == 4
+def test_debug_shows_the_traceback(invoke, closed_url):
+    result = invoke("workflows", "list", "--url", closed_url, "--debug")
+    assert result.exit_code == 3
     assert "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
 
