@@ -34,6 +34,9 @@ JOB_COLUMNS = (
 JOB_FIELDS = ("_key", "_id", "name", "status", "command", "invocation_script",
               "cancel_on_blocking_job_failure", "supports_termination", "schedule_compute_nodes",
               "internal")
+#: A job's own results: every attempt, with its cause (docs/execution-model.md §3).
+ATTEMPT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.header not in ("JOB_KEY", "JOB")) + (
+    Column("CAUSE", "cause"),)
 RELATED_JOB_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"), Column("STATUS", "status"))
 RELATED_FILE_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"),
                         Column("PATH", "path", wide=True))
@@ -120,7 +123,7 @@ def show(client: Client, as_json: bool, workflow: str, job: str) -> None:
         click.echo(section(title))
         click.echo(render_table(details[name], columns) if details[name] else "(none)")
     click.echo(section("Results"))
-    click.echo(render_table(details["results"], RESULT_COLUMNS) if details["results"]
+    click.echo(render_table(details["results"], ATTEMPT_COLUMNS) if details["results"]
                else "(none)")
 
 

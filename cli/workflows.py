@@ -11,6 +11,7 @@ import click
 
 from torc_graph.cli.errors import CliError
 from torc_graph.cli.options import client_options, json_option, paging_options
+from torc_graph.cli.outcomes import count_failed
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
 from torc_graph.client import Client, seg
@@ -92,7 +93,8 @@ def show(client: Client, as_json: bool, workflow: str) -> None:
 @json_option
 @client_options
 def status(client: Client, as_json: bool, workflow: str) -> None:
-    """Show a workflow's run status: run id, canceled flag, job counts, completeness.
+    """Show a workflow's run status: run id, canceled flag, job counts, completeness, and how
+    many done jobs failed (non-zero return code).
 
     The workflow is complete when every job is done, canceled, terminated or disabled (an empty
     workflow is complete). This command only reads: unlike the server's ``is_complete``
@@ -112,6 +114,7 @@ def status(client: Client, as_json: bool, workflow: str) -> None:
         "is_canceled": bool(doc.get("is_canceled")),
         "is_complete": unfinished == 0,
         "num_jobs": sum(counts.values()),
+        "num_failed": count_failed(client, workflow) if counts.get("done") else 0,
         "job_counts": counts,
     }
     if as_json:

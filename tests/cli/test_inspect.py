@@ -70,6 +70,7 @@ def test_workflows_status(invoke, diamond, parse_json):
     assert data["is_canceled"] is False
     assert data["is_complete"] is True
     assert data["num_jobs"] == 4
+    assert data["num_failed"] == 1  # work2: done, return code 1
     assert data["job_counts"] == {**{s: 0 for s in data["job_counts"]}, "done": 3, "canceled": 1}
 
     result = invoke("workflows", "status", diamond.key)
@@ -320,13 +321,16 @@ def test_files_list(invoke, diamond, parse_json):
 def test_results_list(invoke, diamond, parse_json):
     result = invoke("results", "list", diamond.key)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].split()[:5] == ["KEY", "JOB", "RUN", "STATUS", "RC"]
-    assert len(result.stdout.splitlines()) == 4
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:6] == ["KEY", "JOB_KEY", "JOB", "RUN", "STATUS", "RC"]
+    assert [line.split()[2] for line in lines[1:]] == ["preprocess", "work1", "work2"]
     failed = parse_json(invoke("results", "list", diamond.key, "--return-code", "1", "--json"))
     assert [r["job_key"] for r in failed] == [diamond.jobs["work2"]]
     by_job = parse_json(invoke("results", "list", diamond.key, "--job-key",
                                diamond.jobs["preprocess"], "--json"))
     assert [(r["run_id"], r["return_code"]) for r in by_job] == [(1, 0)]
+    by_name = parse_json(invoke("results", "list", "diamond", "--job", "work2", "--json"))
+    assert [r["job_key"] for r in by_name] == [diamond.jobs["work2"]]
 
 
 def test_events_list(invoke, diamond, parse_json):
