@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torc_graph.cli.errors import EXIT_CLIENT_ERROR, CliError
+from torc_graph.cli.errors import EXIT_CLIENT_ERROR, EXIT_USAGE, CliError
 from torc_graph.client import ApiError, Client, seg
 
-EXIT_USAGE = 2
 #: At most this many candidates are listed in an ambiguity error.
 MAX_CANDIDATES = 10
 

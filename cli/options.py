@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from torc_graph.cli.errors import DEBUG_META_KEY, handle_errors
+from torc_graph.cli.errors import DEBUG_META_KEY, EMBEDDED_META_KEY, handle_errors
 from torc_graph.cli.names import resolve_arguments
 from torc_graph.client import Client
 
@@ -69,7 +69,9 @@ def client_options(func: F) -> F:
     @handle_errors
     def wrapper(*args: Any, url: str | None, database: str | None, **kwargs: Any) -> Any:
         client = make_client(url, database)
-        click.get_current_context().call_on_close(client.close)
+        ctx = click.get_current_context()
+        ctx.call_on_close(client.close)
+        ctx.meta[EMBEDDED_META_KEY] = client.is_embedded
         return func(*args, client=client, **resolve_arguments(client, kwargs))
 
     return wrapper  # type: ignore[return-value]

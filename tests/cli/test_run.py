@@ -84,9 +84,9 @@ def test_failed_job_gives_exit_code_1_and_is_listed(invoke, client, workdir):
     assert result.exit_code == 1, result.output
     rows = {line.split()[1]: line.split()[2:] for line in result.stdout.splitlines()[1:4]}
     assert rows["ok"] == ["done", "0", rows["ok"][2]]
-    assert rows["bad"][:2] == ["done", "7"]
+    assert rows["bad"][:2] == ["failed", "7"]
     assert rows["downstream"] == ["canceled"]
-    assert "1 succeeded, 2 not successful" in result.stdout
+    assert "1 succeeded, 2 not successful, 1 canceled, 1 failed" in result.stdout
 
 
 @pytest.mark.parametrize("name, text, message", [
@@ -99,9 +99,31 @@ def test_failed_job_gives_exit_code_1_and_is_listed(invoke, client, workdir):
 def test_spec_errors_are_one_line(invoke, workdir, name, text, message):
     (workdir / name).write_text(text)
     result = invoke("run", name)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert result.output.startswith("Error: ")
+
+
+def test_invalid_spec_is_a_usage_error_without_http(invoke, workdir, client):
+    (workdir / "spec.yaml").write_text("name: x\njobs:\n  - {name: a, command: 'true', "
+                                       "blocked_by: [nosuch]}\n")
+    result = invoke("run", "spec.yaml")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: invalid specification spec.yaml: ")
+    assert "nosuch" in result.stderr and "HTTP" not in result.stderr
+    assert list(client.iter_items("/workflows")) == []  # nothing created
+    created = invoke("workflows", "create", "spec.yaml")
+    assert created.exit_code == 2 and "HTTP" not in created.stderr
+
+
+def test_missing_spec_file_is_a_usage_error(invoke, workdir):
+    for target in ("missing.yaml", "dir/missing", "no-such-workflow"):
+        result = invoke("run", target)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+    assert "spec file 'missing.yaml' does not exist" in invoke("run", "missing.yaml").stderr
+    assert "neither a spec file nor a workflow" in invoke("run", "no-such-workflow").stderr
+    assert invoke("workflows", "create", "missing.yaml").exit_code == 2
 
 
 def test_missing_input_file_is_refused(invoke, workdir):
@@ -147,16 +169,21 @@ def test_run_against_a_remote_server(invoke, live_server, client, workdir):
         assert node["is_active"] is False
 
 
-def test_progress_line_on_a_terminal_and_in_a_log(client):
+def test_progress_bar_on_a_terminal_and_lines_in_a_log(client):
     wf = client.add_workflow_specification(
-        {"name": "p", "user": "u", "jobs": [{"name": "a", "command": "true"}]})["_key"]
+        {"name": "p", "user": "u", "jobs": [{"name": "a", "command": "true"},
+                                            {"name": "b", "command": "true"}]})["_key"]
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
+    class Proc:
+        key, job = "7", {"name": "simulate_42"}
+
     class FakeRunner:
         running = 1
+        procs = {"7": Proc()}
 
         class summary:
             succeeded, failed, terminated, canceled = 3, 1, 0, 0
@@ -165,14 +192,19 @@ def test_progress_line_on_a_terminal_and_in_a_log(client):
     progress = Progress(client, wf, tty)
     progress(FakeRunner())
     progress(FakeRunner())  # rate-limited: drawn once
+    bar = tty.getvalue()
+    assert bar.startswith("\r\033[K" + "░" * 20 + " 0/2  ✓3 ✗1 ▶1  0.0/s  ETA --:--")
+    assert bar.endswith("running: simulate_42") and "\n" not in bar
     progress.close(FakeRunner())
-    text = tty.getvalue()
-    assert text.count("\r\033[K") == 2 and text.endswith("\n")
-    assert "done 3  running 1  failed 1  remaining 1/1" in text
+    assert tty.getvalue() == bar + "\r\033[K"  # erased: the summary starts on a clean line
     log = io.StringIO()
     plain = Progress(client, wf, log)
     plain(FakeRunner())
-    assert "\r" not in log.getvalue() and log.getvalue().endswith("remaining 1/1\n")
+    plain.close(FakeRunner())
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2
+    assert "done 3  running 1  failed 1  remaining 2/2  0.0 jobs/s  ETA --:--  running: " \
+           "simulate_42" in lines[0]
 
 
 @pytest.mark.slow
