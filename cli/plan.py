@@ -78,10 +78,10 @@ def find_resumable(client: Client, spec: Mapping[str, Any], digest: str) -> str 
     candidates = [w["_key"] for w in client.iter_items("/workflows", name=name)
                   if not w.get("is_archived")]
     for wf in reversed(candidates):
-        page = client.get(f"/workflows/{seg(wf)}/events", category="workflow",
-                          type=SPEC_EVENT_TYPE, spec_digest=digest, limit=1)
-        if page.get("items"):
-            return wf
+        # The events list filters by category only: match the type and digest here.
+        for event in client.iter_items(f"/workflows/{seg(wf)}/events", category="workflow"):
+            if event.get("type") == SPEC_EVENT_TYPE and event.get("spec_digest") == digest:
+                return wf
     return None
 
 

@@ -340,10 +340,15 @@ class Progress:
 
 
 def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal ``stream`` is; $COLUMNS, else 80, when it does not say."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return 80
+        columns = 0
+    if columns <= 0:
+        env = os.environ.get("COLUMNS", "")
+        columns = int(env) if env.isdigit() and int(env) > 0 else 80
+    return columns
 
 
 def _names(names: list[str]) -> str:
