@@ -113,10 +113,11 @@ def handle_errors(func: F) -> F:
         except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python from failing
+            # The reader went away (`| head`): it had what it wanted, so this is a success
+            # (exit 0, as `cat | head` would); stop quietly, and keep Python from failing
             # again when it flushes stdout at exit.
             _silence_stdout()
-            raise click.exceptions.Exit(EXIT_LOCAL) from None
+            raise click.exceptions.Exit(0) from None
         except Exception as exc:
             # Anything else is unexpected (a bug, a local I/O failure): still one line, with
             # the traceback kept for --debug.
