@@ -284,3 +284,24 @@ def test_jobs_run_restart_reruns_failed_and_changed_jobs_only(invoke, client, wo
     rerun = {r["job_key"] for r in client.iter_items(f"/workflows/{wf}/results", run_id=3)}
     assert {names[k] for k in rerun} == {"reader"}
     assert (workdir / "mid.txt").read_text() == "v2\n"
+
+
+def test_runtimes_accept_short_durations(invoke, client, workdir):
+    """`10m` is a runtime everywhere (spec, API validation, initialize); the server hands torc
+    clients ISO 8601 for it."""
+    spec = {"name": "short", "resource_requirements": [
+        {"name": "ten", "runtime": "10m"}, {"name": "long", "runtime": "1h30m"}],
+        "jobs": [{"name": "a", "command": "true", "resource_requirements": "ten"},
+                 {"name": "b", "command": "true", "resource_requirements": "long"}]}
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    assert invoke("run", "spec.json", "--dry-run").exit_code == 0
+    wf = client.add_workflow_specification(spec)["_key"]
+    client.initialize_jobs(wf)
+    seconds = {j["name"]: j["internal"]["runtime_seconds"] for j in client.list_jobs(wf)}
+    assert seconds == {"a": 600, "b": 5400}
+    assert client.get(f"/workflows/{wf}/ready_job_requirements")["max_runtime"] == "PT1H30M"
+    bad = {**spec, "resource_requirements": [{"name": "ten", "runtime": "10 minutes"}]}
+    (workdir / "bad.json").write_text(json.dumps(bad))
+    result = invoke("run", "bad.json")
+    assert result.exit_code == 2
+    assert "invalid duration '10 minutes'" in result.stderr and "'10m'" in result.stderr
