@@ -255,7 +255,7 @@ def end_to_end(n: int, workdir: Path, synchronous: str) -> dict:
     cpus = os.cpu_count() or 1
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", "from torc_graph.cli.main import cli; cli()", "run", str(spec_path),
+        [sys.executable, "-P", "-c", "from torc_graph.cli.main import cli; cli()", "run", str(spec_path),
          "--database", f"sqlite:///{db}", "--output", str(workdir / f"out_{n}")],
         env=env, capture_output=True, text=True)
     run_s = time.perf_counter() - t0
