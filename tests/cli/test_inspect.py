@@ -115,16 +115,17 @@ def test_workflows_create_empty_and_usage_errors(invoke, client, tmp_path):
 
     assert invoke("workflows", "create").exit_code == 2
     missing = invoke("workflows", "create", tmp_path / "nope.yaml")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # a usage error, like every spec file problem
     assert "No such file" in missing.stderr and "Traceback" not in missing.output
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert invoke("workflows", "create", bad).exit_code == 1
+    assert invoke("workflows", "create", bad).exit_code == 2
     invalid = tmp_path / "invalid.json"
     invalid.write_text(json.dumps({"jobs": [{"name": "a"}]}))  # command is required
     result = invoke("workflows", "create", invalid)
-    assert result.exit_code == 4
-    assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: invalid specification ")
+    assert len(result.stderr.strip().splitlines()) == 1 and "HTTP" not in result.stderr
 
 
 def test_workflows_delete_needs_confirmation(invoke, diamond, client, parse_json):
