@@ -16,7 +16,7 @@ from torc_graph.cli.errors import CliError
 from torc_graph.cli.inspect import RESULT_COLUMNS
 from torc_graph.cli.options import client_options, json_option, paging_options
 from torc_graph.cli.outcomes import (FAILED, STATUS_CHOICES, display_status, latest_of,
-                                     latest_results, with_outcomes)
+                                     latest_results, results_of, with_outcomes)
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
 from torc_graph.cli.workflows import fetch_items
@@ -75,8 +75,8 @@ def list_jobs(client: Client, as_json: bool, limit: int | None, skip: int, workf
         torc-graph jobs list 12 --name postprocess --json
     """
     path = f"/workflows/{seg(workflow)}/jobs"
-    results = latest_results(client, workflow)
     if status == FAILED:
+        results = latest_results(client, workflow)
         filters = {"status": JobStatus.DONE.value, **({"name": name} if name else {})}
         done = client.iter_items(path, **filters)
         failed = (j for j in done if display_status(j, results.get(j["_key"])) == FAILED)
@@ -85,8 +85,10 @@ def list_jobs(client: Client, as_json: bool, limit: int | None, skip: int, workf
         docs = fetch_items(client, path, limit, skip, status=status, name=name)
     if as_json:
         emit_json(docs)
-    else:
-        emit_table(with_outcomes(docs, results), JOB_COLUMNS, False, empty="No jobs.")
+        return
+    if status != FAILED:
+        results = results_of(client, workflow, (d["_key"] for d in docs))
+    emit_table(with_outcomes(docs, results), JOB_COLUMNS, False, empty="No jobs.")
 
 
 @jobs.command("show")

@@ -42,6 +42,22 @@ def latest_results(client: Client, workflow: str,
     return latest
 
 
+#: Up to this many jobs, their results are read job by job instead of all at once.
+FEW_JOBS = 100
+
+
+def results_of(client: Client, workflow: str,
+               keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """job key → latest result for the jobs ``keys``: one request per job for a few (a page of
+    a large workflow), else :func:`latest_results`."""
+    keys = list(keys)
+    if len(keys) > FEW_JOBS:
+        return latest_results(client, workflow)
+    path = f"/workflows/{seg(workflow)}/results"
+    found = {k: latest_of(client.iter_items(path, job_key=k)) for k in keys}
+    return {k: dict(r) for k, r in found.items() if r is not None}
+
+
 def display_status(job: Mapping[str, Any], result: Mapping[str, Any] | None) -> str:
     """The job's status as shown to people: ``failed`` for a done job whose latest result
     has a non-zero return code, else the stored status."""

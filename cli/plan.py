@@ -153,11 +153,18 @@ class Plan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _graph(spec: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
-    """Jobs, blockers and missing inputs of ``spec``, from a throwaway embedded store."""
+def _graph(spec: Mapping[str, Any], cwd: Path, source: str) -> dict[str, Any]:
+    """Jobs, blockers and missing inputs of ``spec``, from a throwaway embedded store.
+    Raises CliError (exit 2) naming ``source`` for an invalid spec."""
     with tempfile.TemporaryDirectory(prefix="torc-graph-plan-") as tmp, \
             Client(database=f"sqlite:///{Path(tmp) / 'plan.db'}") as sim:
-        wf = sim.add_workflow_specification(spec)["_key"]
+        try:
+            wf = sim.add_workflow_specification(spec)["_key"]
+        except ApiError as exc:
+            if exc.status != 400:
+                raise
+            raise CliError(f"invalid specification {source}: {bare_message(exc.message)}",
+                           EXIT_USAGE) from None
         sim.bump_run_id(wf)
         sim.initialize_jobs(wf)
         w = f"/workflows/{seg(wf)}"
@@ -187,11 +194,12 @@ def _graph(spec: Mapping[str, Any], cwd: Path) -> dict[str, Any]:
     return {"jobs": jobs, "ids": ids, "blockers": blockers, "missing": missing}
 
 
-def make_plan(spec: Mapping[str, Any], cwd: Path,
-              finished: Mapping[int, str] | None = None) -> Plan:
-    """The plan of a run of ``spec``. ``finished`` maps the position of a job in the spec to
-    the reason it is skipped (done, inputs unchanged) when an existing workflow is resumed."""
-    g = _graph(spec, cwd)
+def make_plan(spec: Mapping[str, Any], cwd: Path, finished: Mapping[int, str] | None = None,
+              source: str = "") -> Plan:
+    """The plan of a run of ``spec`` (read from ``source``, named in errors). ``finished`` maps
+    the position of a job in the spec to the reason it is skipped (done, inputs unchanged)
+    when an existing workflow is resumed. Raises CliError (exit 2) for an invalid spec."""
+    g = _graph(spec, cwd, source)
     jobs, blockers, missing = g["jobs"], g["blockers"], g["missing"]
     position = {j["_id"]: i for i, j in enumerate(jobs)}
     finished = finished or {}

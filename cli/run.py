@@ -1,5 +1,6 @@
-"""``torc-graph run`` (create, start and run a workflow from a spec file) and
-``torc-graph jobs run`` (a worker for an existing workflow).
+"""``torc-graph run`` (create and run a workflow from a spec file, resume the workflow a spec
+or name designates, or show a dry-run plan: :mod:`.plan`) and ``torc-graph jobs run`` (a worker
+for an existing workflow).
 
 Both run the local job runner (:mod:`torc_graph.runner.local`) in the foreground until the
 workflow is complete, showing progress on stderr, then print a summary table and exit 0 only if
@@ -185,7 +186,7 @@ def show_plan(client: Client, spec: dict[str, Any], wf: str | None, what: str) -
     """Print the dry-run plan of ``spec`` (resuming ``wf`` if given)."""
     cwd = Path.cwd()
     finished = finished_positions(client, wf, cwd) if wf is not None else {}
-    plan = make_plan(spec, cwd, finished)
+    plan = make_plan(spec, cwd, finished, source=what)
     total = len(plan.runs) + len(plan.skipped)
     click.echo(f"Dry run of {what}: {len(plan.runs)} of {total} jobs would run.")
     if plan.runs:

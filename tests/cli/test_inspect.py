@@ -366,21 +366,36 @@ def test_events_follow_prints_new_events_until_ctrl_c(diamond, client, db_url):
          diamond.key, "--json", "--interval", "0.1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
-        time.sleep(1.5)  # started and polling (old events are not printed)
+        # Add events until the follower prints one (it starts after an unknown delay on a
+        # loaded machine; old events are never printed), then one more, then Ctrl-C.
+        sent = 0
+        deadline = time.monotonic() + 60
+        while not lines and time.monotonic() < deadline:
+            sent += 1
+            client.add_event(diamond.key, {"category": "workflow", "type": "note",
+                                           "message": f"hello follower {sent}"})
+            time.sleep(0.5)
         client.add_event(diamond.key, {"category": "workflow", "type": "note",
-                                       "message": "hello follower"})
+                                       "message": "last"})
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        reader.join(10)  # the reader owns stdout: no communicate()
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    printed = [json.loads(line) for line in out.splitlines()]
-    assert [e["message"] for e in printed] == ["hello follower"]
+    printed = [json.loads(line)["message"] for line in lines]
+    assert printed[-1] == "last" and len(printed) >= 2
+    first = int(printed[0].rsplit(" ", 1)[1])
+    assert printed == [f"hello follower {i}" for i in range(first, sent + 1)] + ["last"]
 
 
 def test_events_follow_unknown_workflow(invoke):

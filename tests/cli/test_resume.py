@@ -137,3 +137,12 @@ def test_dry_run_of_a_resume_skips_done_jobs(invoke, client, workdir):
     assert runs_of(client, wf) == before and workflows(client) == [wf]
     statuses = {j["name"]: j["status"] for j in client.list_jobs(wf)}
     assert statuses["after_flaky"] == "canceled"
+
+
+def test_dry_run_of_an_invalid_spec_is_a_usage_error(invoke, client, workdir):
+    (workdir / "bad.json").write_text(json.dumps(
+        {"name": "bad", "jobs": [{"name": "a", "command": "true", "blocked_by": ["zz"]}]}))
+    result = invoke("run", "bad.json", "--dry-run")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: invalid specification bad.json")
+    assert "zz" in result.stderr and "HTTP" not in result.stderr
