@@ -91,14 +91,18 @@ def find_resumable(client: Client, spec: Mapping[str, Any], digest: str) -> str 
 
 
 def unfinished_business(client: Client, wf: str) -> dict[str, str]:
-    """job key → why it runs again on a resume although it finished: failed, canceled or
-    terminated (the runner puts interrupted jobs back to ready itself). Reads only."""
+    """job key → why it runs again on a resume although it finished: failed (with its return
+    code), canceled or terminated (the runner puts interrupted jobs back to ready itself).
+    Reads only."""
     results = latest_results(client, wf)
     out = {}
     for status in ("done", "canceled", "terminated"):
         for job in client.iter_items(f"/workflows/{seg(wf)}/jobs", status=status):
-            shown = display_status(job, results.get(job["_key"]))
-            if shown != "done":
+            result = results.get(job["_key"])
+            shown = display_status(job, result)
+            if shown == "failed":
+                out[job["_key"]] = f"failed (return code {result['return_code']})"
+            elif shown != "done":
                 out[job["_key"]] = shown
     return out
 
@@ -142,6 +146,15 @@ def reset_unfinished(client: Client, wf: str) -> list[str]:
 # ------------------------------------------------------------------------------------------
 # Dry run
 # ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ResumeState:
+    """For a resume, by job position: ``skipped`` (done, inputs unchanged) and ``rerun`` (why
+    a finished job runs again)."""
+
+    skipped: dict[int, str] = field(default_factory=dict)
+    rerun: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -194,15 +207,16 @@ def _graph(spec: Mapping[str, Any], cwd: Path, source: str) -> dict[str, Any]:
     return {"jobs": jobs, "ids": ids, "blockers": blockers, "missing": missing}
 
 
-def make_plan(spec: Mapping[str, Any], cwd: Path, finished: Mapping[int, str] | None = None,
+def make_plan(spec: Mapping[str, Any], cwd: Path, resumed: ResumeState | None = None,
               source: str = "") -> Plan:
-    """The plan of a run of ``spec`` (read from ``source``, named in errors). ``finished`` maps
-    the position of a job in the spec to the reason it is skipped (done, inputs unchanged)
-    when an existing workflow is resumed. Raises CliError (exit 2) for an invalid spec."""
+    """The plan of a run of ``spec`` (read from ``source``, named in errors); ``resumed`` says
+    which jobs of the existing workflow are skipped or run again. Raises CliError (exit 2) for
+    an invalid spec."""
     g = _graph(spec, cwd, source)
     jobs, blockers, missing = g["jobs"], g["blockers"], g["missing"]
     position = {j["_id"]: i for i, j in enumerate(jobs)}
-    finished = finished or {}
+    resumed = resumed or ResumeState()
+    finished, again = resumed.skipped, resumed.rerun
     name = {j["_id"]: j.get("name") or j["_key"] for j in jobs}
     step: dict[str, int] = {}        # runs, at this step
     satisfied: set[str] = set()      # runs or is already done
@@ -238,7 +252,9 @@ def make_plan(spec: Mapping[str, Any], cwd: Path, finished: Mapping[int, str] | 
             step[jid] = 1 + max((step[b] for b in running), default=0)
             satisfied.add(jid)
             after = sorted({name[b] for b in running}, key=lambda n: n)
-            reason[jid] = ("after " + ", ".join(after)) if after else "ready"
+            why = ("after " + ", ".join(after)) if after else "ready"
+            reason[jid] = f"{again[position[jid]]}: runs again, {why}" \
+                if position[jid] in again else why
     in_cycle = [j["_id"] for j in jobs if j["_id"] not in reason]
     for jid in in_cycle:
         reason[jid] = "waits on a dependency cycle through " + ", ".join(
@@ -250,19 +266,25 @@ def make_plan(spec: Mapping[str, Any], cwd: Path, finished: Mapping[int, str] | 
     return plan
 
 
-def finished_positions(client: Client, wf: str, cwd: Path) -> dict[int, str]:
-    """For a resume of ``wf``: job position → why it is skipped, for done jobs that succeeded
-    and would not rerun (neither they nor a job upstream of them failed or changed)."""
+def resume_state(client: Client, wf: str, cwd: Path) -> ResumeState:
+    """Which jobs a resume of ``wf`` skips and which finished ones it runs again: a done job
+    that succeeded is skipped unless it, or a job upstream of it, failed or changed. Reads
+    only."""
     jobs = client.list_jobs(wf)
     rerun = {**changed_inputs(client, wf, cwd), **unfinished_business(client, wf)}
-    results = latest_results(client, wf)
-    out = {}
-    for i, job in enumerate(jobs):
-        if job["_key"] not in rerun and display_status(job, results.get(job["_key"])) == "done":
-            out[i] = "done, inputs unchanged (skipped)"
-    # A done job downstream of one that reruns runs again too (the reset cascades).
     downstream = _downstream(client, wf, set(rerun))
-    return {i: why for i, why in out.items() if jobs[i]["_key"] not in downstream}
+    results = latest_results(client, wf)
+    state = ResumeState()
+    for i, job in enumerate(jobs):
+        key = job["_key"]
+        if key in rerun:
+            state.rerun[i] = rerun[key]
+        elif display_status(job, results.get(key)) == "done":
+            if key in downstream:
+                state.rerun[i] = "done, but a job it depends on runs again"
+            else:
+                state.skipped[i] = "done, inputs unchanged (skipped)"
+    return state
 
 
 def _downstream(client: Client, wf: str, keys: set[str]) -> set[str]:

@@ -25,8 +25,8 @@ from torc_graph.cli.names import resolve
 from torc_graph.cli.options import client_options
 from torc_graph.cli.outcomes import display_status, latest_results
 from torc_graph.cli.output import Column, render_table, truncate
-from torc_graph.cli.plan import (create_from_spec, find_resumable, finished_positions,
-                                 make_plan, read_spec, reset_unfinished, spec_digest)
+from torc_graph.cli.plan import (create_from_spec, find_resumable, make_plan, read_spec,
+                                 reset_unfinished, resume_state, spec_digest)
 
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
 from torc_graph.runner.local import (
@@ -185,8 +185,8 @@ def resume(client: Client, wf: str, message: str) -> None:
 def show_plan(client: Client, spec: dict[str, Any], wf: str | None, what: str) -> None:
     """Print the dry-run plan of ``spec`` (resuming ``wf`` if given)."""
     cwd = Path.cwd()
-    finished = finished_positions(client, wf, cwd) if wf is not None else {}
-    plan = make_plan(spec, cwd, finished, source=what)
+    resumed = resume_state(client, wf, cwd) if wf is not None else None
+    plan = make_plan(spec, cwd, resumed, source=what)
     total = len(plan.runs) + len(plan.skipped)
     click.echo(f"Dry run of {what}: {len(plan.runs)} of {total} jobs would run.")
     if plan.runs:

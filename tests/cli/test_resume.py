@@ -131,7 +131,8 @@ def test_dry_run_of_a_resume_skips_done_jobs(invoke, client, workdir):
         assert result.exit_code == 0, result.output
         text = " ".join(result.stdout.split())
         assert "2 of 4 jobs would run" in text, text
-        assert "1 flaky ready" in text and "2 after_flaky after flaky" in text
+        assert "1 flaky failed (return code 1): runs again, ready" in text
+        assert "2 after_flaky canceled: runs again, after flaky" in text
         assert "make done, inputs unchanged (skipped)" in text
         assert "use done, inputs unchanged (skipped)" in text
     assert runs_of(client, wf) == before and workflows(client) == [wf]
@@ -146,3 +147,17 @@ def test_dry_run_of_an_invalid_spec_is_a_usage_error(invoke, client, workdir):
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: invalid specification bad.json")
     assert "zz" in result.stderr and "HTTP" not in result.stderr
+
+
+def test_dry_run_names_torcs_change_detection(invoke, client, workdir):
+    (workdir / "fixed").touch()
+    assert invoke("run", "spec.json", "--no-progress").exit_code == 0
+    os.utime(workdir / "raw.txt", (1e9, 1e9))  # the input of `use` changed on disk
+    text = " ".join(invoke("run", "spec.json", "--dry-run").stdout.split())
+    assert "1 of 4 jobs would run" in text
+    assert "1 use input file raw.txt changed: runs again, ready" in text
+    (workdir / "raw.txt").unlink()  # the output of `make` is missing: make and use rerun
+    text = " ".join(invoke("run", "spec.json", "--dry-run").stdout.split())
+    assert "1 make output file raw.txt is missing: runs again, ready" in text
+    assert "2 use" in text and "runs again, after make" in text
+    assert "flaky done, inputs unchanged (skipped)" in text
