@@ -5,7 +5,7 @@ Exit codes (httpie's convention, by HTTP class):
 ====  ==========================================================
 0     success
 1     a local failure (file not readable, Graphviz missing, ...)
-2     usage error (click)
+2     usage error: bad arguments, a missing or invalid spec file, an ambiguous name
 3     the server is unreachable
 4     the server answered 4xx (not found, invalid input, conflict)
 5     the server answered 5xx
@@ -32,12 +32,15 @@ from torc_graph.client import ApiError, ServerUnreachable
 from torc_graph.errors import TorcGraphError
 
 EXIT_LOCAL = 1
+EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_CLIENT_ERROR = 4
 EXIT_SERVER_ERROR = 5
 
 #: ``click.Context.meta`` key set by ``--debug`` (meta is shared by nested contexts).
 DEBUG_META_KEY = "torc_graph.debug"
+#: ``click.Context.meta`` key: the command talks to the embedded store, not to a server.
+EMBEDDED_META_KEY = "torc_graph.embedded"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,18 +63,25 @@ def translate(exc: BaseException) -> CliError | None:
     if isinstance(exc, ServerUnreachable):
         return CliError(str(exc) or "the server is unreachable", EXIT_UNREACHABLE)
     if isinstance(exc, ApiError):
-        return CliError(f"{_bare(exc.message)} (HTTP {exc.status})",
-                        exit_code_for_status(exc.status))
+        # "(HTTP 404)" only when a server answered: the embedded store is no HTTP server.
+        suffix = "" if embedded_store() else f" (HTTP {exc.status})"
+        return CliError(f"{bare_message(exc.message)}{suffix}", exit_code_for_status(exc.status))
     if isinstance(exc, TorcGraphError):
         # Raised in-process before any request was served (e.g. an unsupported --database
         # URL); it carries the status the API would have answered with.
-        return CliError(_bare(exc.message), exit_code_for_status(exc.status))
+        return CliError(bare_message(exc.message), exit_code_for_status(exc.status))
     return None
 
 
-def _bare(message: str) -> str:
+def bare_message(message: str) -> str:
     """torc's messages often start with "Error: "; click adds its own."""
     return message[len("Error: "):] if message.startswith("Error: ") else message
+
+
+def embedded_store() -> bool:
+    """True while a command runs against the embedded store (set by the client options)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(EMBEDDED_META_KEY))
 
 
 def debug_enabled() -> bool:
@@ -103,10 +113,11 @@ def handle_errors(func: F) -> F:
         except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python from failing
+            # The reader went away (`| head`): it had what it wanted, so this is a success
+            # (exit 0, as `cat | head` would); stop quietly, and keep Python from failing
             # again when it flushes stdout at exit.
             _silence_stdout()
-            raise click.exceptions.Exit(EXIT_LOCAL) from None
+            raise click.exceptions.Exit(0) from None
         except Exception as exc:
             # Anything else is unexpected (a bug, a local I/O failure): still one line, with
             # the traceback kept for --debug.

@@ -73,7 +73,8 @@ def list_files(client: Client, as_json: bool, limit: int | None, skip: int, work
 
 RESULT_COLUMNS = (
     Column("KEY", "_key"),
-    Column("JOB", "job_key"),
+    Column("JOB_KEY", "job_key"),
+    Column("JOB", "job_name"),
     Column("RUN", "run_id"),
     Column("STATUS", "status"),
     Column("RC", "return_code"),
@@ -94,7 +95,7 @@ def results() -> None:
 
 @results.command("list")
 @click.argument("workflow")
-@click.option("--job-key", help="Only results of this job.")
+@click.option("--job", "--job-key", "job_key", help="Only results of this job (name or key).")
 @click.option("--run-id", type=int, help="Only results of this run.")
 @click.option("--return-code", type=int, help="Only results with this return code.")
 @click.option("--status", help="Only results with this status (done, canceled, terminated).")
@@ -104,16 +105,30 @@ def results() -> None:
 def list_results(client: Client, as_json: bool, limit: int | None, skip: int, workflow: str,
                  job_key: str | None, run_id: int | None, return_code: int | None,
                  status: str | None) -> None:
-    """List the results of a workflow's jobs, one per job per run.
+    """List the results of a workflow's jobs, one per job per run, with the jobs' names.
 
     \b
     Example:
-        torc-graph results list 12
+        torc-graph results list sweep
+        torc-graph results list sweep --job aggregate
         torc-graph results list 12 --run-id 2 --return-code 1 --json
     """
     docs = fetch_items(client, f"/workflows/{seg(workflow)}/results", limit, skip,
                        job_key=job_key, run_id=run_id, return_code=return_code, status=status)
-    emit_table(docs, RESULT_COLUMNS, as_json, empty="No results.")
+    if as_json:
+        emit_json(docs)
+        return
+    names = job_names(client, workflow, {d.get("job_key") for d in docs})
+    emit_table([{**d, "job_name": names.get(d.get("job_key"))} for d in docs], RESULT_COLUMNS,
+               False, empty="No results.")
+
+
+def job_names(client: Client, workflow: str, keys: set[str]) -> dict[str, str]:
+    """job key → name for ``keys``: one request per job for a few, else one listing."""
+    path = f"/workflows/{seg(workflow)}/jobs"
+    if len(keys) <= 20:
+        return {k: client.get(f"{path}/{seg(k)}").get("name") for k in keys if k}
+    return {j["_key"]: j.get("name") for j in client.iter_items(path)}
 
 
 # ----------------------------------------------------------------------------------------- events
@@ -299,10 +314,10 @@ def list_user_data(client: Client, as_json: bool, limit: int | None, skip: int, 
 
 @user_data.command("show")
 @click.argument("workflow")
-@click.argument("key")
+@click.argument("user_data_key", metavar="USER_DATA")
 @json_option
 @client_options
-def show_user_data(client: Client, as_json: bool, workflow: str, key: str) -> None:
+def show_user_data(client: Client, as_json: bool, workflow: str, user_data_key: str) -> None:
     """Show one user-data document with its data in full.
 
     \b
@@ -310,7 +325,7 @@ def show_user_data(client: Client, as_json: bool, workflow: str, key: str) -> No
         torc-graph user-data show 12 345
         torc-graph user-data show 12 345 --json | jq .data
     """
-    doc = client.get(f"/workflows/{seg(workflow)}/user_data/{seg(key)}")
+    doc = client.get(f"/workflows/{seg(workflow)}/user_data/{seg(user_data_key)}")
     if as_json:
         emit_json(doc)
         return

@@ -6,6 +6,7 @@ This module defines the one ``jobs`` group; the runner's ``jobs run`` command is
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import click
 from torc_graph.cli.errors import CliError
 from torc_graph.cli.inspect import RESULT_COLUMNS
 from torc_graph.cli.options import client_options, json_option, paging_options
+from torc_graph.cli.outcomes import (FAILED, STATUS_CHOICES, display_status, latest_of,
+                                     latest_results, results_of, with_outcomes)
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
 from torc_graph.cli.workflows import fetch_items
@@ -24,12 +27,16 @@ from torc_graph.runner.process import stdio_paths
 JOB_COLUMNS = (
     Column("KEY", "_key"),
     Column("NAME", "name"),
-    Column("STATUS", "status"),
+    Column("STATUS", "display_status"),
+    Column("RC", "return_code"),
     Column("COMMAND", "command", wide=True),
 )
 JOB_FIELDS = ("_key", "_id", "name", "status", "command", "invocation_script",
               "cancel_on_blocking_job_failure", "supports_termination", "schedule_compute_nodes",
               "internal")
+#: A job's own results: every attempt, with its cause (docs/execution-model.md §3).
+ATTEMPT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.header not in ("JOB_KEY", "JOB")) + (
+    Column("CAUSE", "cause"),)
 RELATED_JOB_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"), Column("STATUS", "status"))
 RELATED_FILE_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"),
                         Column("PATH", "path", wide=True))
@@ -48,25 +55,40 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.argument("workflow")
-@click.option("--status", type=click.Choice([s.value for s in JobStatus]),
-              help="Only jobs in this status.")
+@click.option("--status", type=click.Choice(STATUS_CHOICES),
+              help="Only jobs in this status; `failed` = done with a non-zero return code.")
 @click.option("--name", help="Only jobs with this name.")
 @paging_options
 @json_option
 @client_options
 def list_jobs(client: Client, as_json: bool, limit: int | None, skip: int, workflow: str,
               status: str | None, name: str | None) -> None:
-    """List the jobs of a workflow in creation order.
+    """List the jobs of a workflow in creation order, with the return code of each job's
+    latest result. A done job whose latest result has a non-zero return code shows as
+    `failed`.
 
     \b
     Example:
-        torc-graph jobs list 12
+        torc-graph jobs list sweep
+        torc-graph jobs list sweep --status failed
         torc-graph jobs list 12 --status done --limit 50 --skip 100
         torc-graph jobs list 12 --name postprocess --json
     """
-    docs = fetch_items(client, f"/workflows/{seg(workflow)}/jobs", limit, skip,
-                       status=status, name=name)
-    emit_table(docs, JOB_COLUMNS, as_json, empty="No jobs.")
+    path = f"/workflows/{seg(workflow)}/jobs"
+    if status == FAILED:
+        results = latest_results(client, workflow)
+        filters = {"status": JobStatus.DONE.value, **({"name": name} if name else {})}
+        done = client.iter_items(path, **filters)
+        failed = (j for j in done if display_status(j, results.get(j["_key"])) == FAILED)
+        docs = list(itertools.islice(failed, skip, None if limit is None else skip + limit))
+    else:
+        docs = fetch_items(client, path, limit, skip, status=status, name=name)
+    if as_json:
+        emit_json(docs)
+        return
+    if status != FAILED:
+        results = results_of(client, workflow, (d["_key"] for d in docs))
+    emit_table(with_outcomes(docs, results), JOB_COLUMNS, False, empty="No jobs.")
 
 
 @jobs.command("show")
@@ -88,7 +110,11 @@ def show(client: Client, as_json: bool, workflow: str, job: str) -> None:
         emit_json(details)
         return
     doc = details["job"]
-    click.echo(render_record(doc, [f for f in JOB_FIELDS if f in doc]))
+    latest = latest_of(details["results"])
+    status = display_status(doc, latest)
+    shown = {**doc, "status": f"{FAILED} (done, return code {latest['return_code']})"
+             if status == FAILED and latest else status}
+    click.echo(render_record(shown, [f for f in JOB_FIELDS if f in doc]))
     click.echo(section("Resource requirements"))
     click.echo(render_record({k: v for k, v in details["resource_requirements"].items()
                               if not k.startswith("_") or k == "_key"}))
@@ -99,7 +125,7 @@ def show(client: Client, as_json: bool, workflow: str, job: str) -> None:
         click.echo(section(title))
         click.echo(render_table(details[name], columns) if details[name] else "(none)")
     click.echo(section("Results"))
-    click.echo(render_table(details["results"], RESULT_COLUMNS) if details["results"]
+    click.echo(render_table(details["results"], ATTEMPT_COLUMNS) if details["results"]
                else "(none)")
 
 

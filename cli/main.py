@@ -7,13 +7,17 @@ import os
 
 import click
 
+from torc_graph import __version__
 from torc_graph.config import SETTINGS
+from torc_graph.model import SERVICE_VERSION
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 
 @click.group(name="torc-graph")
-@click.version_option(package_name="torc-graph", prog_name="torc-graph")
+@click.version_option(__version__, prog_name="torc-graph",
+                      message=f"%(prog)s %(version)s (speaks the torc v{SERVICE_VERSION} "
+                              "HTTP API)")
 def cli() -> None:
     """torc_graph: a graph-database-backed workflow manager, wire-compatible with torc v0.6.4."""
 

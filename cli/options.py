@@ -1,7 +1,8 @@
 """Options shared by the ``torc-graph`` commands, written once as decorators.
 
 * :func:`client_options` — ``--url``, ``--database``, ``--debug``. The command receives a
-  ready ``client`` (:class:`torc_graph.client.Client`, closed when the command ends), and its
+  ready ``client`` (:class:`torc_graph.client.Client`, closed when the command ends), its
+  workflow / job / user-data arguments resolved from names to keys (:mod:`.names`), and its
   failures are turned into one ``Error: ...`` line and an exit code (:mod:`.errors`).
 * :func:`json_option` — ``--json``: machine output; the command receives ``as_json``.
 * :func:`paging_options` — ``--limit`` / ``--skip``: the command receives ``limit`` (None =
@@ -21,7 +22,8 @@ from typing import Any, TypeVar
 
 import click
 
-from torc_graph.cli.errors import DEBUG_META_KEY, handle_errors
+from torc_graph.cli.errors import DEBUG_META_KEY, EMBEDDED_META_KEY, handle_errors
+from torc_graph.cli.names import resolve_arguments
 from torc_graph.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,8 +69,10 @@ def client_options(func: F) -> F:
     @handle_errors
     def wrapper(*args: Any, url: str | None, database: str | None, **kwargs: Any) -> Any:
         client = make_client(url, database)
-        click.get_current_context().call_on_close(client.close)
-        return func(*args, client=client, **kwargs)
+        ctx = click.get_current_context()
+        ctx.call_on_close(client.close)
+        ctx.meta[EMBEDDED_META_KEY] = client.is_embedded
+        return func(*args, client=client, **resolve_arguments(client, kwargs))
 
     return wrapper  # type: ignore[return-value]
 

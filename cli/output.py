@@ -64,12 +64,20 @@ def rounded(value: Any, digits: int = 3) -> Any:
 
 
 def truncate(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, the last one an ellipsis if anything was cut."""
+    """``text`` cut to ``width`` characters, the last one an ellipsis if anything was cut.
+
+    The cut falls between words when a space lies in the last third of the room (so that
+    messages do not end mid-word); a single long word is cut where the room ends.
+    """
     if len(text) <= width:
         return text
     if width <= 0:
         return ""
-    return text[: width - 1] + ELLIPSIS
+    room = text[: width - 1]
+    space = room.rfind(" ")
+    if space >= (2 * len(room)) // 3 and text[width - 1] != " ":
+        room = room[:space]
+    return room.rstrip() + ELLIPSIS
 
 
 def terminal_width() -> int:

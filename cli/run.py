@@ -1,5 +1,6 @@
-"""``torc-graph run`` (create, start and run a workflow from a spec file) and
-``torc-graph jobs run`` (a worker for an existing workflow).
+"""``torc-graph run`` (create and run a workflow from a spec file, resume the workflow a spec
+or name designates, or show a dry-run plan: :mod:`.plan`) and ``torc-graph jobs run`` (a worker
+for an existing workflow).
 
 Both run the local job runner (:mod:`torc_graph.runner.local`) in the foreground until the
 workflow is complete, showing progress on stderr, then print a summary table and exit 0 only if
@@ -9,6 +10,8 @@ every job succeeded (status ``done``, return code 0), else 1.
 from __future__ import annotations
 
 import functools
+import io
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,10 +19,14 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
-from torc_graph.cli.errors import CliError
+from torc_graph.cli.errors import EXIT_CLIENT_ERROR, CliError
 from torc_graph.cli.jobs import jobs
+from torc_graph.cli.names import resolve
 from torc_graph.cli.options import client_options
-from torc_graph.cli.output import Column, render_table
+from torc_graph.cli.outcomes import display_status, latest_results
+from torc_graph.cli.output import Column, render_table, truncate
+from torc_graph.cli.plan import (create_from_spec, find_resumable, make_plan, read_spec,
+                                 reset_unfinished, resume_state, spec_digest)
 
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
 from torc_graph.runner.local import (
@@ -29,11 +36,9 @@ from torc_graph.runner.local import (
     RunnerSummary,
 )
 from torc_graph.runner.workflow import (
-    SpecError,
+    SPEC_FORMATS,
     StartError,
     all_uninitialized,
-    create_workflow,
-    load_spec,
     restart_workflow,
     start_workflow,
 )
@@ -86,34 +91,112 @@ def runner_options(func: F) -> F:
 
 
 @click.command("run")
-@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.argument("target", metavar="SPEC|WORKFLOW")
+@click.option("--dry-run", is_flag=True,
+              help="Change nothing: show which jobs would run, in what order, and why the "
+                   "others would not.")
+@click.option("--new", "force_new", is_flag=True,
+              help="Always create a new workflow from SPEC, even if one with the same name and "
+                   "content exists.")
 @runner_options
 @client_options
-def run(spec_file: str, client: Client, options: RunnerOptions, progress: bool) -> None:
-    """Create a workflow from SPEC_FILE, start it, and run all its jobs on this machine.
+def run(target: str, dry_run: bool, force_new: bool, client: Client, options: RunnerOptions,
+        progress: bool) -> None:
+    """Run a workflow on this machine: create it from a SPEC file, or resume one.
 
-    SPEC_FILE is a torc workflow specification in JSON, JSON5 (.json5) or YAML (.yaml, .yml).
+    SPEC is a workflow specification file in JSON, JSON5 (.json5) or YAML (.yaml, .yml). If a
+    workflow with the same name was created from the same content before, it is resumed: jobs
+    that are done and whose inputs did not change are skipped (torc's change detection: input
+    files changed on disk, missing outputs, changed user data), failed, canceled and
+    terminated jobs run again, and so does everything downstream of them. --new creates a
+    fresh workflow instead. WORKFLOW (a name or key) resumes an existing workflow.
+
     Without --url the workflow lives in the embedded store (--database, default
     sqlite:///torc_graph.db): no server is needed. Jobs run in the current directory, as
     subprocesses without a shell unless the command uses shell syntax (pipes, redirections,
-    variables, globs...). Exit status: 0 if every job succeeded, 1 otherwise.
+    variables, globs...). Exit status: 0 if every job succeeded, 1 if one did not, 2 for a
+    missing or invalid SPEC.
 
     \b
     Example:
         torc-graph run examples/diamond.yaml --num-cpus 2
-        torc-graph run sweep.json5 --url http://localhost:8529 --output out
+        torc-graph run examples/diamond.yaml --dry-run
+        torc-graph run diamond                       # resume by name
+        torc-graph run sweep.json5 --new --url http://localhost:8529 --output out
     """
-    try:
-        spec = load_spec(spec_file)
-    except SpecError as exc:
-        raise CliError(str(exc)) from None
-    wf = create_workflow(client, spec)
-    click.echo(f"Created workflow {wf} from {spec_file} ({client.location})", err=True)
+    path = Path(target)
+    if path.is_file():
+        spec = read_spec(path)
+        digest = spec_digest(spec)
+        wf = None if force_new else find_resumable(client, spec, digest)
+        if dry_run:
+            show_plan(client, spec, wf, f"{target}" + (f" (resumes workflow {wf})" if wf
+                                                         else " (a new workflow)"))
+            return
+        if wf is None:
+            wf = create_from_spec(client, spec, path, digest)
+            click.echo(f"Created workflow {wf} ({spec.get('name') or 'unnamed'}) from {target} "
+                       f"({client.location})", err=True)
+            start(client, wf)
+        else:
+            resume(client, wf, f"Resuming workflow {wf} ({spec.get('name')}), created from "
+                               f"the same spec; --new starts a fresh one")
+    else:
+        if path.suffix.lower() in SPEC_FORMATS or os.sep in target:
+            raise click.UsageError(f"spec file {target!r} does not exist")
+        if force_new:
+            raise click.UsageError("--new needs a SPEC file, not a workflow")
+        try:
+            wf = resolve(client, target)
+        except CliError as exc:
+            if exc.exit_code != EXIT_CLIENT_ERROR:
+                raise
+            raise click.UsageError(f"{target!r} is neither a spec file nor a workflow "
+                                   "name or key") from None
+        if dry_run:
+            spec = client.get(f"/workflow_specifications/{seg(wf)}")
+            show_plan(client, spec, wf, f"workflow {wf} ({spec.get('name') or 'unnamed'})")
+            return
+        resume(client, wf, f"Resuming workflow {wf}")
+    _run_worker(client, wf, options, progress)
+
+
+def start(client: Client, wf: str) -> None:
     try:
         start_workflow(client, wf)
     except StartError as exc:
         raise CliError(str(exc)) from None
-    _run_worker(client, wf, options, progress)
+
+
+def resume(client: Client, wf: str, message: str) -> None:
+    """Prepare an existing workflow to run what is left: start it if it never started, else
+    rerun its failed / canceled / terminated jobs and restart it (torc's change detection)."""
+    click.echo(message, err=True)
+    if all_uninitialized(client, wf):
+        start(client, wf)
+        return
+    reset_unfinished(client, wf)
+    try:
+        restart_workflow(client, wf)
+    except StartError as exc:
+        raise CliError(str(exc)) from None
+
+
+def show_plan(client: Client, spec: dict[str, Any], wf: str | None, what: str) -> None:
+    """Print the dry-run plan of ``spec`` (resuming ``wf`` if given)."""
+    cwd = Path.cwd()
+    resumed = resume_state(client, wf, cwd) if wf is not None else None
+    plan = make_plan(spec, cwd, resumed, source=what)
+    total = len(plan.runs) + len(plan.skipped)
+    click.echo(f"Dry run of {what}: {len(plan.runs)} of {total} jobs would run.")
+    if plan.runs:
+        click.echo(render_table([{"step": s, "job": n, "why": w} for s, n, w in plan.runs],
+                                (Column("STEP", "step"), Column("JOB", "job"),
+                                 Column("WHY", "why", wide=True))))
+    if plan.skipped:
+        click.echo("\nWould not run:")
+        click.echo(render_table([{"job": n, "why": w} for n, w in plan.skipped],
+                                (Column("JOB", "job"), Column("REASON", "why", wide=True))))
 
 
 @jobs.command("run")
@@ -165,11 +248,20 @@ def _run_worker(client: Client, wf: str, options: RunnerOptions, progress: bool)
         click.get_current_context().exit(1)
 
 
-class Progress:
-    """Progress on a stream: a redrawn line on a terminal, a plain line every 10 s otherwise.
+def running_names(runner: Any) -> list[str]:
+    """Names of the jobs the runner has running now (its ``procs``), in start order."""
+    procs = getattr(runner, "procs", None) or {}
+    return [str(p.job.get("name") or p.key) for p in procs.values()]
 
-    Counts come from the server (so that jobs canceled by the server count too), at most
-    every :data:`TTY_REFRESH` / :data:`PLAIN_REFRESH` seconds.
+
+class Progress:
+    """Progress on a stream, rate-limited, counts from the server (jobs canceled by the server
+    count too).
+
+    On a terminal: one line redrawn in place every :data:`TTY_REFRESH` seconds — a bar, the
+    counts, the rate, the ETA and the names of the running jobs, cut to the terminal width —
+    and cleared before the summary is printed (no flicker into it). Otherwise: a plain line
+    every :data:`PLAIN_REFRESH` seconds and a last one at the end.
     """
 
     def __init__(self, client: Client, wf: str, stream: TextIO):
@@ -181,6 +273,7 @@ class Progress:
         self.t0 = time.monotonic()
         self.next_at = 0.0
         self.drawn = False
+        self.finished_at_start: int | None = None
 
     def __call__(self, runner: LocalRunner) -> None:
         now = time.monotonic()
@@ -193,18 +286,41 @@ class Progress:
         page = self.client.get(f"/workflows/{seg(self.wf)}/jobs", limit=1, **filters)
         return int(page.get("total_count", 0))
 
-    def line(self, runner: LocalRunner) -> str:
+    def state(self, runner: LocalRunner) -> dict[str, Any]:
+        """Counts, rate (jobs finished per second since this run started) and ETA."""
         total = self._count()
         finished = sum(self._count(status=s) for s in FINISHED)
-        s = runner.summary
-        failed = s.failed + s.terminated + s.canceled
+        if self.finished_at_start is None:  # jobs finished before this run (a resume)
+            self.finished_at_start = finished
         elapsed = time.monotonic() - self.t0
-        return (f"[{_clock(elapsed)}] done {s.succeeded}  running {runner.running}  "
-                f"failed {failed}  remaining {max(total - finished, 0)}/{total}")
+        s = runner.summary
+        remaining = max(total - finished, 0)
+        rate = max(finished - self.finished_at_start, 0) / elapsed if elapsed > 0 else 0.0
+        return {
+            "total": total, "finished": finished, "remaining": remaining,
+            "done": s.succeeded, "failed": s.failed + s.terminated + s.canceled,
+            "running": runner.running, "elapsed": elapsed, "rate": rate,
+            "eta": remaining / rate if rate > 0 else None, "names": running_names(runner),
+        }
+
+    def line(self, runner: LocalRunner) -> str:
+        st = self.state(runner)
+        return (f"[{_clock(st['elapsed'])}] done {st['done']}  running {st['running']}  "
+                f"failed {st['failed']}  remaining {st['remaining']}/{st['total']}  "
+                f"{st['rate']:.1f} jobs/s  ETA {_eta(st['eta'])}" + _names(st["names"]))
+
+    def bar(self, runner: LocalRunner, width: int) -> str:
+        st = self.state(runner)
+        cells = 20
+        fill = cells * st["finished"] // st["total"] if st["total"] else cells
+        head = (f"{'█' * fill}{'░' * (cells - fill)} {st['finished']}/{st['total']}  "
+                f"✓{st['done']} ✗{st['failed']} ▶{st['running']}  {st['rate']:.1f}/s  "
+                f"ETA {_eta(st['eta'])}")
+        return truncate(head + _names(st["names"]), width - 1)
 
     def _show(self, runner: LocalRunner) -> None:
         try:
-            text = self.line(runner)
+            text = self.bar(runner, terminal_width(self.stream)) if self.tty else self.line(runner)
         except (ApiError, ServerUnreachable):  # a progress line must never stop the runner
             return
         if self.tty:
@@ -215,11 +331,33 @@ class Progress:
         self.stream.flush()
 
     def close(self, runner: LocalRunner) -> None:
-        """Draw the final state and end the line."""
-        self._show(runner)
-        if self.tty and self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        """On a terminal, erase the bar (the summary follows); else print the final line."""
+        if self.tty:
+            if self.drawn:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+        else:
+            self._show(runner)
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal ``stream`` is; $COLUMNS, else 80, when it does not say."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        columns = 0
+    if columns <= 0:
+        env = os.environ.get("COLUMNS", "")
+        columns = int(env) if env.isdigit() and int(env) > 0 else 80
+    return columns
+
+
+def _names(names: list[str]) -> str:
+    return ("  running: " + ", ".join(names)) if names else ""
+
+
+def _eta(seconds: float | None) -> str:
+    return "--:--" if seconds is None else _clock(seconds)
 
 
 def _clock(seconds: float) -> str:
@@ -244,21 +382,17 @@ SUMMARY_COLUMNS = (
 
 
 def job_rows(client: Client, wf: str, run_id: int) -> list[dict[str, Any]]:
-    """Every job with its latest result up to this run (return code, duration), in insertion
+    """Every job with its latest result up to this run (return code, duration) and its
+    display status (``failed`` for a done job with a non-zero return code), in insertion
     order. After a restart, jobs that did not run again keep the result of their last run."""
-    w = f"/workflows/{seg(wf)}"
-    results: dict[str, dict[str, Any]] = {}
-    for result in client.iter_items(f"{w}/results"):
-        rid = result.get("run_id", 0)
-        prev = results.get(result["job_key"])
-        if rid <= run_id and (prev is None or rid >= prev.get("run_id", 0)):
-            results[result["job_key"]] = result  # insertion order: the last one wins ties
+    results = latest_results(client, wf, up_to_run=run_id)
     rows = []
-    for job in client.iter_items(f"{w}/jobs"):
+    for job in client.iter_items(f"/workflows/{seg(wf)}/jobs"):
         result = results.get(job["_key"], {})
         minutes = result.get("exec_time_minutes")
         rows.append({
-            "_key": job["_key"], "name": job.get("name"), "status": job.get("status"),
+            "_key": job["_key"], "name": job.get("name"),
+            "status": display_status(job, result),
             "return_code": result.get("return_code"),
             "duration": minutes * 60 if isinstance(minutes, (int, float)) else None,
         })

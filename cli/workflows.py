@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from torc_graph.cli.errors import CliError
 from torc_graph.cli.options import client_options, json_option, paging_options
+from torc_graph.cli.outcomes import count_failed
+from torc_graph.cli.plan import create_from_spec, read_spec, spec_digest
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
 from torc_graph.client import Client, seg
 from torc_graph.model import FINISHED_STATUSES, MAX_TRANSFER_RECORDS, JobStatus
-from torc_graph.runner.workflow import SpecError, load_spec
 
 WORKFLOW_COLUMNS = (
     Column("KEY", "_key"),
@@ -92,7 +92,8 @@ def show(client: Client, as_json: bool, workflow: str) -> None:
 @json_option
 @client_options
 def status(client: Client, as_json: bool, workflow: str) -> None:
-    """Show a workflow's run status: run id, canceled flag, job counts, completeness.
+    """Show a workflow's run status: run id, canceled flag, job counts, completeness, and how
+    many done jobs failed (non-zero return code).
 
     The workflow is complete when every job is done, canceled, terminated or disabled (an empty
     workflow is complete). This command only reads: unlike the server's ``is_complete``
@@ -112,6 +113,7 @@ def status(client: Client, as_json: bool, workflow: str) -> None:
         "is_canceled": bool(doc.get("is_canceled")),
         "is_complete": unfinished == 0,
         "num_jobs": sum(counts.values()),
+        "num_failed": count_failed(client, workflow) if counts.get("done") else 0,
         "job_counts": counts,
     }
     if as_json:
@@ -145,14 +147,11 @@ def create(client: Client, as_json: bool, spec_file: Path | None, name: str | No
     if spec_file is None and name is None:
         raise click.UsageError("give a SPEC_FILE or --name")
     if spec_file is not None:
-        try:
-            spec = load_spec(spec_file)
-        except SpecError as exc:
-            raise CliError(str(exc)) from None
+        spec = read_spec(spec_file)
         for field, value in (("name", name), ("description", description), ("user", user)):
             if value is not None:
                 spec[field] = value
-        doc = client.add_workflow_specification(spec)
+        doc = client.get_workflow(create_from_spec(client, spec, spec_file, spec_digest(spec)))
     else:
         body = {"name": name, "description": description or "",
                 "user": user or getpass.getuser()}

@@ -99,7 +99,13 @@ def test_duration_seconds(text, expected):
     ("PT", "ISO-8601"),
     ("P1DT", "ISO-8601"),
     ("-P", "ISO-8601"),
-    ("1H", "ISO-8601"),
+    ("1", "ISO-8601"),
+    ("-10m", "ISO-8601"),
+    ("10 mins", "ISO-8601"),
+    ("1hh", "ISO-8601"),
+    ("h1", "ISO-8601"),
+    ("10y", "ISO-8601"),
+    ("1.h", "ISO-8601"),
     ("T1H", "ISO-8601"),
     ("PT1H ", "ISO-8601"),  # not end-anchored in the original
     (" PT1H", "ISO-8601"),
@@ -193,5 +199,27 @@ def test_memory_bytes_accepts_the_64_bit_maximum():
     ("-P99999999999999999999W", "too large"),
 ])
 def test_duration_seconds_rejects_huge_durations(text, fragment):
+    with pytest.raises(InvalidInput, match=fragment):
+        units.duration_seconds(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10m", 600), ("2h", 7200), ("1d", 86400), ("1w", 604800), ("90s", 90),
+    ("1h30m", 5400), ("1h 30m", 5400), ("1.5h", 5400), (".5m", 30), ("1H", 3600),
+    ("2D3H", 2 * 86400 + 3 * 3600), ("0s", 0), ("1d2h3m4s", 93784),
+])
+def test_short_durations(text, expected):
+    assert units.duration_seconds(text) == expected
+    assert not units.is_iso_duration(text)
+    # what the server emits for them parses back (isodate: the torc client)
+    iso = units.seconds_to_duration(units.duration_seconds(text))
+    assert isodate.parse_duration(iso).total_seconds() == expected
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("9" * 200 + "h", "too long"),
+    ("99999999999999999999w", "too large"),
+])
+def test_short_durations_too_long_or_large(text, fragment):
     with pytest.raises(InvalidInput, match=fragment):
         units.duration_seconds(text)

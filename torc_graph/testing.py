@@ -34,9 +34,11 @@ import requests
 
 
 def cli_argv(*args: str) -> list[str]:
-    """argv that runs ``torc-graph ARGS`` with this interpreter (no PATH lookup)."""
-    return [sys.executable, "-c", "from torc_graph.cli.main import cli; cli(prog_name='torc-graph')",
-            *args]
+    """argv that runs ``torc-graph ARGS`` with this interpreter (no PATH lookup). ``-P`` keeps
+    the working directory off ``sys.path``: from a source checkout's root, the installed
+    torc_graph is imported, not the source folder (which lacks ``cli`` and ``schemas``)."""
+    return [sys.executable, "-P", "-c",
+            "from torc_graph.cli.main import cli; cli(prog_name='torc-graph')", *args]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

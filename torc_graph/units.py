@@ -1,4 +1,8 @@
-"""Strict parsers for torc's memory strings and ISO-8601 durations (behavior doc §1.8).
+"""Strict parsers for torc's memory strings and durations (behavior doc §1.8).
+
+Durations are ISO 8601 (``P0DT1H``) or the short form people type (``10m``, ``2h``, ``1d``,
+``1h30m``, ``1.5h``): :func:`duration_seconds` is the one parser every runtime goes through
+(resource requirements, worker time limits, the CLI).
 
 torc v0.6.4 parsed both leniently and wrongly: memory regexes were not anchored (``"1.5g"``
 became 5 GiB), and durations ignored weeks and the sign and were not end-anchored (``P0DT1m``
@@ -35,6 +39,11 @@ _DURATION = re.compile(
     re.ASCII,
 )
 _SECONDS_PER = (None, None, 7 * 86400, 86400, 3600, 60, 1)  # Y, M, W, D, H, M, S
+#: The short form: one or more <number><unit>, units w d h m s (any case; m is minutes).
+_SHORT = re.compile(r"(?:\d+(?:\.\d+)?|\.\d+) *[wdhmsWDHMS](?: *(?:\d+(?:\.\d+)?|\.\d+) *[wdhmsWDHMS])*",
+                    re.ASCII)
+_SHORT_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+) *([wdhmsWDHMS])", re.ASCII)
+_SHORT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 #: Bounds that keep parsed values storable: bytes fit a 64-bit integer (SQLite, ArangoDB) and
 #: seconds stay far inside a float; longer number texts are refused before any arithmetic.
@@ -72,17 +81,23 @@ def memory_bytes(text: str) -> int:
 
 
 def duration_seconds(text: str) -> float:
-    """Seconds in an ISO-8601 duration ``[-]P[nW][nD][T[nH][nM][nS]]``: numbers may have decimals,
-    a week is 7 days, a leading ``-`` negates. Designators are case-insensitive (see the module
-    docstring). Examples: ``P0DT1H`` = 3600, ``PT23H59M59.5S`` = 86399.5, ``-PT3S`` = -3,
-    ``P1W`` = 604800.
+    """Seconds in a duration: ISO 8601 ``[-]P[nW][nD][T[nH][nM][nS]]`` or the short form
+    ``<n><unit>...`` with units ``w d h m s`` (``10m`` = 600, ``2h`` = 7200, ``1d`` = 86400,
+    ``1h30m`` = 5400, ``1.5h`` = 5400; spaces between parts allowed; ``m`` is minutes).
+
+    ISO: numbers may have decimals, a week is 7 days, a leading ``-`` negates. Designators are
+    case-insensitive (see the module docstring). Examples: ``P0DT1H`` = 3600,
+    ``PT23H59M59.5S`` = 86399.5, ``-PT3S`` = -3, ``P1W`` = 604800.
 
     Raises InvalidInput for years or months (their length in seconds is undefined), for a
-    string without any component (``P``, ``PT``, ``P1DT``), for more than :data:`MAX_SECONDS`
-    seconds or texts over 100 characters, and for anything else.
+    string without any component (``P``, ``PT``, ``P1DT``, ``""``), for more than
+    :data:`MAX_SECONDS` seconds or texts over 100 characters, and for anything else.
     """
     if type(text) is not str:
-        raise InvalidInput(f"invalid duration {text!r}: expected an ISO-8601 string such as 'P0DT1H'")
+        raise InvalidInput(f"invalid duration {text!r}: expected e.g. '10m', '2h' or ISO-8601 "
+                           "'P0DT1H'")
+    if _SHORT.fullmatch(text):
+        return _short_seconds(text)
     m = _DURATION.fullmatch(text)
     numbers = m.groups()[1:5] + m.groups()[6:] if m else ()
     if (
@@ -91,7 +106,8 @@ def duration_seconds(text: str) -> float:
         or (m.group("t") and all(n is None for n in numbers[4:]))
     ):
         raise InvalidInput(
-            f"invalid duration {text!r}: expected ISO-8601 [-]P[nW][nD][T[nH][nM][nS]], e.g. 'P0DT1H'"
+            f"invalid duration {text!r}: expected <number><w|d|h|m|s>..., e.g. '10m', '2h', "
+            "'1h30m', or ISO-8601 [-]P[nW][nD][T[nH][nM][nS]], e.g. 'P0DT1H'"
         )
     if numbers[0] is not None or numbers[1] is not None:
         raise InvalidInput(
@@ -106,6 +122,21 @@ def duration_seconds(text: str) -> float:
     if total > MAX_SECONDS:
         raise InvalidInput(f"duration {_clip(text)} is too large (over {MAX_SECONDS} seconds)")
     return float(-total if m.group("sign") else total)
+
+
+def _short_seconds(text: str) -> float:
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise InvalidInput(f"duration {_clip(text)} is too long")
+    total = sum((Fraction(n) * _SHORT_SECONDS[u.lower()] for n, u in _SHORT_PART.findall(text)),
+                Fraction(0))
+    if total > MAX_SECONDS:
+        raise InvalidInput(f"duration {_clip(text)} is too large (over {MAX_SECONDS} seconds)")
+    return float(total)
+
+
+def is_iso_duration(text: str) -> bool:
+    """True if ``text`` is written in ISO 8601 (whether or not it is valid)."""
+    return text.lstrip("-")[:1] in ("P", "p")
 
 
 def seconds_to_duration(seconds: float) -> str:

@@ -65,6 +65,12 @@ DIAMOND_SPEC = {
 }
 
 
+@pytest.fixture
+def diamond_spec() -> dict:
+    """The specification of the :func:`diamond` workflow (a deep copy: tests may edit it)."""
+    return json.loads(json.dumps(DIAMOND_SPEC))
+
+
 @dataclass
 class Diamond:
     """The populated workflow: its key, the job keys by name, the compute node that ran them,

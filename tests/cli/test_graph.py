@@ -95,3 +95,31 @@ def test_graph_errors(invoke, diamond):
     assert invoke("graph", "999999").exit_code == 4
     assert invoke("graph", diamond.key, "--kind", "nodes").exit_code == 2
     assert invoke("graph", diamond.key, "--format", "pdf").exit_code == 2
+
+
+def test_failed_job_is_red_with_a_legend_and_the_workflow_name(invoke, diamond):
+    text = invoke("graph", "diamond").stdout  # by name
+    work2 = next(line for line in text.splitlines() if line.startswith(_job_id(diamond, "work2")))
+    assert 'fillcolor="red"' in work2 and "failed" in work2
+    assert f"diamond (workflow {diamond.key})" in text
+    assert '<TD BGCOLOR="red">failed</TD>' in text
+
+
+def test_files_graph_arrows_follow_the_data(invoke, diamond, client):
+    text = invoke("graph", diamond.key, "--kind", "files").stdout
+    f1 = next(f["_id"] for f in client.iter_items(f"/workflows/{diamond.key}/files")
+              if f["name"] == "f1")
+    assert f'{_job_id(diamond, "preprocess")} -> "{f1}" [label="produces"]' in text
+    assert f'"{f1}" -> {_job_id(diamond, "work1")} [label="needs"]' in text
+
+
+def test_mermaid_export(invoke, diamond, tmp_path):
+    result = invoke("graph", diamond.key, "--kind", "all", "--format", "mermaid")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "---" and lines[3] == "flowchart TD"
+    assert any('["work2"]:::s_failed' in line for line in lines)
+    assert any("-->|needs|" in line for line in lines)
+    out = tmp_path / "g.mmd"
+    assert invoke("graph", diamond.key, "--format", "mermaid", "-o", out).exit_code == 0
+    assert out.read_text().startswith("---\ntitle: diamond")

@@ -46,3 +46,11 @@ def test_root_help():
     assert result.exit_code == 0
     for name in ("workflows", "jobs", "events", "graph"):
         assert name in result.output
+
+
+def test_version_names_the_torc_api():
+    from torc_graph import __version__
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"torc-graph {__version__} (speaks the torc v0.6.4 HTTP API)\n"

@@ -70,6 +70,7 @@ def test_workflows_status(invoke, diamond, parse_json):
     assert data["is_canceled"] is False
     assert data["is_complete"] is True
     assert data["num_jobs"] == 4
+    assert data["num_failed"] == 1  # work2: done, return code 1
     assert data["job_counts"] == {**{s: 0 for s in data["job_counts"]}, "done": 3, "canceled": 1}
 
     result = invoke("workflows", "status", diamond.key)
@@ -114,16 +115,17 @@ def test_workflows_create_empty_and_usage_errors(invoke, client, tmp_path):
 
     assert invoke("workflows", "create").exit_code == 2
     missing = invoke("workflows", "create", tmp_path / "nope.yaml")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # a usage error, like every spec file problem
     assert "No such file" in missing.stderr and "Traceback" not in missing.output
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert invoke("workflows", "create", bad).exit_code == 1
+    assert invoke("workflows", "create", bad).exit_code == 2
     invalid = tmp_path / "invalid.json"
     invalid.write_text(json.dumps({"jobs": [{"name": "a"}]}))  # command is required
     result = invoke("workflows", "create", invalid)
-    assert result.exit_code == 4
-    assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: invalid specification ")
+    assert len(result.stderr.strip().splitlines()) == 1 and "HTTP" not in result.stderr
 
 
 def test_workflows_delete_needs_confirmation(invoke, diamond, client, parse_json):
@@ -167,12 +169,28 @@ def test_jobs_list_table_fits_80_columns(invoke, diamond):
     result = invoke("jobs", "list", diamond.key)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["KEY", "NAME", "STATUS", "COMMAND"]
+    assert lines[0].split() == ["KEY", "NAME", "STATUS", "RC", "COMMAND"]
     assert [line.split()[1] for line in lines[1:]] == ["preprocess", "work1", "work2",
                                                       "postprocess"]
     assert all(len(line) <= 80 for line in lines)
     work2 = next(line for line in lines if " work2 " in line)
     assert work2.endswith(ELLIPSIS)  # the long command is cut
+
+
+def test_failed_jobs_are_visible(invoke, diamond, parse_json):
+    table = invoke("jobs", "list", diamond.key).stdout.splitlines()
+    rows = {line.split()[1]: line.split()[2:4] for line in table[1:]}
+    assert rows["work2"] == ["failed", "1"] and rows["work1"] == ["done", "0"]
+    assert rows["postprocess"][0] == "canceled"
+    failed = invoke("jobs", "list", diamond.key, "--status", "failed")
+    assert failed.exit_code == 0, failed.output
+    assert [line.split()[1] for line in failed.stdout.splitlines()[1:]] == ["work2"]
+    as_json = parse_json(invoke("jobs", "list", "diamond", "--status", "failed", "--json"))
+    assert [(j["name"], j["status"]) for j in as_json] == [("work2", "done")]  # stored status
+    assert invoke("jobs", "list", diamond.key, "--status", "failed", "--skip", "1").stdout \
+        == "No jobs.\n"
+    shown = invoke("jobs", "show", "diamond", "work2").stdout
+    assert "status: failed (done, return code 1)" in " ".join(shown.split())
 
 
 def test_jobs_list_filters_and_json(invoke, diamond, parse_json):
@@ -304,13 +322,16 @@ def test_files_list(invoke, diamond, parse_json):
 def test_results_list(invoke, diamond, parse_json):
     result = invoke("results", "list", diamond.key)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].split()[:5] == ["KEY", "JOB", "RUN", "STATUS", "RC"]
-    assert len(result.stdout.splitlines()) == 4
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:6] == ["KEY", "JOB_KEY", "JOB", "RUN", "STATUS", "RC"]
+    assert [line.split()[2] for line in lines[1:]] == ["preprocess", "work1", "work2"]
     failed = parse_json(invoke("results", "list", diamond.key, "--return-code", "1", "--json"))
     assert [r["job_key"] for r in failed] == [diamond.jobs["work2"]]
     by_job = parse_json(invoke("results", "list", diamond.key, "--job-key",
                                diamond.jobs["preprocess"], "--json"))
     assert [(r["run_id"], r["return_code"]) for r in by_job] == [(1, 0)]
+    by_name = parse_json(invoke("results", "list", "diamond", "--job", "work2", "--json"))
+    assert [r["job_key"] for r in by_name] == [diamond.jobs["work2"]]
 
 
 def test_events_list(invoke, diamond, parse_json):
@@ -345,21 +366,36 @@ def test_events_follow_prints_new_events_until_ctrl_c(diamond, client, db_url):
          diamond.key, "--json", "--interval", "0.1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
-        time.sleep(1.5)  # started and polling (old events are not printed)
+        # Add events until the follower prints one (it starts after an unknown delay on a
+        # loaded machine; old events are never printed), then one more, then Ctrl-C.
+        sent = 0
+        deadline = time.monotonic() + 60
+        while not lines and time.monotonic() < deadline:
+            sent += 1
+            client.add_event(diamond.key, {"category": "workflow", "type": "note",
+                                           "message": f"hello follower {sent}"})
+            time.sleep(0.5)
         client.add_event(diamond.key, {"category": "workflow", "type": "note",
-                                       "message": "hello follower"})
+                                       "message": "last"})
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        reader.join(10)  # the reader owns stdout: no communicate()
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    printed = [json.loads(line) for line in out.splitlines()]
-    assert [e["message"] for e in printed] == ["hello follower"]
+    printed = [json.loads(line)["message"] for line in lines]
+    assert printed[-1] == "last" and len(printed) >= 2
+    first = int(printed[0].rsplit(" ", 1)[1])
+    assert printed == [f"hello follower {i}" for i in range(first, sent + 1)] + ["last"]
 
 
 def test_events_follow_unknown_workflow(invoke):
@@ -428,9 +464,9 @@ def test_not_found_is_exit_4_with_one_line(invoke, diamond):
     assert "Traceback" not in result.output
 
 
-def test_debug_shows_the_traceback(invoke, diamond):
-    result = invoke("jobs", "show", diamond.key, "999999", "--debug")
-    assert result.exit_code == 4
+def test_debug_shows_the_traceback(invoke, closed_url):
+    result = invoke("workflows", "list", "--url", closed_url, "--debug")
+    assert result.exit_code == 3
     assert "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
 

@@ -91,9 +91,9 @@ def test_failed_job_gives_exit_code_1_and_is_listed(invoke, client, workdir):
     assert result.exit_code == 1, result.output
     rows = {line.split()[1]: line.split()[2:] for line in result.stdout.splitlines()[1:4]}
     assert rows["ok"] == ["done", "0", rows["ok"][2]]
-    assert rows["bad"][:2] == ["done", "7"]
+    assert rows["bad"][:2] == ["failed", "7"]
     assert rows["downstream"] == ["canceled"]
-    assert "1 succeeded, 2 not successful" in result.stdout
+    assert "1 succeeded, 2 not successful, 1 canceled, 1 failed" in result.stdout
 
 
 @pytest.mark.parametrize("name, text, message", [
@@ -106,9 +106,31 @@ def test_failed_job_gives_exit_code_1_and_is_listed(invoke, client, workdir):
 def test_spec_errors_are_one_line(invoke, workdir, name, text, message):
     (workdir / name).write_text(text)
     result = invoke("run", name)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert result.output.startswith("Error: ")
+
+
+def test_invalid_spec_is_a_usage_error_without_http(invoke, workdir, client):
+    (workdir / "spec.yaml").write_text("name: x\njobs:\n  - {name: a, command: 'true', "
+                                       "blocked_by: [nosuch]}\n")
+    result = invoke("run", "spec.yaml")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: invalid specification spec.yaml: ")
+    assert "nosuch" in result.stderr and "HTTP" not in result.stderr
+    assert list(client.iter_items("/workflows")) == []  # nothing created
+    created = invoke("workflows", "create", "spec.yaml")
+    assert created.exit_code == 2 and "HTTP" not in created.stderr
+
+
+def test_missing_spec_file_is_a_usage_error(invoke, workdir):
+    for target in ("missing.yaml", "dir/missing", "no-such-workflow"):
+        result = invoke("run", target)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+    assert "spec file 'missing.yaml' does not exist" in invoke("run", "missing.yaml").stderr
+    assert "neither a spec file nor a workflow" in invoke("run", "no-such-workflow").stderr
+    assert invoke("workflows", "create", "missing.yaml").exit_code == 2
 
 
 def test_missing_input_file_is_refused(invoke, workdir):
@@ -154,16 +176,21 @@ def test_run_against_a_remote_server(invoke, live_server, client, workdir):
         assert node["is_active"] is False
 
 
-def test_progress_line_on_a_terminal_and_in_a_log(client):
+def test_progress_bar_on_a_terminal_and_lines_in_a_log(client):
     wf = client.add_workflow_specification(
-        {"name": "p", "user": "u", "jobs": [{"name": "a", "command": "true"}]})["_key"]
+        {"name": "p", "user": "u", "jobs": [{"name": "a", "command": "true"},
+                                            {"name": "b", "command": "true"}]})["_key"]
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
+    class Proc:
+        key, job = "7", {"name": "simulate_42"}
+
     class FakeRunner:
         running = 1
+        procs = {"7": Proc()}
 
         class summary:
             succeeded, failed, terminated, canceled = 3, 1, 0, 0
@@ -172,14 +199,19 @@ def test_progress_line_on_a_terminal_and_in_a_log(client):
     progress = Progress(client, wf, tty)
     progress(FakeRunner())
     progress(FakeRunner())  # rate-limited: drawn once
+    bar = tty.getvalue()
+    assert bar.startswith("\r\033[K" + "░" * 20 + " 0/2  ✓3 ✗1 ▶1  0.0/s  ETA --:--")
+    assert bar.endswith("running: simulate_42") and "\n" not in bar
     progress.close(FakeRunner())
-    text = tty.getvalue()
-    assert text.count("\r\033[K") == 2 and text.endswith("\n")
-    assert "done 3  running 1  failed 1  remaining 1/1" in text
+    assert tty.getvalue() == bar + "\r\033[K"  # erased: the summary starts on a clean line
     log = io.StringIO()
     plain = Progress(client, wf, log)
     plain(FakeRunner())
-    assert "\r" not in log.getvalue() and log.getvalue().endswith("remaining 1/1\n")
+    plain.close(FakeRunner())
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2
+    assert "done 3  running 1  failed 1  remaining 2/2  0.0 jobs/s  ETA --:--  running: " \
+           "simulate_42" in lines[0]
 
 
 @pytest.mark.slow
@@ -259,3 +291,24 @@ def test_jobs_run_restart_reruns_failed_and_changed_jobs_only(invoke, client, wo
     rerun = {r["job_key"] for r in client.iter_items(f"/workflows/{wf}/results", run_id=3)}
     assert {names[k] for k in rerun} == {"reader"}
     assert (workdir / "mid.txt").read_text() == "v2\n"
+
+
+def test_runtimes_accept_short_durations(invoke, client, workdir):
+    """`10m` is a runtime everywhere (spec, API validation, initialize); the server hands torc
+    clients ISO 8601 for it."""
+    spec = {"name": "short", "resource_requirements": [
+        {"name": "ten", "runtime": "10m"}, {"name": "long", "runtime": "1h30m"}],
+        "jobs": [{"name": "a", "command": "true", "resource_requirements": "ten"},
+                 {"name": "b", "command": "true", "resource_requirements": "long"}]}
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    assert invoke("run", "spec.json", "--dry-run").exit_code == 0
+    wf = client.add_workflow_specification(spec)["_key"]
+    client.initialize_jobs(wf)
+    seconds = {j["name"]: j["internal"]["runtime_seconds"] for j in client.list_jobs(wf)}
+    assert seconds == {"a": 600, "b": 5400}
+    assert client.get(f"/workflows/{wf}/ready_job_requirements")["max_runtime"] == "PT1H30M"
+    bad = {**spec, "resource_requirements": [{"name": "ten", "runtime": "10 minutes"}]}
+    (workdir / "bad.json").write_text(json.dumps(bad))
+    result = invoke("run", "bad.json")
+    assert result.exit_code == 2
+    assert "invalid duration '10 minutes'" in result.stderr and "'10m'" in result.stderr

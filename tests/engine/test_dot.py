@@ -47,6 +47,16 @@ _TOKEN = re.compile(r'\s+|(?P<q>"(?:[^"\\]|\\.|\\\n)*")|(?P<p>->|[{}\[\];,=])|(?
 def tokenize(text: str) -> list[tuple[str, str]]:
     tokens, pos = [], 0
     while pos < len(text):
+        if text[pos] == "<":  # an HTML string: balanced <...>, kept verbatim
+            depth, end = 0, pos
+            while True:
+                depth += {"<": 1, ">": -1}.get(text[end], 0)
+                end += 1
+                if depth == 0:
+                    break
+            tokens.append(("html", text[pos + 1:end - 1]))
+            pos = end
+            continue
         m = _TOKEN.match(text, pos)
         assert m, f"cannot tokenize DOT at {text[pos:pos + 40]!r}"
         pos = m.end()
@@ -115,7 +125,7 @@ def parse_dot(text: str) -> dict:
             graph["node"] = attrs()
         elif toks[i] == ("p", "="):
             take("p", "=")
-            graph[first] = take("id")
+            graph[first] = take()
         elif toks[i] == ("p", "->"):
             take("p", "->")
             second = take("id")
@@ -170,13 +180,15 @@ def hostile(store):
 
 def test_job_job_dependencies_structure(store):
     wf = specifications.create_from_specification(store, {
+        "name": "abc <flow>",
         "jobs": [{"name": "a", "command": "a"}, {"name": "b", "command": "b", "blocked_by": ["a"]},
                  {"name": "c", "command": "c", "blocked_by": ["a", "b"]}]})["_key"]
     text = dot.get_dot_graph(store, wf, "job_job_dependencies")["graph"]
     lines = text.split("\n")
     assert lines[0] == 'strict digraph "job_job_dependencies" {'
     assert lines[1] == 'node [label="\\N"];'
-    assert lines[-3:] == ['labelloc="t";', 'label="Job - Job Dependencies";', "}"]
+    assert lines[-3] == 'labelloc="t";' and lines[-2].startswith("label=<") and lines[-1] == "}"
+    assert f"abc &lt;flow&gt; (workflow {wf}): Job - Job Dependencies" in lines[-2]
     g = parse_dot(text)
     jobs = {j["name"]: j for j in store.find("jobs", wf)}
     assert list(g["nodes"]) == [jobs[n]["_id"] for n in "abc"]
@@ -207,14 +219,17 @@ def test_file_and_user_data_graphs(store, hostile):
                                 ("job_user_data_dependencies", "user_data",
                                  ("stores", "consumes"))):
         g = parse_dot(dot.get_dot_graph(store, hostile, name)["graph"])
-        expected_edges = [(e["_from"], e["_to"], edge) for edge in edges
-                          for e in store.find(edge, hostile)]
-        assert [(f, t, a["label"]) for f, t, a in g["edges"]] == expected_edges
-        targets = {t for _, t, _ in expected_edges}
+        # Data-flow direction: needs/consumes (stored job -> input) are drawn input -> job.
+        expected_edges = [(e["_to"], e["_from"], edge) if edge in ("needs", "consumes")
+                          else (e["_from"], e["_to"], edge)
+                          for edge in edges for e in store.find(edge, hostile)]
+        assert sorted(f"{f} {t} {a['label']}" for f, t, a in g["edges"]) == sorted(
+            f"{f} {t} {e}" for f, t, e in expected_edges)
+        targets = {t if t.startswith(target) else f for f, t, _ in expected_edges}
         assert set(g["nodes"]) == {j["_id"] for j in jobs} | targets
         # Only targets of edges appear, each once, with their shape.
         assert all(g["nodes"][t]["shape"] in ("note", "cylinder") for t in targets)
-        assert g["graph"]["label"] == dot.GRAPHS[name][0]
+        assert dot.GRAPHS[name][0] in g["graph"]["label"]
 
 
 def test_hostile_names_parse_back_to_themselves(store, hostile):
@@ -272,3 +287,90 @@ def test_errors(store):
         dot.get_dot_graph(store, "nope", "job_job_dependencies")
     g = parse_dot(dot.get_dot_graph(store, wf, "job_job_dependencies")["graph"])
     assert g["nodes"] == {} and g["edges"] == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Failure, data flow, order, legend, Mermaid
+# ----------------------------------------------------------------------------------------------
+
+
+def _pipeline(store):
+    """gen -> data.txt -> use (file), gen -> stats -> report (user data); gen done rc 0, use
+    done rc 3 (failed), report done with a failed run 1 then rc 0 in run 2."""
+    wf = specifications.create_from_specification(store, {
+        "name": "pipe",
+        "files": [{"name": "data", "path": "data.txt"}],
+        "user_data": [{"name": "stats"}],
+        "jobs": [{"name": "gen", "command": "g", "output_files": ["data"],
+                  "output_user_data": ["stats"]},
+                 {"name": "use", "command": "u", "input_files": ["data"]},
+                 {"name": "report", "command": "r", "input_user_data": ["stats"]}]})["_key"]
+    jobs = {j["name"]: j for j in store.find("jobs", wf)}
+    for name, runs in (("gen", [(1, 0)]), ("use", [(1, 3)]), ("report", [(1, 2), (2, 0)])):
+        store.update("jobs", wf, jobs[name]["_key"], {"status": "done"})
+        for run_id, rc in runs:
+            store.insert("results", wf, {"job_key": jobs[name]["_key"], "run_id": run_id,
+                                         "return_code": rc, "exec_time_minutes": 0.1,
+                                         "completion_time": "x", "status": "done"})
+    return wf, jobs
+
+
+def test_failed_jobs_are_red_and_in_the_legend(store):
+    wf, jobs = _pipeline(store)
+    text = dot.get_dot_graph(store, wf, "job_job_dependencies")["graph"]
+    g = parse_dot(text)
+    colors = {jid: a["fillcolor"] for jid, a in g["nodes"].items()}
+    assert colors[jobs["use"]["_id"]] == "red" == dot.STATUS_COLORS["failed"]
+    assert colors[jobs["gen"]["_id"]] == "palegreen"
+    assert colors[jobs["report"]["_id"]] == "palegreen"  # the latest result succeeded
+    assert g["nodes"][jobs["use"]["_id"]]["tooltip"].endswith(": failed")
+    legend = g["graph"]["label"]
+    assert '<TD BGCOLOR="red">failed</TD>' in legend
+    assert '<TD BGCOLOR="palegreen">done</TD>' in legend
+    assert "ready" not in legend  # only the statuses present
+
+
+def test_edges_follow_the_data_and_order_is_stable(store):
+    wf, jobs = _pipeline(store)
+    g = parse_dot(dot.get_dot_graph(store, wf, "all")["graph"])
+    (data,) = store.find("files", wf)
+    (stats,) = store.find("user_data", wf)
+    edges = {(f, t, a["label"]) for f, t, a in g["edges"]}
+    assert (jobs["gen"]["_id"], data["_id"], "produces") in edges
+    assert (data["_id"], jobs["use"]["_id"], "needs") in edges
+    assert (jobs["gen"]["_id"], stats["_id"], "stores") in edges
+    assert (stats["_id"], jobs["report"]["_id"], "consumes") in edges
+    ordered = [jobs[n]["_id"] for n in ("gen", "use", "report")] + [data["_id"], stats["_id"]]
+    assert list(g["nodes"]) == ordered
+    texts = {dot.get_dot_graph(store, wf, "all")["graph"] for _ in range(3)}
+    assert len(texts) == 1
+
+
+def test_mermaid(store):
+    wf, jobs = _pipeline(store)
+    text = dot.get_dot_graph(store, wf, "all", format="mermaid")["graph"]
+    lines = text.splitlines()
+    assert lines[:4] == ["---", f"title: pipe (workflow {wf}): Job - File - User Data "
+                                "Dependencies", "---", "flowchart TD"]
+    assert '  n0["gen"]:::s_done' in lines and '  n1["use"]:::s_failed' in lines
+    assert '  n3[/"data"/]' in lines and '  n4[("stats")]' in lines
+    assert "  n3 -->|needs| n1" in lines and "  n0 -->|produces| n3" in lines
+    assert "  classDef s_failed fill:#ff0000,stroke:#333" in lines
+    assert '    legend_s_failed["failed"]:::s_failed' in lines
+
+
+def test_mermaid_escapes_labels(store):
+    wf = specifications.create_from_specification(store, {
+        "jobs": [{"name": n, "command": "x"} for n in HOSTILE]})["_key"]
+    text = dot.get_dot_graph(store, wf, "job_job_dependencies", format="mermaid")["graph"]
+    node_lines = [line for line in text.splitlines() if line.startswith("  n")]
+    assert len(node_lines) == len(HOSTILE)
+    for line in node_lines:
+        label = line[line.index('["') + 2:line.rindex('"]')]
+        assert '"' not in label and "<" not in label and "\n" not in label
+
+
+def test_unknown_format(store):
+    wf = specifications.create_from_specification(store, {})["_key"]
+    with pytest.raises(InvalidInput, match="unknown graph format 'svg'"):
+        dot.get_dot_graph(store, wf, "all", format="svg")

@@ -60,8 +60,9 @@ ACTIONS: list[Action] = [
            "get_events_after_timestamp",
            query=(Param("category", str, None),) + PAGE,
            path_types={"timestamp": float}),
-    # DOT graphs (§4.18).
-    Action("GET", WF + "/dot_graph/{name}", dot.get_dot_graph, "get_dot_graph"),
+    # DOT graphs (§4.18); torc_graph extensions: the graph name `all`, `?format=mermaid`.
+    Action("GET", WF + "/dot_graph/{name}", dot.get_dot_graph, "get_dot_graph",
+           query=(Param("format", str, "dot"),)),
     # Auto-tune (§4.15).
     Action("POST", WF + "/auto_tune_resource_requirements",
            autotune.auto_tune_resource_requirements, "auto_tune_resource_requirements"),

@@ -25,7 +25,8 @@ from torc_graph.engine.initialize import (
 from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
 from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne
-from torc_graph.units import MAX_BYTES, GiB, duration_seconds, seconds_to_duration
+from torc_graph.units import (MAX_BYTES, GiB, duration_seconds, is_iso_duration,
+                              seconds_to_duration)
 
 JOBS = Collection.JOBS.value
 
@@ -260,8 +261,9 @@ def ready_job_requirements(
         if max_runtime is None or res["internal.runtime_seconds"] > max_runtime:
             max_runtime = res["internal.runtime_seconds"]
             text = rr.get("runtime") or ""
-            # The client parses this with isodate, which needs uppercase designators.
-            uppercase = bool(text) and text == text.upper()
+            # The client parses this with isodate, which needs uppercase ISO designators
+            # (a short form such as "2H" is rewritten too).
+            uppercase = bool(text) and text == text.upper() and is_iso_duration(text)
             max_runtime_text = text if uppercase else seconds_to_duration(max_runtime)
     totals["memory_gb"] = memory / GiB
     totals["max_runtime"] = max_runtime_text
