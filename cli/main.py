@@ -112,3 +112,8 @@ for _command in (workflows, jobs, *_INSPECT_GROUPS, graph):
 from torc_graph.cli.run import run  # noqa: E402
 
 cli.add_command(run)
+
+# Slurm: the `slurm` group (and `workflows sync`, attached to the `workflows` group).
+from torc_graph.cli.slurm import slurm  # noqa: E402
+
+cli.add_command(slurm)

@@ -88,8 +88,16 @@ def runner_options(func: F) -> F:
 @click.command("run")
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @runner_options
+@click.option("--slurm", "on_slurm", is_flag=True,
+              help="Run the jobs in Slurm allocations instead of on this machine (see "
+                   "`torc-graph slurm --help`).")
+@click.option("--scheduler", help="With --slurm: the Slurm scheduler (name or key) "
+                                  "[default: the spec's only one].")
+@click.option("--num-allocations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --slurm: allocations to submit (and the most live at once).")
 @client_options
-def run(spec_file: str, client: Client, options: RunnerOptions, progress: bool) -> None:
+def run(spec_file: str, client: Client, options: RunnerOptions, progress: bool,
+        on_slurm: bool, scheduler: str | None, num_allocations: int) -> None:
     """Create a workflow from SPEC_FILE, start it, and run all its jobs on this machine.
 
     SPEC_FILE is a torc workflow specification in JSON, JSON5 (.json5) or YAML (.yaml, .yml).
@@ -113,6 +121,11 @@ def run(spec_file: str, client: Client, options: RunnerOptions, progress: bool) 
         start_workflow(client, wf)
     except StartError as exc:
         raise CliError(str(exc)) from None
+    if on_slurm:
+        from torc_graph.cli.slurm import run_on_slurm
+
+        run_on_slurm(client, wf, options, progress, scheduler, num_allocations)
+        return
     _run_worker(client, wf, options, progress)
 
 

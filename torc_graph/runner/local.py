@@ -100,6 +100,9 @@ class LocalRunner:
     ``on_progress(runner)`` is called once per loop iteration (it should rate-limit itself).
     """
 
+    #: How a job's process is made (the Slurm worker launches jobs as job steps).
+    process_class: type[JobProcess] = JobProcess
+
     def __init__(self, client: Client, workflow_key: str, options: RunnerOptions | None = None,
                  on_progress: Callable[[LocalRunner], None] | None = None):
         self.client = client
@@ -416,7 +419,7 @@ class LocalRunner:
             return
         env = dict(self._base_env)
         env["TORC_JOB_KEY"] = key
-        proc = JobProcess(started, self.run_id, self.output_dir, env, self.options.cwd)
+        proc = self.process_class(started, self.run_id, self.output_dir, env, self.options.cwd)
         proc.start()
         self.procs[key] = proc
         self.in_use = self.in_use + Resources.of_job(started)
