@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ logger = logging.getLogger("torc_graph.runner")
 
 #: Stop every job this many seconds before the allocation's end (Slurm kills at the end).
 END_MARGIN = 5.0
+#: How a job given back by a stopped worker is reported (docs/execution-model.md §3 cause).
+INTERRUPTED = "interrupted"
 #: Seconds between re-reads of the allocation's end time.
 END_TIME_REFRESH = 30.0
 #: At most one just-in-time scheduling pass per this many seconds while jobs complete.
@@ -228,7 +231,7 @@ class SlurmRunner(LocalRunner):
         """Claim jobs that fit the free resources and the time left (minus the buffer)."""
         assert self.total is not None
         free = self.total - self.in_use
-        if not free.can_claim():
+        if not free.can_claim() or self._stop_signal is not None:
             return 0
         time_limit = None
         if self.end_time is not None:
@@ -279,6 +282,72 @@ class SlurmRunner(LocalRunner):
             until = min(until, time.monotonic() + max(wall_left, 0.0),
                         time.monotonic() + END_TIME_REFRESH)
         super()._wait(until)
+
+    def _shutdown(self) -> None:
+        """On a stop signal that is not the walltime (scancel, node shutdown), the running
+        jobs are given back (``ready`` again, to run in another allocation) instead of being
+        reported ``terminated``."""
+        if self.procs and self._stop_signal is not None and not self._walltime_reached():
+            for proc in self.procs.values():
+                proc.request_stop(INTERRUPTED, self._grace(proc))
+        super()._shutdown()
+
+    def _report(self, proc: JobProcess, status: str, rc: int,
+                duration: float) -> dict[str, Any] | None:
+        if status == "done" and rc != 0 and not self._walltime_reached() and (
+                self._stop_signal is not None or self._allocation_ending()):
+            # scancel ends the job steps (or refuses to launch new ones) and signals this
+            # worker at about the same time: the step may fail before the SIGTERM arrives.
+            status = INTERRUPTED
+        if status != INTERRUPTED:
+            return super()._report(proc, status, rc, duration)
+        return self._requeue(proc)
+
+    def _requeue(self, proc: JobProcess) -> dict[str, Any] | None:
+        """Put a job this worker stopped back to ``ready`` (a new revision fences any late
+        report), with a ``job/requeued`` event."""
+        try:
+            job = self.client.get_job(self.wf, proc.key)
+            if job.get("status") not in ("submitted", "submitted_pending"):
+                return job
+            job = self.client.put(
+                f"/workflows/{seg(self.wf)}/jobs/{seg(proc.key)}/manage_status_change/ready/"
+                f"{seg(job['_rev'])}/{self.run_id}")
+            self._event_job_requeued(proc)
+            return job
+        except (ApiError, ServerUnreachable) as exc:
+            # Left submitted: the next worker's reconcile requeues it once Slurm reports the
+            # allocation ended.
+            logger.error("could not give back job %s: %s", proc.key, exc)
+            self.summary.report_errors += 1
+            return None
+
+    def _event_job_requeued(self, proc: JobProcess) -> None:
+        sig = signal.Signals(self._stop_signal).name if self._stop_signal else "a stop"
+        try:
+            self.client.add_event(self.wf, {
+                "category": "job", "type": "requeued", "job_key": proc.key,
+                "scheduler_id": self.allocation.job_id, "cause": INTERRUPTED,
+                "message": f"Job {proc.key} ({proc.job.get('name')}) is ready again: Slurm "
+                           f"allocation {self.allocation.job_id} was stopped ({sig}) while it "
+                           "ran"})
+        except (ApiError, ServerUnreachable) as exc:
+            logger.warning("could not post the requeue event of job %s: %s", proc.key, exc)
+
+    def _allocation_ending(self) -> bool:
+        """Whether Slurm no longer runs this allocation (canceled, completing)."""
+        try:
+            entry = commands.queue([self.allocation.job_id]).get(self.allocation.job_id)
+        except SlurmError as exc:
+            # Slurm signals every process of the allocation, squeue too: when it was killed,
+            # this worker's own SIGTERM is on its way.
+            logger.warning("could not read the allocation's state: %s", exc)
+            time.sleep(0.2)
+            return self._stop_signal is not None
+        return entry is None or entry.state != "RUNNING"
+
+    def _walltime_reached(self) -> bool:
+        return self.end_time is not None and time.time() >= self.end_time - END_MARGIN - 1
 
     def _refresh_end_time(self, force: bool = False) -> None:
         now = time.monotonic()
