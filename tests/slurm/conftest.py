@@ -144,13 +144,15 @@ def scheduler(name: str, walltime: str = "00:10:00", cpus: int = 1) -> dict[str,
 
 
 def spec(name: str, jobs: list[dict[str, Any]], schedulers: list[dict[str, Any]],
-         buffer: int = 5, runtime: str = "PT1M") -> dict[str, Any]:
-    """A v0.6.4 workflow spec with one resource requirement ``rr`` (1 CPU, ``runtime``)."""
+         buffer: int = 5, runtime: str = "PT1M", **runtimes: str) -> dict[str, Any]:
+    """A v0.6.4 workflow spec; jobs default to the resource requirement ``rr`` (1 CPU,
+    ``runtime``); ``runtimes`` adds more (name=runtime, 1 CPU)."""
     for job in jobs:
         job.setdefault("resource_requirements", "rr")
     return {"name": name, "user": "tester",
             "config": {"compute_node_expiration_buffer_seconds": buffer},
             "schedulers": {"slurm_schedulers": schedulers},
-            "resource_requirements": [{"name": "rr", "num_cpus": 1, "memory": "10m",
-                                       "runtime": runtime}],
+            "resource_requirements": [{"name": rr, "num_cpus": 1, "memory": "10m",
+                                       "runtime": value}
+                                      for rr, value in {"rr": runtime, **runtimes}.items()],
             "jobs": jobs}

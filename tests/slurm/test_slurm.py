@@ -153,18 +153,10 @@ def test_scancel_mid_run_loses_no_job(slurm_env, signal):
 def test_job_longer_than_the_walltime_is_never_started(slurm_env):
     """A 1-minute allocation (buffer 10 s) runs the 10-s job, never the 2-minute one, ends by
     itself, and submits no futile allocation for it."""
-    wf = slurm_env.create({**spec("walltime-fit", [
+    wf = slurm_env.create(spec("walltime-fit", [
         {"name": "short", "command": "true"},
         {"name": "long", "command": "true", "resource_requirements": "long"},
-    ], [scheduler("minute", walltime="00:01:00")], buffer=10, runtime="PT10S")})
-    slurm_env.client.post(f"/workflows/{wf}/resource_requirements",
-                          {"name": "long", "num_cpus": 1, "memory": "10m", "runtime": "PT2M"})
-    long_job = next(j for j in slurm_env.jobs(wf) if j["name"] == "long")
-    rr = next(r for r in slurm_env.client.iter_items(f"/workflows/{wf}/resource_requirements")
-              if r["name"] == "long")
-    slurm_env.client.put(f"/workflows/{wf}/jobs/{long_job['_key']}/resource_requirements/"
-                         f"{rr['_key']}")
-    slurm_env.client.initialize_jobs(wf)
+    ], [scheduler("minute", walltime="00:01:00")], buffer=10, runtime="PT10S", long="PT2M"))
     [alloc] = slurm_env.schedule(wf, "minute", 1)
     slurm_env.wait_gone([alloc], timeout=60)
     states = {j["name"]: j["status"] for j in slurm_env.jobs(wf)}
@@ -199,7 +191,7 @@ def test_workflow_cancel_leaves_squeue_empty(slurm_env):
     """`workflows cancel` cancels the jobs and scancels every allocation (running and
     pending)."""
     jobs = [{"name": f"j{i}", "command": "sleep 300"} for i in range(2)]
-    wf = slurm_env.create(spec("cancel", jobs, [scheduler("s", cpus=1)], runtime="PT10M"))
+    wf = slurm_env.create(spec("cancel", jobs, [scheduler("s", cpus=1)], runtime="PT5M"))
     ids = slurm_env.schedule(wf, "s", 2)
     wait_for(lambda: slurm_env.jobs(wf, status="submitted"), 60, "a job to start")
     result = slurm_env.cli("workflows", "cancel", wf)
