@@ -193,10 +193,13 @@ def test_workflow_cancel_leaves_squeue_empty(slurm_env):
     jobs = [{"name": f"j{i}", "command": "sleep 300"} for i in range(2)]
     wf = slurm_env.create(spec("cancel", jobs, [scheduler("s", cpus=1)], runtime="PT5M"))
     ids = slurm_env.schedule(wf, "s", 2)
-    wait_for(lambda: slurm_env.jobs(wf, status="submitted"), 60, "a job to start")
+    running = wait_for(lambda: slurm_env.jobs(wf, status="submitted"), 60, "a job to start")
     result = slurm_env.cli("workflows", "cancel", wf)
     assert "Canceled Slurm allocation(s)" in result.output
     queue = commands.queue(ids)
     assert all(e.state in commands.FINISHED_STATES for e in queue.values()), queue
     assert all(a["status"] == "complete" for a in alloc_mod.allocations(slurm_env.client, wf))
-    assert {j["status"] for j in slurm_env.jobs(wf)} == {"canceled"}
+    status = {j["_key"]: j["status"] for j in slurm_env.jobs(wf)}
+    assert {status[j["_key"]] for j in running} == {"canceled"}
+    assert not {"submitted", "submitted_pending"} & set(status.values())  # torc: ready stays
+    assert slurm_env.client.is_complete(wf)["is_canceled"]

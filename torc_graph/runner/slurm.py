@@ -179,22 +179,10 @@ class SlurmRunner(LocalRunner):
         return None
 
     def _set_scheduled_status(self, status: str) -> dict[str, Any] | None:
-        """PUT the allocation document's status; a 409 (another node of the allocation won the
-        race, as in torc) re-reads it."""
         if self.scheduled_node is None:
             return None
-        path = f"/workflows/{seg(self.wf)}/{alloc_mod.ALLOCATIONS}/{seg(self.scheduled_node['_key'])}"
-        for _ in range(3):
-            doc = {k: v for k, v in self.scheduled_node.items() if k != "_oldRev"}
-            if doc.get("status") == status:
-                return self.scheduled_node
-            try:
-                self.scheduled_node = self.client.put(path, {**doc, "status": status})
-                return self.scheduled_node
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                self.scheduled_node = self.client.get(path)
+        self.scheduled_node = alloc_mod.set_status(self.client, self.wf, self.scheduled_node,
+                                                   status)
         return self.scheduled_node
 
     def _schedule_more(self) -> None:

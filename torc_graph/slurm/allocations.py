@@ -185,11 +185,7 @@ def cancel(client: Client, wf: str, wait_seconds: float = 30.0) -> list[str]:
             break
         time.sleep(0.5)
     for alloc in live:
-        try:
-            client.update_document(wf, ALLOCATIONS, {**_strip(alloc), "status": "complete"})
-        except ApiError as exc:
-            if exc.status != 409:  # the worker marked it complete meanwhile
-                raise
+        set_status(client, wf, alloc, "complete")
     client.add_event(wf, {"category": "scheduler", "type": "cancel", "job_ids": ids,
                           "message": f"Canceled Slurm allocation(s) {', '.join(ids)}"})
     return ids
@@ -221,6 +217,24 @@ def _scheduler_for_waiting_jobs(client: Client, wf: str, default: str | None) ->
                     parse_walltime(walltime) - buffer):
                 return sid
     return None
+
+
+def set_status(client: Client, wf: str, alloc: dict[str, Any], status: str) -> dict[str, Any]:
+    """PUT the allocation document's ``status``. On a revision conflict (its worker or a
+    reconcile changed it meanwhile) re-read it and try again; ``complete`` is final: it is
+    never changed back. Returns the stored document. Raises ApiError."""
+    path = f"/workflows/{seg(wf)}/{ALLOCATIONS}/{seg(alloc['_key'])}"
+    doc = alloc
+    for _ in range(5):
+        if doc.get("status") in (status, "complete"):
+            return doc
+        try:
+            return client.put(path, {**_strip(doc), "status": status})
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            doc = client.get(path)
+    raise ApiError(409, f"allocation {alloc['_key']} keeps changing; could not set {status}")
 
 
 def _strip(doc: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,12 @@ worker runs it when it starts).
 For every allocation still ``pending``/``active`` whose Slurm job has ended (squeue -t all, then
 sacct), whatever the way (worker exit, scancel, walltime, node failure):
 
-* jobs its workers still hold (``submitted``/``submitted_pending`` with an ``executed`` edge from
-  one of its compute nodes) go back to ``ready`` (``manage_status_change``, which changes their
-  revision, so a late report from the dead worker is refused) with a ``job/requeued`` event
-  naming the allocation and its Slurm state;
+* jobs its workers still hold (``submitted``/``submitted_pending`` whose latest ``executed`` edge
+  of the run comes from one of its compute nodes), and jobs claimed but never started
+  (``submitted_pending`` without an edge: a v0.6.4 claim names no node, and a live claimant's
+  ``start_job`` is refused once the revision changed), go back to ``ready``
+  (``manage_status_change``, which changes their revision, so a late report from the dead
+  worker is refused) with a ``job/requeued`` event naming the allocation and its Slurm state;
 * its compute nodes become inactive;
 * the sacct figures of the job steps it ran are stored with their results (``result.slurm``);
 * the allocation becomes ``complete`` with a ``scheduler/allocation_ended`` event.
@@ -26,7 +28,7 @@ from typing import Any
 
 from torc_graph.client import ApiError, Client, seg
 from torc_graph.slurm import commands
-from torc_graph.slurm.allocations import ALLOCATIONS, allocations
+from torc_graph.slurm.allocations import allocations, set_status
 
 #: Name of the Slurm step that runs a job: torc_job_<job key>_<run id>.
 STEP_NAME = re.compile(r"^torc_job_(\d+)_(\d+)$")
@@ -80,7 +82,7 @@ def reconcile(client: Client, wf: str) -> ReconcileReport:
         for node in nodes.get(sid, []):
             if node.get("is_active"):
                 _put(client, wf, "compute_nodes", {**node, "is_active": False})
-        _put(client, wf, ALLOCATIONS, {**alloc, "status": "complete"})
+        set_status(client, wf, alloc, "complete")
         client.add_event(wf, {
             "category": "scheduler", "type": "allocation_ended", "scheduler_id": sid,
             "slurm_state": report.ended[sid],
@@ -123,18 +125,27 @@ def _compute_nodes_by_allocation(client: Client, wf: str, ended: Iterable[str]
 def _requeue(client: Client, wf: str, nodes: dict[str, list[dict[str, Any]]],
              report: ReconcileReport) -> None:
     holder = {n["_id"]: sid for sid, ns in nodes.items() for n in ns}
-    if not holder:
-        return
-    held: dict[str, str] = {}  # job id -> Slurm job id
-    for edge in client.iter_items(f"/workflows/{seg(wf)}/edges/executed"):
-        if edge.get("_from") in holder:
-            held[edge["_to"]] = holder[edge["_from"]]
-    if not held:
-        return
     run_id = int(client.get_status(wf).get("run_id", 0))
+    latest: dict[str, dict[str, Any]] = {}  # job id -> its latest executed edge of this run
+    for edge in client.iter_items(f"/workflows/{seg(wf)}/edges/executed"):
+        if (edge.get("data") or {}).get("run_id", run_id) != run_id:
+            continue
+        prev = latest.get(edge["_to"])
+        if prev is None or int(edge["_key"]) > int(prev["_key"]):
+            latest[edge["_to"]] = edge
+    # A job is held by the node that started it last (a requeued job started again elsewhere
+    # belongs to its new node).
+    held = {job_id: holder[e["_from"]] for job_id, e in latest.items() if e["_from"] in holder}
+    started = set(latest)
+    some_ended = next(iter(report.ended))
     for status in HELD:
         for job in client.iter_items(f"/workflows/{seg(wf)}/jobs", status=status):
             sid = held.get(job["_id"])
+            if sid is None and status == "submitted_pending" and job["_id"] not in started:
+                # Claimed but never started: the claimant is unknown (v0.6.4 claims name no
+                # node) and may be the worker that died. Requeueing is safe: a live claimant's
+                # start_job carries the old revision and is refused, so nothing runs twice.
+                sid = some_ended
             if sid is None:
                 continue
             path = (f"/workflows/{seg(wf)}/jobs/{seg(job['_key'])}/manage_status_change/ready/"
