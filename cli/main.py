@@ -71,6 +71,10 @@ def _prepare_store(settings: dict) -> None:
         store.close()
 
 
+#: gunicorn threads per worker process (``gthread``; see _run_gunicorn).
+THREADS_PER_WORKER = 8
+
+
 def _run_gunicorn(bind: str, workers: int, log_level: str) -> None:
     from gunicorn.app.base import BaseApplication
 
@@ -79,6 +83,10 @@ def _run_gunicorn(bind: str, workers: int, log_level: str) -> None:
             options = {
                 "bind": bind,
                 "workers": workers,
+                # Threads, so that long polls (claim_jobs wait_seconds, up to 60 s) do not pin
+                # a worker process each: a waiting request holds no lock and ~no CPU.
+                "worker_class": "gthread",
+                "threads": THREADS_PER_WORKER,
                 "loglevel": log_level,
                 "accesslog": "-" if log_level == "debug" else None,
                 # A 10,000-job bulk insert or a large initialize_jobs may take a while.

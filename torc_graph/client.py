@@ -416,6 +416,69 @@ class Client:
     def list_jobs(self, wf: str, **filters) -> list[dict[str, Any]]:
         return list(self.iter_items(f"/workflows/{seg(wf)}/jobs", **filters))
 
+    # ------------------------------------------------------------------ batched execution API
+    # docs/execution-model.md §4. Completions and releases are idempotent per attempt, so a
+    # caller may resend them after a ServerUnreachable.
+
+    def claim_jobs(self, wf: str, compute_node_key: str, resources: Mapping[str, Any], *,
+                   limit: int = 100, sort_method: str | None = None,
+                   scheduler_config_id: str | None = None,
+                   wait_seconds: float = 0) -> dict[str, Any]:
+        """Claim and start up to ``limit`` jobs fitting ``resources`` (``num_cpus``,
+        ``memory_gb``, ``num_gpus``, ``num_nodes``, ``time_limit``), waiting up to
+        ``wait_seconds`` when none is ready. Returns ``{jobs, run_id, heartbeat_seconds,
+        lease_seconds, is_complete, is_canceled, reason}``; each job carries
+        ``execution.attempt_id``. ApiError 409: the node lost its lease."""
+        return self.post(f"/workflows/{seg(wf)}/claim_jobs", _claim_body(
+            resources, limit, sort_method, scheduler_config_id, wait_seconds,
+            compute_node_key=compute_node_key))
+
+    def complete_jobs(self, wf: str, compute_node_key: str, run_id: int,
+                      completions: list[Mapping[str, Any]], *,
+                      claim: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Report finished attempts: each ``{job_key, attempt_id, status, cause, result:
+        {return_code, exec_time_minutes, completion_time}, process_stats}``. ``claim``
+        (``{resources, limit, sort_method, scheduler_config_id, wait_seconds}``) claims more in
+        the same transaction. Returns ``{items: [{job_key, attempt_id, outcome, status, code,
+        message, recovery_script}], is_complete, claimed}``."""
+        body: dict[str, Any] = {"compute_node_key": compute_node_key, "run_id": int(run_id),
+                                "completions": [dict(c) for c in completions]}
+        if claim is not None:
+            body["claim"] = {k: v for k, v in claim.items() if v is not None}
+        return self.post(f"/workflows/{seg(wf)}/complete_jobs", body)
+
+    def heartbeat(self, wf: str, compute_node_key: str, *, lease_seconds: int | None = None,
+                  job_keys: list[str] | None = None) -> dict[str, Any]:
+        """Renew the node's lease (one request for all its jobs). Returns ``{lease_expires,
+        heartbeat_seconds, lease_seconds, is_canceled, is_complete, lost_jobs}``; ``lost_jobs``
+        are the ``job_keys`` the node no longer holds. ApiError 409: the lease expired."""
+        body: dict[str, Any] = {}
+        if lease_seconds is not None:
+            body["lease_seconds"] = int(lease_seconds)
+        if job_keys:
+            body["job_keys"] = list(job_keys)
+        return self.post(
+            f"/workflows/{seg(wf)}/compute_nodes/{seg(compute_node_key)}/heartbeat", body)
+
+    def release_jobs(self, wf: str, compute_node_key: str,
+                     releases: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Give held jobs back to ``ready`` without a result: each ``{job_key, attempt_id,
+        cause: "interrupted"}``. Returns ``{items: [...]}`` (outcome released/duplicate/stale)."""
+        return self.post(f"/workflows/{seg(wf)}/release_jobs", {
+            "compute_node_key": compute_node_key, "releases": [dict(r) for r in releases]})
+
+
+def _claim_body(resources: Mapping[str, Any], limit: int, sort_method: str | None,
+                scheduler_config_id: str | None, wait_seconds: float,
+                **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {**extra, "resources": dict(resources), "limit": int(limit),
+                            "wait_seconds": wait_seconds}
+    if sort_method is not None:
+        body["sort_method"] = sort_method
+    if scheduler_config_id is not None:
+        body["scheduler_config_id"] = scheduler_config_id
+    return body
+
 
 def _reason(exc: Exception) -> str:
     """A one-line reason for a requests connection failure (no traceback text)."""

@@ -35,6 +35,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "torc_graph.api.lifecycle",
     "torc_graph.api.queries",
     "torc_graph.api.specifications",
+    "torc_graph.api.execution",
 )
 
 WF = "/workflows/{workflow}"

@@ -9,10 +9,13 @@ jobs no longer match ``status in (ready, scheduled)``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from torc_graph import model
+from torc_graph.engine import leases
+from torc_graph.engine.common import now_ms
 from torc_graph.engine.initialize import (
     DEFAULT_RESOURCE_REQUIREMENTS,
     endpoint,
@@ -44,13 +47,28 @@ SORT_METHODS: dict[str, list[tuple[str, bool]] | None] = {
 CANCELED_REASON = "The workflow was canceled."
 
 
-def _claim(store: GraphStore, workflow: str, keys: list[str]) -> list[Document]:
-    """Set the jobs ``submitted_pending`` and return them (new ``_rev``) in the given order."""
-    if not keys:
+def claim(
+    store: GraphStore,
+    workflow: str,
+    jobs: list[Document],
+    config: Mapping[str, Any],
+    *,
+    status: str = JobStatus.SUBMITTED_PENDING.value,
+    node_key: str | None = None,
+) -> list[Document]:
+    """Set the jobs to ``status`` with their claim's ``execution`` record (leases §2) and return
+    them (new ``_rev``) in the given order. Set-based: one update per distinct execution record
+    (jobs claimed together mostly share one). Runs inside the caller's transaction."""
+    if not jobs:
         return []
-    store.update_many(
-        JOBS, workflow, {"_key": In(keys)}, {"status": JobStatus.SUBMITTED_PENDING.value}
-    )
+    now = now_ms()
+    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for job in jobs:
+        ex = leases.claimed_execution(job, now, node_key=node_key, config=config)
+        groups.setdefault(json.dumps(ex, sort_keys=True), (ex, []))[1].append(job["_key"])
+    for ex, keys in groups.values():
+        store.update_many(JOBS, workflow, {"_key": In(keys)}, {"status": status, "execution": ex})
+    keys = [j["_key"] for j in jobs]
     by_key = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(keys)})}
     return [by_key[k] for k in keys]
 
@@ -78,7 +96,29 @@ def prepare_jobs_for_submission(
     ``time_limit`` (ISO duration or null = no limit), ``scheduler_config_id`` (''/null = only
     jobs without a scheduler). Returns ``{"jobs": [...], "reason": ""}``, or no jobs and a
     ``reason``. Raises BadRequest (unknown sort method, bad limit or time limit), NotFound.
+    Sweeps expired leases first; the claimed jobs get a runtime-based lease (leases §5).
     """
+    leases.expire(store, workflow)
+    with store.transaction(workflow):
+        space = workspace(store, workflow)
+        chosen, reason = choose(store, workflow, resources, sort_method=sort_method, limit=limit)
+        if space.status.get("is_canceled"):
+            return {"jobs": [], "reason": CANCELED_REASON}
+        jobs = claim(store, workflow, chosen, space.config)
+    return {"jobs": jobs, "reason": "" if jobs else reason}
+
+
+def choose(
+    store: GraphStore,
+    workflow: str,
+    resources: Mapping[str, Any],
+    *,
+    sort_method: str = "gpus_runtime_memory",
+    limit: float | int | None = model.MAX_TRANSFER_RECORDS,
+) -> tuple[list[Document], str]:
+    """The ready/scheduled jobs that fit ``resources`` (see
+    :func:`prepare_jobs_for_submission`), and the reason when there are none. Reads only; call
+    it inside the transaction that claims them. Raises BadRequest for bad arguments."""
     if sort_method not in SORT_METHODS:
         raise InvalidInput(
             f"sort_method must be one of {', '.join(SORT_METHODS)}: {sort_method!r}"
@@ -104,47 +144,38 @@ def prepare_jobs_for_submission(
     if runtime is not None:
         where["internal.runtime_seconds"] = Le(runtime)
 
-    with store.transaction(workflow):
-        if workspace(store, workflow).status.get("is_canceled"):
-            return {"jobs": [], "reason": CANCELED_REASON}
-        chosen: list[str] = []
-        left_cpus, left_gpus, left_memory = cpus, gpus, memory
-        if count_limit > 0 and left_cpus > 0 and left_memory > 0:
-            # Every claimed job takes at least one CPU, so a worker with C free CPUs takes at
-            # most C jobs: a first batch of 4C candidates almost always suffices (more batches
-            # follow only when candidates do not fit). Reading 1,000 candidates per claim cost
-            # a 2-CPU local runner ~17% of its time (one claim per finished job).
-            batch = max(1, min(count_limit, 1000, 4 * max(1, int(cpus))))
-            candidates = store.iter_find(
-                JOBS, workflow, where, order_by=SORT_METHODS[sort_method], batch_size=batch
-            )
-            for seen, job in enumerate(candidates, start=1):
-                res = job["internal"]
-                if (
-                    res["num_cpus"] <= left_cpus
-                    and res["num_gpus"] <= left_gpus
-                    and res["memory_bytes"] <= left_memory
-                ):
-                    chosen.append(job["_key"])
-                    left_cpus -= res["num_cpus"]
-                    left_gpus -= res["num_gpus"]
-                    left_memory -= res["memory_bytes"]
-                    if left_cpus <= 0 or left_memory <= 0:
-                        break
-                if seen >= count_limit:
+    chosen: list[Document] = []
+    left_cpus, left_gpus, left_memory = cpus, gpus, memory
+    if count_limit > 0 and left_cpus > 0 and left_memory > 0:
+        # Every claimed job takes at least one CPU, so a worker with C free CPUs takes at
+        # most C jobs: a first batch of 4C candidates almost always suffices (more batches
+        # follow only when candidates do not fit). Reading 1,000 candidates per claim cost
+        # a 2-CPU local runner ~17% of its time (one claim per finished job).
+        batch = max(1, min(count_limit, 1000, 4 * max(1, int(cpus))))
+        candidates = store.iter_find(
+            JOBS, workflow, where, order_by=SORT_METHODS[sort_method], batch_size=batch
+        )
+        for seen, job in enumerate(candidates, start=1):
+            res = job["internal"]
+            if (
+                res["num_cpus"] <= left_cpus
+                and res["num_gpus"] <= left_gpus
+                and res["memory_bytes"] <= left_memory
+            ):
+                chosen.append(job)
+                left_cpus -= res["num_cpus"]
+                left_gpus -= res["num_gpus"]
+                left_memory -= res["memory_bytes"]
+                if left_cpus <= 0 or left_memory <= 0:
                     break
-        jobs = _claim(store, workflow, chosen)
-    if jobs:
-        return {"jobs": jobs, "reason": ""}
+            if seen >= count_limit:
+                break
     runtime_text = "unlimited" if runtime is None else runtime
-    return {
-        "jobs": [],
-        "reason": (
-            f"No jobs matched status in ('ready', 'scheduled'), memory_bytes <= {int(memory)}, "
-            f"num_cpus <= {cpus}, num_gpus <= {gpus}, runtime_seconds <= {runtime_text}, "
-            f"num_nodes <= {nodes}, scheduler_config_id in ('', {scheduler_id!r})"
-        ),
-    }
+    return chosen, (
+        f"No jobs matched status in ('ready', 'scheduled'), memory_bytes <= {int(memory)}, "
+        f"num_cpus <= {cpus}, num_gpus <= {gpus}, runtime_seconds <= {runtime_text}, "
+        f"num_nodes <= {nodes}, scheduler_config_id in ('', {scheduler_id!r})"
+    )
 
 
 def prepare_next_jobs_for_submission(
@@ -153,18 +184,17 @@ def prepare_next_jobs_for_submission(
     """``POST /workflows/{wf}/prepare_next_jobs_for_submission`` (§4.4): claim the first
     ``limit`` ready/scheduled jobs in insertion order, without resource checks."""
     count_limit = _limit(limit, 1)
+    leases.expire(store, workflow)
     with store.transaction(workflow):
-        if workspace(store, workflow).status.get("is_canceled"):
+        space = workspace(store, workflow)
+        if space.status.get("is_canceled"):
             return {"jobs": []}
         if count_limit == 0:
             return {"jobs": []}
-        keys = [
-            d["_key"]
-            for d in store.find(
-                JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=count_limit
-            )
-        ]
-        return {"jobs": _claim(store, workflow, keys)}
+        jobs = store.find(
+            JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=count_limit
+        )
+        return {"jobs": claim(store, workflow, jobs, space.config)}
 
 
 def prepare_jobs_for_scheduling(store: GraphStore, workflow: str) -> dict[str, Any]:

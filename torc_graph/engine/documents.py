@@ -35,6 +35,21 @@ JOB_RELATION_FIELDS = (
 )
 
 
+#: Server-managed fields (docs/execution-model.md §2): read-only for clients, silently dropped
+#: from POST/PUT bodies (never a 400: clients echo documents they read).
+SERVER_MANAGED: dict[str, tuple[str, ...]] = {
+    "jobs": ("execution",),
+    "compute_nodes": ("lease",),
+}
+
+
+def strip_server_managed(collection: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without the collection's server-managed fields (in place; returned)."""
+    for name in SERVER_MANAGED.get(collection, ()):
+        doc.pop(name, None)
+    return doc
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """How a collection is validated, named in messages, and filtered.
@@ -217,7 +232,7 @@ def add_document(store: GraphStore, workflow: str, collection: str,
     """
     spec = collection_spec(collection)
     require_workflow(store, workflow)
-    doc = validation.validate(spec.schema, body)
+    doc = strip_server_managed(collection, validation.validate(spec.schema, body))
     if collection == model.Collection.EVENTS:
         doc["timestamp"] = now_ms()
     with store.transaction(workflow):
@@ -250,7 +265,8 @@ def modify_document(store: GraphStore, workflow: str, collection: str, key: str,
     doc = validation.validate(spec.schema, body)
     rev = require_rev(doc)
     check_body_key(doc, key)
-    patch = {k: v for k, v in doc.items() if k not in SYSTEM_FIELDS and k not in spec.unstored}
+    patch = {k: v for k, v in strip_server_managed(collection, doc).items()
+             if k not in SYSTEM_FIELDS and k not in spec.unstored}
     with store.transaction(workflow):
         require_workflow(store, workflow)
         return update_checked(store, collection, workflow, key, patch, rev, spec.singular)

@@ -20,7 +20,7 @@ from typing import Any
 
 from torc_graph import model, validation
 from torc_graph.engine.common import require_workflow
-from torc_graph.engine.documents import JOB_RELATION_FIELDS
+from torc_graph.engine.documents import JOB_RELATION_FIELDS, SERVER_MANAGED
 from torc_graph.errors import InvalidInput
 from torc_graph.store.base import GraphStore, In
 
@@ -92,7 +92,7 @@ def _insert(store: GraphStore, workflow: str, jobs: Sequence[dict[str, Any]],
     for index, job in enumerate(jobs):
         where = f"jobs[{index}]" if bulk else "job"
         doc = {k: v for k, v in job.items() if k not in JOB_RELATION_FIELDS
-               and k not in ("_id", "_rev", "_oldRev")}
+               and k not in ("_id", "_rev", "_oldRev") and k not in SERVER_MANAGED["jobs"]}
         if not doc.get("status"):
             doc["status"] = model.JobStatus.UNINITIALIZED.value
         docs.append(doc)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from torc_graph import model
+from torc_graph.engine import leases
 from torc_graph.engine.common import now_ms, to_key
 from torc_graph.engine.initialize import job_hash, require_not_archived, workspace
 from torc_graph.errors import BadRequest, InvalidInput, NotFound, RevisionConflict
@@ -115,15 +116,17 @@ def start_job(
             raise BadRequest(f"job status must be submitted_pending: {job.get('status')}")
         _check_rev(job, rev, RevisionConflict)
         _check_run_id(space.status, run_id)
-        job = store.update(
-            JOBS, workflow, job["_key"], {"status": JobStatus.SUBMITTED.value}, rev=rev
-        )
+        patch = {
+            "status": JobStatus.SUBMITTED.value,
+            "execution": leases.started_execution(job, node),
+        }
+        job = store.update(JOBS, workflow, job["_key"], patch, rev=rev)
         store.insert(
             Edge.EXECUTED.value,
             workflow,
             {"_from": node["_id"], "_to": job["_id"], "data": {"run_id": run_id}},
         )
-        _event(store, workflow, "start", job, node, f"Started job {job['_key']}")
+        start_event(store, workflow, job, node)
         return job
 
 
@@ -133,26 +136,41 @@ def start_job(
 
 
 def process_completion(store: GraphStore, workflow: str, job_id: str, return_code: int) -> None:
-    """Downstream processing after job ``job_id`` became complete (§3.3, with torc's cascade
-    bug fixed). Must run inside the caller's transaction. A fixed number of set-based calls:
+    """Downstream processing after job ``job_id`` became complete: :func:`process_completions`
+    of one job."""
+    if return_code != 0:
+        process_completions(store, workflow, [], [job_id])
+    else:
+        process_completions(store, workflow, [job_id], [])
 
-    1. On failure (``return_code != 0``): every ``blocked`` job reachable from the job through
+
+def process_completions(
+    store: GraphStore, workflow: str, succeeded: list[str], failed: list[str]
+) -> None:
+    """Downstream processing after the jobs ``succeeded`` (return code 0) and ``failed``
+    (non-zero) became complete (§3.3, with torc's cascade bug fixed), set-based over all of
+    them: the same end state as processing them one by one. Must run inside the caller's
+    transaction. A fixed number of set-based calls, whatever the number of jobs:
+
+    1. From the failed jobs: every ``blocked`` job reachable from them through
        ``blocked`` jobs with ``cancel_on_blocking_job_failure`` becomes ``canceled`` — direct
        successors as in torc, and transitively their descendants (torc stopped after one hop,
        leaving the rest blocked forever, §8 item 5).
     2. ``ready`` co-blockers of the canceled jobs become ``canceled`` (as torc: running them is
        pointless), unless they also block a job that is not canceled: torc canceled those too
        and left their other successors blocked forever (§3.3). They get no result, no event.
-    3. ``blocked`` successors of the job and of every job canceled above whose blockers are all
+    3. ``blocked`` successors of the jobs and of every job canceled above whose blockers are all
        complete (done/canceled/terminated) become ``ready``.
     """
-    finished = [job_id]
-    if return_code != 0:
+    finished = list(succeeded) + list(failed)
+    if not finished:
+        return
+    if failed:
         canceled_keys = store.update_descendants(
             workflow,
             BLOCKS,
             {"status": CANCELED},
-            start_ids=[job_id],
+            start_ids=list(failed),
             where={
                 "status": JobStatus.BLOCKED.value,
                 # A missing flag means the schema default, true.
@@ -239,25 +257,53 @@ def complete_job(
                 )
             return_code = previous[0].vertex["return_code"]
 
-        stored = store.insert(Collection.RESULTS.value, workflow, result)
-        store.insert(Edge.RETURNED.value, workflow, {"_from": job["_id"], "_to": stored["_id"]})
-        internal = dict(job.get("internal") or {})
-        internal["hash"] = job_hash(store, workflow, job)
-        patch: dict[str, Any] = {"internal": internal}
-        if changed:
-            patch["status"] = status
-        job = store.update(JOBS, workflow, job["_key"], patch, rev=rev)
+        job = record_completion(store, workflow, job, status, result, rev=rev, changed=changed)
         if downstream:
             process_completion(store, workflow, job["_id"], return_code)
-        _event(
-            store,
-            workflow,
-            "complete",
-            job,
-            node,
-            f"Completed job {job['_key']} with status={status} return_code={result['return_code']}",
-        )
+        complete_event(store, workflow, job, node, status, result["return_code"])
         return job
+
+
+def record_completion(
+    store: GraphStore,
+    workflow: str,
+    job: Mapping[str, Any],
+    status: str,
+    result: Mapping[str, Any],
+    *,
+    rev: str | None = None,
+    changed: bool = True,
+    cause: str = "exit",
+) -> Document:
+    """The writes of a completion, shared by ``complete_job`` and the batched ``complete_jobs``:
+    the result (with the attempt's ``attempt_id`` and ``cause``) and its ``returned`` edge, the
+    input hash, the status (if ``changed``) and the finished execution record. Returns the job.
+    Runs inside the caller's transaction; the caller runs the downstream processing and writes
+    the event (:func:`complete_event`). Raises RevisionConflict if ``rev`` is stale.
+    """
+    execution = leases.finished_execution(job, cause)
+    row = {**result, "attempt_id": execution["attempt_id"], "cause": cause}
+    stored = store.insert(Collection.RESULTS.value, workflow, row)
+    store.insert(Edge.RETURNED.value, workflow, {"_from": job["_id"], "_to": stored["_id"]})
+    internal = dict(job.get("internal") or {})
+    internal["hash"] = job_hash(store, workflow, job)
+    patch: dict[str, Any] = {"internal": internal, "execution": execution}
+    if changed:
+        patch["status"] = status
+    return store.update(JOBS, workflow, job["_key"], patch, rev=rev)
+
+
+def complete_event(store: GraphStore, workflow: str, job: Mapping[str, Any],
+                   node: Mapping[str, Any], status: str, return_code: int) -> None:
+    """The ``job/complete`` event of a completion."""
+    _event(store, workflow, "complete", job, node,
+           f"Completed job {job['_key']} with status={status} return_code={return_code}")
+
+
+def start_event(store: GraphStore, workflow: str, job: Mapping[str, Any],
+                node: Mapping[str, Any]) -> None:
+    """The ``job/start`` event of a start."""
+    _event(store, workflow, "start", job, node, f"Started job {job['_key']}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +388,10 @@ def reset_job_status(
                     HasEdge(
                         Edge.RETURNED.value,
                         "out",
-                        {"run_id": space.status.get("run_id"), "return_code": Ne(0)},
+                        # Rows of requeued attempts (status ready: retried, lost, released)
+                        # are not failures of the job.
+                        {"run_id": space.status.get("run_id"), "return_code": Ne(0),
+                         "status": Ne(JobStatus.READY.value)},
                     )
                 ],
             )
@@ -395,6 +444,7 @@ def is_complete(store: GraphStore, workflow: str) -> dict[str, bool]:
     it sets the flag in the same transaction, so concurrent callers cannot both win (torc's
     conflict path crashed with a 500). The common case (nothing to claim) is a plain read.
     """
+    leases.expire(store, workflow)
     space, complete, canceled, needs_script = _completion_state(store, workflow)
     if needs_script:
         with store.transaction(workflow):

@@ -102,8 +102,9 @@ class JobProcess:
         self.start_wall = 0.0  # time.time()
         self.return_code: int | None = None
         self.stats = ProcessStats()
-        #: Why the runner is stopping the job: "terminated" (runtime limit, shutdown) or
-        #: "canceled" (workflow canceled); None while it runs on its own.
+        #: Why the runner is stopping the job, a cause of docs/execution-model.md §3:
+        #: "timeout" (runtime limit), "walltime", "canceled", "interrupted" (the runner was
+        #: stopped), "lost" (the server gave the job away); None while it runs on its own.
         self.stop_reason: str | None = None
         self.kill_deadline: float | None = None
         self._cpu_seen: dict[int, float] = {}

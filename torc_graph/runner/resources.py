@@ -71,6 +71,16 @@ class Resources:
         return Resources(self.num_cpus + other.num_cpus, self.memory_gb + other.memory_gb,
                          self.num_gpus + other.num_gpus, self.num_nodes)
 
+    def holds(self, other: Resources) -> bool:
+        """Whether ``other`` fits into this amount (CPUs, memory, GPUs)."""
+        return (other.num_cpus <= self.num_cpus and other.num_gpus <= self.num_gpus
+                and other.memory_gb <= self.memory_gb + 1e-9)
+
+    def scaled(self, factor: float) -> Resources:
+        """This amount times ``factor`` (CPU and GPU counts rounded down)."""
+        return Resources(int(self.num_cpus * factor), self.memory_gb * factor,
+                         int(self.num_gpus * factor), self.num_nodes)
+
     def can_claim(self) -> bool:
         """Whether asking the server for jobs can return anything (the server stops claiming
         once CPUs or memory reach zero)."""

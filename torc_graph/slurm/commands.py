@@ -103,16 +103,23 @@ def cancel(job_ids: Iterable[str]) -> None:
 
 def queue(job_ids: Iterable[str] | None = None) -> dict[str, QueueEntry]:
     """What ``squeue -t all`` knows about these jobs (all jobs when None), by job id.
-    Jobs finished more than ``MinJobAge`` ago are absent. Raises SlurmError."""
-    out = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T|%e|%N|%r"])
+    Jobs finished more than ``MinJobAge`` ago are absent. ``end_time`` is the start plus the
+    time limit (not squeue's EndTime, which a scancel moves to the cancel time). Raises
+    SlurmError."""
+    out = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T|%S|%l|%N|%r"])
     wanted = None if job_ids is None else {str(j) for j in job_ids}
     entries = {}
     for line in out.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 5 or (wanted is not None and parts[0] not in wanted):
+        if len(parts) != 6 or (wanted is not None and parts[0] not in wanted):
             continue
-        entries[parts[0]] = QueueEntry(parts[0], parts[1], parse_timestamp(parts[2]),
-                                       parts[3], parts[4])
+        job_id, state, start, limit, nodes, reason = parts
+        begin = parse_timestamp(start)
+        try:
+            end = None if begin is None else begin + parse_walltime(limit)
+        except ValueError:  # UNLIMITED, INVALID
+            end = None
+        entries[job_id] = QueueEntry(job_id, state, end, nodes, reason)
     return entries
 
 

@@ -4,19 +4,22 @@ worker runs it when it starts).
 For every allocation still ``pending``/``active`` whose Slurm job has ended (squeue -t all, then
 sacct), whatever the way (worker exit, scancel, walltime, node failure):
 
-* jobs its workers still hold (``submitted``/``submitted_pending`` whose latest ``executed`` edge
-  of the run comes from one of its compute nodes), and jobs claimed but never started
-  (``submitted_pending`` without an edge: a v0.6.4 claim names no node, and a live claimant's
-  ``start_job`` is refused once the revision changed), go back to ``ready``
-  (``manage_status_change``, which changes their revision, so a late report from the dead
-  worker is refused) with a ``job/requeued`` event naming the allocation and its Slurm state;
+* jobs its workers still hold go back to ``ready`` with a ``job/requeued`` event naming the
+  allocation and its Slurm state: jobs claimed through the batched execution API (their
+  ``execution.compute_node`` is a node of the allocation) through ``release_jobs`` on that
+  node's behalf (attempt + 1, a result row; fenced by the attempt id); jobs claimed through
+  torc v0.6.4's endpoints (whose latest ``executed`` edge of the run comes from one of its
+  nodes, or ``submitted_pending`` without an edge: such a claim names no node, and a live
+  claimant's ``start_job`` is refused once the revision changed) through
+  ``manage_status_change`` (a new revision: a late report from the dead worker is refused);
 * its compute nodes become inactive;
 * the sacct figures of the job steps it ran are stored with their results (``result.slurm``);
 * the allocation becomes ``complete`` with a ``scheduler/allocation_ended`` event.
 
 A Slurm job that neither squeue nor sacct knows yet is left alone (sacct lags submission): it is
-never taken for lost. When leases exist (docs/execution-model.md §5) they requeue the same jobs
-on their own; both paths requeue through the server, which counts each requeue once.
+never taken for lost. Leases (docs/execution-model.md §5) requeue the same jobs on their own
+once they expire; whichever comes first wins, the other finds the attempt already requeued
+(stale, changes nothing).
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from torc_graph.client import ApiError, Client, seg
 from torc_graph.slurm import commands
 from torc_graph.slurm.allocations import allocations, set_status
 
-#: Name of the Slurm step that runs a job: torc_job_<job key>_<run id>.
-STEP_NAME = re.compile(r"^torc_job_(\d+)_(\d+)$")
+#: Name of the Slurm step that runs a job: torc_job_<job key>_<run id>[_<attempt id>].
+STEP_NAME = re.compile(r"^torc_job_(\d+)_(\d+)(?:_(\d+))?$")
 HELD = ("submitted", "submitted_pending")
 
 
-def step_name(job_key: str, run_id: int) -> str:
-    """The ``srun --job-name`` of the step that runs a job (sacct finds its figures by it)."""
-    return f"torc_job_{job_key}_{run_id}"
+def step_name(job_key: str, run_id: int, attempt_id: int | None = None) -> str:
+    """The ``srun --job-name`` of the step that runs a job attempt (sacct finds its figures by
+    it)."""
+    name = f"torc_job_{job_key}_{run_id}"
+    return name if attempt_id is None else f"{name}_{attempt_id}"
 
 
 @dataclass
@@ -99,10 +104,11 @@ def store_figures(client: Client, wf: str, allocation_ids: Iterable[str]) -> int
         m = STEP_NAME.match(entry.name)
         if not m or entry.step is None:
             continue
-        job_key, run_id = m.groups()
+        job_key, run_id, attempt = m.groups()
         results = [r for r in client.iter_items(f"/workflows/{seg(wf)}/results",
                                                 job_key=job_key, run_id=int(run_id))
-                   if not r.get("slurm")]
+                   if not r.get("slurm")
+                   and (attempt is None or str(r.get("attempt_id", attempt)) == attempt)]
         if not results:
             continue
         result = results[-1]
@@ -124,45 +130,78 @@ def _compute_nodes_by_allocation(client: Client, wf: str, ended: Iterable[str]
 
 def _requeue(client: Client, wf: str, nodes: dict[str, list[dict[str, Any]]],
              report: ReconcileReport) -> None:
-    holder = {n["_id"]: sid for sid, ns in nodes.items() for n in ns}
+    """Requeue the jobs the ended allocations' nodes hold (see the module docstring)."""
+    dead = {n["_key"]: sid for sid, ns in nodes.items() for n in ns}
+    by_id = {n["_id"]: sid for sid, ns in nodes.items() for n in ns}
     run_id = int(client.get_status(wf).get("run_id", 0))
-    latest: dict[str, dict[str, Any]] = {}  # job id -> its latest executed edge of this run
+    latest = _latest_starts(client, wf, run_id)
+    some_ended = next(iter(report.ended))
+    releases: dict[str, list[dict[str, Any]]] = {}  # dead node key -> release items
+    for status in HELD:
+        for job in client.iter_items(f"/workflows/{seg(wf)}/jobs", status=status):
+            ex = job.get("execution") or {}
+            holder = ex.get("compute_node")
+            if holder:  # a lease-era claim names its node: release it on that node's behalf
+                if holder in dead:
+                    releases.setdefault(holder, []).append(job)
+                continue
+            edge = latest.get(job["_id"])
+            if edge is not None:
+                sid = by_id.get(edge["_from"])
+            elif status == "submitted_pending":
+                # A torc v0.6.4 claim names no node, so a claimed, never started job may be the
+                # dead worker's. Requeueing is safe: a live claimant's start_job carries the old
+                # revision and is refused, so nothing runs twice.
+                sid = some_ended
+            else:
+                sid = None
+            if sid is not None and _status_change_to_ready(client, wf, job, run_id):
+                _requeued(client, wf, job, sid, status, report)
+    for node_key, jobs in releases.items():
+        items = [{"job_key": j["_key"], "attempt_id": int(j["execution"]["attempt_id"]),
+                  "cause": "interrupted"} for j in jobs]
+        answer = client.post(f"/workflows/{seg(wf)}/release_jobs",
+                             {"compute_node_key": node_key, "releases": items})
+        released = {i["job_key"] for i in answer.get("items", []) if i.get("outcome") == "released"}
+        for job in jobs:
+            if job["_key"] in released:
+                _requeued(client, wf, job, dead[node_key], job["status"], report)
+
+
+def _latest_starts(client: Client, wf: str, run_id: int) -> dict[str, dict[str, Any]]:
+    """Job id -> its latest ``executed`` edge of this run (a requeued job started again
+    elsewhere belongs to its new node)."""
+    latest: dict[str, dict[str, Any]] = {}
     for edge in client.iter_items(f"/workflows/{seg(wf)}/edges/executed"):
         if (edge.get("data") or {}).get("run_id", run_id) != run_id:
             continue
         prev = latest.get(edge["_to"])
         if prev is None or int(edge["_key"]) > int(prev["_key"]):
             latest[edge["_to"]] = edge
-    # A job is held by the node that started it last (a requeued job started again elsewhere
-    # belongs to its new node).
-    held = {job_id: holder[e["_from"]] for job_id, e in latest.items() if e["_from"] in holder}
-    started = set(latest)
-    some_ended = next(iter(report.ended))
-    for status in HELD:
-        for job in client.iter_items(f"/workflows/{seg(wf)}/jobs", status=status):
-            sid = held.get(job["_id"])
-            if sid is None and status == "submitted_pending" and job["_id"] not in started:
-                # Claimed but never started: the claimant is unknown (v0.6.4 claims name no
-                # node) and may be the worker that died. Requeueing is safe: a live claimant's
-                # start_job carries the old revision and is refused, so nothing runs twice.
-                sid = some_ended
-            if sid is None:
-                continue
-            path = (f"/workflows/{seg(wf)}/jobs/{seg(job['_key'])}/manage_status_change/ready/"
-                    f"{seg(job['_rev'])}/{run_id}")
-            try:
-                client.put(path)
-            except ApiError as exc:  # changed meanwhile (completed, canceled, requeued)
-                if exc.status not in (400, 409):
-                    raise
-                continue
-            report.requeued.append(job["_key"])
-            state = report.ended[sid]
-            client.add_event(wf, {
-                "category": "job", "type": "requeued", "job_key": job["_key"],
-                "scheduler_id": sid, "cause": "lost",
-                "message": f"Job {job['_key']} ({job.get('name')}) is ready again: its Slurm "
-                           f"allocation {sid} ended ({state}) while it was {status}"})
+    return latest
+
+
+def _status_change_to_ready(client: Client, wf: str, job: dict[str, Any], run_id: int) -> bool:
+    """torc v0.6.4's way back to ``ready``; False if the job changed meanwhile."""
+    path = (f"/workflows/{seg(wf)}/jobs/{seg(job['_key'])}/manage_status_change/ready/"
+            f"{seg(job['_rev'])}/{run_id}")
+    try:
+        client.put(path)
+    except ApiError as exc:  # changed meanwhile (completed, canceled, requeued)
+        if exc.status not in (400, 409):
+            raise
+        return False
+    return True
+
+
+def _requeued(client: Client, wf: str, job: dict[str, Any], sid: str, status: str,
+              report: ReconcileReport) -> None:
+    report.requeued.append(job["_key"])
+    client.add_event(wf, {
+        "category": "job", "type": "requeued", "job_key": job["_key"], "scheduler_id": sid,
+        "cause": "lost",
+        "message": f"Job {job['_key']} ({job.get('name')}) is ready again: its Slurm "
+                   f"allocation {sid} ended ({report.ended[sid]}) while it was {status}"})
 
 
 def _put(client: Client, wf: str, collection: str, doc: dict[str, Any]) -> bool:

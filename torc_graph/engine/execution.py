@@ -1,0 +1,386 @@
+"""torc_graph's batched execution API (docs/execution-model.md §4): claim and start many jobs in
+one transaction, complete many in one transaction, heartbeat, release.
+
+Each batched call has exactly the effects of the single-job torc v0.6.4 endpoints it replaces
+(``prepare_jobs_for_submission`` + ``start_job``; ``complete_job``): the same status changes,
+``executed``/``returned`` edges, results, input hashes, events and downstream processing; only
+the number of transactions and round trips differs. Downstream processing of a completion batch
+is set-based over the whole batch.
+
+Fencing: a completion or release names the attempt (``attempt_id``) it reports; unless the
+calling node holds exactly that attempt of the job right now, the item is ``stale`` (409) and
+changes nothing, or ``duplicate`` (200, nothing written) when that attempt was already recorded.
+
+Long poll: ``claim_jobs`` with ``wait_seconds`` waits outside any transaction, polling a cheap
+indexed read (the first claimable job keys) every :data:`POLL_SECONDS`; it claims again only
+when that changes, so an idle poller holds no lock and costs one small read per poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torc_graph import model, validation
+from torc_graph.engine import claims, leases, lifecycle, queries, retries
+from torc_graph.engine.common import now_ms, to_key
+from torc_graph.engine.initialize import workspace
+from torc_graph.errors import InvalidInput
+from torc_graph.model import Collection, Edge, JobStatus
+from torc_graph.store.base import Document, GraphStore, In
+
+JOBS = Collection.JOBS.value
+NODES = Collection.COMPUTE_NODES.value
+SUBMITTED = JobStatus.SUBMITTED.value
+
+#: Longest accepted ``wait_seconds``.
+MAX_WAIT_SECONDS = 60.0
+#: Interval of the long poll's change check.
+POLL_SECONDS = 0.05
+#: The change check reads at most this many claimable job keys.
+POLL_WINDOW = 64
+#: Seconds between two completion checks of a waiting long poll.
+COMPLETION_CHECK_SECONDS = 0.5
+#: Largest ``limit`` of one claim and largest number of items in one batch.
+MAX_BATCH = 10_000
+
+
+def _node(store: GraphStore, workflow: str, key: str) -> Document:
+    return queries.get_document(store, workflow, NODES, to_key(key, NODES, workflow),
+                                "compute_node")
+
+
+def _claim_args(body: Mapping[str, Any]) -> tuple[dict[str, Any], int, str, float]:
+    limit = body.get("limit", 100)
+    if not 0 <= limit <= MAX_BATCH:
+        raise InvalidInput(f"limit must be an integer from 0 to {MAX_BATCH}: {limit}")
+    wait = body.get("wait_seconds", 0) or 0
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise InvalidInput(f"wait_seconds must be a number from 0 to {MAX_WAIT_SECONDS:g}: {wait}")
+    resources = {**body["resources"], "scheduler_config_id": body.get("scheduler_config_id") or ""}
+    return resources, limit, body.get("sort_method") or "gpus_runtime_memory", float(wait)
+
+
+# --------------------------------------------------------------------------------------------
+# claim_jobs
+# --------------------------------------------------------------------------------------------
+
+
+def _claim_once(store: GraphStore, workflow: str, node_key: str, resources: Mapping[str, Any],
+                limit: int, sort_method: str) -> dict[str, Any]:
+    """One claim-and-start transaction (joins the caller's, if any)."""
+    with store.transaction(workflow):
+        space = workspace(store, workflow)
+        node = _node(store, workflow, node_key)
+        now = now_ms()
+        leases.require_live_node(node, now)
+        chosen, reason = claims.choose(
+            store, workflow, resources, sort_method=sort_method, limit=limit
+        )
+        canceled = bool(space.status.get("is_canceled"))
+        if canceled:
+            chosen, reason = [], claims.CANCELED_REASON
+        node = leases.renew(store, workflow, node, space.config, now)
+        jobs = claims.claim(store, workflow, chosen, space.config, status=SUBMITTED,
+                            node_key=node["_key"])
+        run_id = space.status.get("run_id")
+        if jobs:
+            store.insert_many(Edge.EXECUTED.value, workflow, [
+                {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
+                for j in jobs
+            ])
+            for job in jobs:
+                lifecycle.start_event(store, workflow, job, node)
+        complete = False if jobs else _is_complete(store, workflow)
+        return {
+            "jobs": jobs,
+            "run_id": run_id,
+            "heartbeat_seconds": leases.heartbeat_seconds(space.config),
+            "lease_seconds": leases.lease_seconds(space.config),
+            "is_complete": complete,
+            "is_canceled": canceled,
+            "reason": "" if jobs else reason,
+        }
+
+
+_UNFINISHED = tuple(s.value for s in JobStatus if s.value not in model.FINISHED_STATUSES)
+
+
+def _is_complete(store: GraphStore, workflow: str) -> bool:
+    return not store.find(JOBS, workflow, {"status": In(_UNFINISHED)}, limit=1)
+
+
+def _fingerprint(store: GraphStore, workflow: str) -> tuple[str, ...]:
+    return tuple(d["_key"] for d in store.find(
+        JOBS, workflow, {"status": In(model.CLAIMABLE_STATUSES)}, limit=POLL_WINDOW))
+
+
+def claim_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /workflows/{wf}/claim_jobs``: sweep expired leases, then claim **and start** up to
+    ``limit`` jobs that fit ``resources`` in one transaction (each: ``submitted``, an
+    ``executed`` edge, a ``job/start`` event, ``execution`` held by the node), renewing the
+    node's lease. With nothing to hand out and the workflow neither complete nor canceled, wait
+    up to ``wait_seconds`` (at most half the lease) for jobs to become ready (no lock held
+    while waiting).
+
+    Raises NotFound (workflow, node), InvalidInput (bad arguments), Conflict (409: the node
+    lost its lease or is inactive).
+    """
+    resources, limit, sort_method, wait = _claim_args(body)
+    node_key = body["compute_node_key"]
+    started = time.monotonic()
+    leases.expire(store, workflow)
+    resp = _claim_once(store, workflow, node_key, resources, limit, sort_method)
+    if resp["jobs"] or resp["is_complete"] or resp["is_canceled"] or limit == 0:
+        return resp
+    # The claim renewed the node's lease; a wait never outlives half of it, so a node that
+    # only long-polls (no heartbeat thread) keeps its lease.
+    deadline = started + min(wait, resp["lease_seconds"] / 2)
+    seen = _fingerprint(store, workflow)
+    checked = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        leases.expire(store, workflow)
+        now_seen = _fingerprint(store, workflow)
+        due = time.monotonic() - checked >= COMPLETION_CHECK_SECONDS
+        if now_seen == seen and not due:
+            continue
+        if now_seen == seen:
+            checked = time.monotonic()
+            status = workspace(store, workflow).status
+            if not (status.get("is_canceled") or _is_complete(store, workflow)):
+                continue
+        seen = now_seen
+        resp = _claim_once(store, workflow, node_key, resources, limit, sort_method)
+        if resp["jobs"] or resp["is_complete"] or resp["is_canceled"]:
+            return resp
+    return resp
+
+
+# --------------------------------------------------------------------------------------------
+# complete_jobs / release_jobs
+# --------------------------------------------------------------------------------------------
+
+
+def _item(job_key: str, attempt_id: int, outcome: str, status: str | None, code: int,
+          message: str, recovery_script: str | None = None) -> dict[str, Any]:
+    return {"job_key": job_key, "attempt_id": attempt_id, "outcome": outcome, "status": status,
+            "code": code, "message": message, "recovery_script": recovery_script}
+
+
+def _recorded(store: GraphStore, workflow: str, job: Mapping[str, Any], run_id: int,
+              attempt_id: int, release: bool) -> bool:
+    """Whether the same report of the attempt was already recorded: a result row of the
+    attempt written by a completion (``release=False``) or by a release (``release=True``).
+    Rows the server wrote itself (``lost``) never make a report a duplicate."""
+    rows = store.neighbors(workflow, Edge.RETURNED.value, "out", [job["_id"]],
+                           where={"run_id": run_id, "attempt_id": attempt_id})
+    causes = [n.vertex.get("cause") for n in rows]
+    if release:
+        return "interrupted" in causes
+    return any(c not in ("lost", "interrupted") for c in causes)
+
+
+def _fence(store: GraphStore, workflow: str, job: Mapping[str, Any] | None, key: str,
+           node_key: str, attempt_id: int, run_id: int, current_run: int, *,
+           release: bool = False) -> dict | None:
+    """None when the node holds the attempt; else the ``duplicate``/``stale`` item."""
+    if job is None:
+        return _item(key, attempt_id, "stale", None, 409, f"job {key} does not exist")
+    if run_id != current_run:
+        return _item(key, attempt_id, "stale", job.get("status"), 409,
+                     f"run_id={run_id} is not the workflow's current run_id={current_run}")
+    if leases.holds(job, node_key, attempt_id):
+        return None
+    recorded = _recorded(store, workflow, job, run_id, attempt_id, release)
+    ex = leases.execution(job)
+    if (not release and not recorded and job.get("status") == JobStatus.CANCELED.value
+            and ex["compute_node"] == node_key and ex["attempt_id"] == attempt_id):
+        return None  # canceled while this node ran it: its completion is recorded
+    if recorded:
+        return _item(key, attempt_id, "duplicate", job.get("status"), 200,
+                     f"attempt {attempt_id} of job {key} was already recorded")
+    return _item(
+        key, attempt_id, "stale", job.get("status"), 409,
+        f"compute node {node_key} does not hold attempt {attempt_id} of job {key} (job status "
+        f"{job.get('status')}, current attempt {ex['attempt_id']} held by "
+        f"{ex['compute_node'] or 'no node'}): its lease was lost or the job was reset",
+    )
+
+
+def _open_batch(store: GraphStore, workflow: str, node_key: str, keys: Sequence[str]):
+    """Inside a batch's transaction: the workflow space, the node and the named jobs by key.
+    Raises NotFound (workflow, node)."""
+    space = workspace(store, workflow)
+    node = _node(store, workflow, node_key)
+    jobs = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(list(set(keys)))})}
+    return space, node, jobs
+
+
+def _check_batch(items: Sequence[Any], what: str, workflow: str) -> list[str]:
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(f"{what}: at most {MAX_BATCH} items per request, got {len(items)}")
+    keys = []
+    for i, item in enumerate(items):
+        try:
+            keys.append(to_key(item["job_key"], JOBS, workflow))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{what}[{i}].job_key: {exc.message}") from None
+    return keys
+
+
+def _process_stats(store: GraphStore, workflow: str, job: Mapping[str, Any], run_id: int,
+                   stats: Mapping[str, Any], index: int) -> None:
+    doc = {"job_key": job["_key"], "run_id": run_id, **stats}
+    try:
+        doc = validation.validate("job_process_stats", doc)
+    except InvalidInput as exc:
+        raise InvalidInput(f"completions[{index}].process_stats: {exc.message}") from None
+    stored = store.insert(Collection.JOB_PROCESS_STATS.value, workflow, doc)
+    store.insert(Edge.PROCESS_USED.value, workflow, {"_from": job["_id"], "_to": stored["_id"]})
+
+
+def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /workflows/{wf}/complete_jobs``: record up to N finished attempts in one
+    transaction, then (optionally, same transaction) claim more.
+
+    Per item, exactly ``complete_job``'s effects (result with ``attempt_id``/``cause`` and its
+    ``returned`` edge, input hash, status, ``job/complete`` event, downstream processing — done
+    set-based for the whole batch), or a requeue when the failure handler / cause says so
+    (outcome ``retried``, with the rule's ``recovery_script``). Fenced items are ``stale``
+    (409) or ``duplicate`` (200) and write nothing. Raises NotFound (workflow, node) and
+    InvalidInput (bad body, bad process stats): then nothing is written.
+    """
+    node_key = body["compute_node_key"]
+    run_id = body["run_id"]
+    items_in = body["completions"]
+    keys = _check_batch(items_in, "completions", workflow)
+    claim_args = _claim_args(body["claim"]) if body.get("claim") is not None else None
+    out: list[dict[str, Any]] = []
+    with store.transaction(workflow):
+        space, node, jobs = _open_batch(store, workflow, node_key, keys)
+        current_run = space.status.get("run_id")
+        succeeded: list[str] = []
+        failed: list[str] = []
+        for i, (key, item) in enumerate(zip(keys, items_in)):
+            attempt = item["attempt_id"]
+            job = jobs.get(key)
+            fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, current_run)
+            if fenced is not None:
+                out.append(fenced)
+                continue
+            res = item["result"]
+            status = item["status"]
+            old_status = job.get("status")
+            decision = retries.decide(space.config, job, status, item.get("cause") or "exit",
+                                      res["return_code"])
+            if old_status not in leases.HELD_STATUSES:
+                # Canceled while running (workflow cancel): recorded as complete_job does,
+                # never retried.
+                decision = retries.Decision(False, status, decision.cause)
+            if item.get("process_stats"):
+                _process_stats(store, workflow, job, run_id, item["process_stats"], i)
+            if decision.retry:
+                jobs[key] = retries.requeue(store, workflow, job, decision, run_id=run_id,
+                                            result=res, node=node)
+                out.append(_item(key, attempt, "retried", JobStatus.READY.value, 200,
+                                 decision.reason, decision.recovery_script))
+                continue
+            status = decision.status
+            row = {"job_key": key, "run_id": run_id, "status": status, **res}
+            updated = lifecycle.record_completion(store, workflow, job, status, row,
+                                                  cause=decision.cause,
+                                                  changed=old_status != status)
+            jobs[key] = updated
+            if old_status != status and old_status not in model.COMPLETE_STATUSES:
+                (failed if res["return_code"] != 0 else succeeded).append(updated["_id"])
+            lifecycle.complete_event(store, workflow, updated, node, status, res["return_code"])
+            out.append(_item(key, attempt, "completed", status, 200, decision.reason))
+        lifecycle.process_completions(store, workflow, succeeded, failed)
+        claimed = None
+        if claim_args is not None and leases.is_live(node, now_ms()):
+            resources, limit, sort_method, _ = claim_args
+            claimed = _claim_once(store, workflow, node["_key"], resources, limit, sort_method)
+        complete = claimed["is_complete"] if claimed is not None else _is_complete(store, workflow)
+    if claimed is not None and claim_args[3] > 0 and not (
+        claimed["jobs"] or claimed["is_complete"] or claimed["is_canceled"]
+    ):
+        # Wait (long poll) only after the completions committed: never with the lock held.
+        claimed = claim_jobs(store, workflow, {**body["claim"], "compute_node_key": node_key})
+        complete = claimed["is_complete"]
+    return {"items": out, "is_complete": complete, "claimed": claimed}
+
+
+def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /workflows/{wf}/release_jobs``: give held jobs back without a result of their
+    own: each goes back to ``ready`` (``attempt_id + 1``, a result row with the cause, a
+    ``job/retry`` event), no cascade, one transaction. Items are fenced like
+    :func:`complete_jobs`' (``released``, ``duplicate`` or ``stale``)."""
+    node_key = body["compute_node_key"]
+    items_in = body["releases"]
+    keys = _check_batch(items_in, "releases", workflow)
+    out: list[dict[str, Any]] = []
+    with store.transaction(workflow):
+        space, node, jobs = _open_batch(store, workflow, node_key, keys)
+        run_id = space.status.get("run_id")
+        for key, item in zip(keys, items_in):
+            attempt = item["attempt_id"]
+            job = jobs.get(key)
+            fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, run_id,
+                            release=True)
+            if fenced is not None:
+                out.append(fenced)
+                continue
+            cause = item.get("cause") or "interrupted"
+            decision = retries.decide(space.config, job, JobStatus.READY.value, cause, -1)
+            ex = leases.execution(job)
+            elapsed = (now_ms() - ex["claimed_at"]) / 60000 if ex["claimed_at"] else 0.0
+            result = {"return_code": -1, "exec_time_minutes": max(elapsed, 0.0)}
+            jobs[key] = retries.requeue(store, workflow, job, decision, run_id=run_id,
+                                        result=result, node=node)
+            out.append(_item(key, attempt, "released", JobStatus.READY.value, 200,
+                             decision.reason))
+    return {"items": out}
+
+
+# --------------------------------------------------------------------------------------------
+# heartbeat
+# --------------------------------------------------------------------------------------------
+
+
+def heartbeat(store: GraphStore, workflow: str, key: str,
+              body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``POST /workflows/{wf}/compute_nodes/{key}/heartbeat``: renew the node's lease with ONE
+    write (the node document), whatever its job count. ``lost_jobs`` lists the keys of
+    ``job_keys`` (the jobs the worker believes it runs) that it no longer holds.
+
+    Raises NotFound (workflow, node), InvalidInput (bad ``lease_seconds``), Conflict (409: the
+    node's lease already expired or it is inactive; it must register a new node).
+    """
+    body = body or {}
+    seconds = body.get("lease_seconds")
+    if seconds is not None and not 1 <= seconds <= 7 * 86400:
+        raise InvalidInput(f"lease_seconds must be an integer from 1 to 604800: {seconds}")
+    job_keys = [to_key(k, JOBS, workflow) for k in body.get("job_keys") or ()]
+    leases.expire(store, workflow)
+    with store.transaction(workflow):
+        space = workspace(store, workflow)
+        node = _node(store, workflow, key)
+        now = now_ms()
+        leases.require_live_node(node, now)
+        node = leases.renew(store, workflow, node, space.config, now, seconds)
+    lost: list[str] = []
+    if job_keys:
+        held = {d["_key"] for d in store.find(JOBS, workflow, {
+            "_key": In(job_keys), "status": In(leases.HELD_STATUSES),
+            "execution.compute_node": node["_key"]})}
+        lost = [k for k in job_keys if k not in held]
+    return {
+        "lease_expires": node["lease"]["expires"],
+        "heartbeat_seconds": leases.heartbeat_seconds(space.config),
+        "lease_seconds": node["lease"]["seconds"],
+        "is_canceled": bool(space.status.get("is_canceled")),
+        "is_complete": _is_complete(store, workflow),
+        "lost_jobs": lost,
+    }
