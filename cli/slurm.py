@@ -72,7 +72,13 @@ def slurm() -> None:
 
 @slurm.group()
 def schedulers() -> None:
-    """Slurm scheduler configurations (sbatch options) of a workflow."""
+    """Slurm scheduler configurations (sbatch options) of a workflow.
+
+    \b
+    Example:
+        torc-graph slurm schedulers add 12 --name short --walltime 1:00:00
+        torc-graph slurm schedulers list 12
+    """
 
 
 @schedulers.command("add")
@@ -119,7 +125,12 @@ def add_scheduler(client: Client, as_json: bool, workflow: str, **fields: Any) -
 @json_option
 @client_options
 def list_schedulers(client: Client, as_json: bool, workflow: str) -> None:
-    """List WORKFLOW's Slurm schedulers."""
+    """List WORKFLOW's Slurm schedulers.
+
+    \b
+    Example:
+        torc-graph slurm schedulers list 12 --json
+    """
     docs = list(client.iter_items(f"/workflows/{seg(workflow)}/{alloc_mod.SCHEDULERS}"))
     emit_table(docs, SCHEDULER_COLUMNS, as_json, empty="No Slurm schedulers.")
 
@@ -131,7 +142,12 @@ def list_schedulers(client: Client, as_json: bool, workflow: str) -> None:
 @client_options
 @slurm_errors
 def show_scheduler(client: Client, as_json: bool, workflow: str, scheduler: str) -> None:
-    """Show one Slurm scheduler (by key or name)."""
+    """Show one Slurm scheduler (by key or name).
+
+    \b
+    Example:
+        torc-graph slurm schedulers show 12 short
+    """
     doc = alloc_mod.find_scheduler(client, workflow, scheduler)
     if as_json:
         emit_json(doc)
@@ -145,7 +161,12 @@ def show_scheduler(client: Client, as_json: bool, workflow: str, scheduler: str)
 @client_options
 @slurm_errors
 def delete_scheduler(client: Client, workflow: str, scheduler: str) -> None:
-    """Delete one Slurm scheduler (by key or name)."""
+    """Delete one Slurm scheduler (by key or name).
+
+    \b
+    Example:
+        torc-graph slurm schedulers delete 12 short
+    """
     doc = alloc_mod.find_scheduler(client, workflow, scheduler)
     client.delete(f"/workflows/{seg(workflow)}/{alloc_mod.SCHEDULERS}/{seg(doc['_key'])}")
     click.echo(f"Deleted Slurm scheduler {doc['_key']} ({doc.get('name')})")
@@ -198,7 +219,12 @@ def schedule_nodes(client: Client, workflow: str, scheduler: str, num_allocation
 @client_options
 @slurm_errors
 def status(client: Client, as_json: bool, workflow: str) -> None:
-    """WORKFLOW's allocations with their Slurm state and the jobs running in each."""
+    """WORKFLOW's allocations with their Slurm state and the jobs running in each.
+
+    \b
+    Example:
+        torc-graph slurm status 12 --url http://submit-host:8529
+    """
     docs = alloc_mod.allocations(client, workflow)
     ids = [d["scheduler_id"] for d in docs if d.get("scheduler_id")]
     queue = commands.queue(ids) if ids else {}
@@ -230,7 +256,13 @@ def status(client: Client, as_json: bool, workflow: str) -> None:
 @slurm_errors
 def run_jobs(client: Client, workflow: str, output_dir: str, scheduler: str | None,
              max_allocations: int | None, poll_interval: float) -> None:
-    """The worker inside an allocation (started by the allocation's batch script)."""
+    """The worker inside an allocation (started by the allocation's batch script, which
+    `schedule-nodes` writes; not meant to be run by hand).
+
+    \b
+    Example:
+        torc-graph slurm run-jobs 12 --url http://submit-host:8529 --output output
+    """
     allocation = Allocation.from_environment()
     where = None
     if client.url and max_allocations:
