@@ -175,10 +175,12 @@ def test_job_longer_than_the_walltime_is_never_started(slurm_env):
 @pytest.mark.slow
 def test_job_killed_at_the_walltime_is_terminated(slurm_env):
     """The allocation's time limit is cut while a job runs: the worker sees the new end,
-    stops the job before it, and the job is `terminated`."""
-    wf = slurm_env.create(spec("walltime-kill", [{"name": "endless", "command": "sleep 600"}],
-                               [scheduler("s", walltime="00:10:00")], buffer=5,
-                               runtime="PT5M"))
+    kills the job before Slurm does, and (no infrastructure retries left) the job is
+    `terminated` with cause walltime."""
+    body = spec("walltime-kill", [{"name": "endless", "command": "sleep 600"}],
+                [scheduler("s", walltime="00:10:00")], buffer=5, runtime="PT5M")
+    body["config"]["max_infra_retries"] = 0  # else a walltime kill is retried elsewhere
+    wf = slurm_env.create(body)
     [alloc] = slurm_env.schedule(wf, "s", 1)
     wait_for(lambda: slurm_env.jobs(wf, status="submitted"), 60, "the job to start")
     subprocess.run(["scontrol", "update", f"JobId={alloc}", "TimeLimit=00:01:00"], check=True)
@@ -187,6 +189,7 @@ def test_job_killed_at_the_walltime_is_terminated(slurm_env):
     assert job["status"] == "terminated"
     [result] = slurm_env.results(wf)
     assert result["status"] == "terminated" and result["return_code"] != 0
+    assert result["cause"] == "walltime"
 
 
 @pytest.mark.slow
