@@ -19,6 +19,7 @@ from typing import Any
 
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
 from torc_graph.runner.local import RunnerSummary
+from torc_graph.runner.signals import SignalTrap
 from torc_graph.slurm import allocations as alloc_mod
 from torc_graph.slurm import commands
 from torc_graph.slurm.commands import SlurmError
@@ -61,16 +62,14 @@ class SlurmRun:
         :data:`DRAIN_SECONDS` to stop by themselves first)."""
         t0 = time.monotonic()
         self.run_id = int(self.client.get_status(self.wf).get("run_id", 0))
-        old = self._install_signal_handlers()
         clean_exit = False
         try:
-            self.submitted += alloc_mod.submit(self.client, self.wf, self.scheduler,
-                                               self.num_allocations, self.where)
-            self._follow()
+            with SignalTrap(self._on_signal):
+                self.submitted += alloc_mod.submit(self.client, self.wf, self.scheduler,
+                                                   self.num_allocations, self.where)
+                self._follow()
             clean_exit = self.summary.reason == "the workflow is complete"
         finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
             if clean_exit:  # the workers see the completion and stop by themselves
                 self._wait_for_allocations(DRAIN_SECONDS)
             self._cancel_allocations()
@@ -150,14 +149,6 @@ class SlurmRun:
         if canceled:
             logger.info("canceled allocations %s", canceled)
 
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        old = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, self._on_signal)
-        return old
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int) -> None:
         self._stop = signum
         self._wake.set()
