@@ -4,6 +4,7 @@ walltime, cancel, sacct figures."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -209,3 +210,28 @@ def test_workflow_cancel_leaves_squeue_empty(slurm_env):
     assert {status[j["_key"]] for j in running} == {"canceled"}
     assert not {"submitted", "submitted_pending"} & set(status.values())  # torc: ready stays
     assert slurm_env.client.is_complete(wf)["is_canceled"]
+
+
+@pytest.mark.slow
+def test_torc_client_0_6_4_slurm_flow(slurm_env):
+    """torc-client 0.6.4's own `hpc slurm add-config` / `schedule-nodes` (whose allocation runs
+    torc's `hpc slurm run-jobs`) works against torc_graph on the real Slurm. torc's worker
+    needs `--mem` (it reads SLURM_MEM_PER_NODE)."""
+    torc = shutil.which("torc")
+    if torc is None:
+        pytest.skip("torc-client 0.6.4 (the `torc` command) is not installed")
+    jobs = [{"name": f"j{i}", "command": "sleep 1"} for i in range(4)]
+    wf = slurm_env.create(spec("torc-client", jobs, []))
+    base = [torc, "-u", slurm_env.url, "-k", wf, "-n", "hpc", "slurm"]
+    subprocess.run(base + ["add-config", "-N", "tc", "-a", "acct", "-w", "00:05:00", "-m", "2G",
+                           "-e", "--cpus-per-task=2"], check=True, capture_output=True)
+    [config] = slurm_env.client.iter_items(f"/workflows/{wf}/slurm_schedulers")
+    subprocess.run(base + ["schedule-nodes", "-n", "1", "-s", config["_key"], "-o",
+                           str(slurm_env.output), "-p", "1"], check=True, capture_output=True)
+    [alloc] = alloc_mod.allocations(slurm_env.client, wf)
+    assert alloc["status"] == "pending" and alloc["scheduler_id"].isdigit()
+    slurm_env.wait_complete(wf, timeout=90)
+    assert {j["status"] for j in slurm_env.jobs(wf)} == {"done"}
+    assert {r["return_code"] for r in slurm_env.results(wf)} == {0}
+    nodes = list(slurm_env.client.iter_items(f"/workflows/{wf}/compute_nodes"))
+    assert [n["scheduler"].get("slurm_job_id") for n in nodes] == [alloc["scheduler_id"]]
