@@ -37,6 +37,9 @@ JOB_FIELDS = ("_key", "_id", "name", "status", "command", "invocation_script",
 #: A job's own results: every attempt, with its cause (docs/execution-model.md §3).
 ATTEMPT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.header not in ("JOB_KEY", "JOB")) + (
     Column("CAUSE", "cause"),)
+SLURM_STEP_COLUMNS = tuple(Column(f.upper(), f) for f in (
+    "run_id", "slurm_job_id", "step_id", "node", "state", "exit_code", "max_rss_bytes",
+    "elapsed_seconds"))
 RELATED_JOB_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"), Column("STATUS", "status"))
 RELATED_FILE_COLUMNS = (Column("KEY", "_key"), Column("NAME", "name"),
                         Column("PATH", "path", wide=True))
@@ -127,6 +130,11 @@ def show(client: Client, as_json: bool, workflow: str, job: str) -> None:
     click.echo(section("Results"))
     click.echo(render_table(details["results"], ATTEMPT_COLUMNS) if details["results"]
                else "(none)")
+    slurm_rows = [{"run_id": r.get("run_id"), **r["slurm"]} for r in details["results"]
+                  if r.get("slurm")]  # sacct figures of Slurm job steps (torc_graph.slurm)
+    if slurm_rows:
+        click.echo(section("Slurm job steps (sacct)"))
+        click.echo(render_table(slurm_rows, SLURM_STEP_COLUMNS))
 
 
 @jobs.command("logs")

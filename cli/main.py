@@ -169,3 +169,8 @@ cli.add_command(run)
 from torc_graph.cli.tokens import tokens  # noqa: E402
 
 cli.add_command(tokens)
+
+# Slurm: the `slurm` group (and `workflows sync`, attached to the `workflows` group).
+from torc_graph.cli.slurm import slurm  # noqa: E402
+
+cli.add_command(slurm)

@@ -99,9 +99,16 @@ def runner_options(func: F) -> F:
               help="Always create a new workflow from SPEC, even if one with the same name and "
                    "content exists.")
 @runner_options
+@click.option("--slurm", "on_slurm", is_flag=True,
+              help="Run the jobs in Slurm allocations instead of on this machine (see "
+                   "`torc-graph slurm --help`).")
+@click.option("--scheduler", help="With --slurm: the Slurm scheduler (name or key) "
+                                  "[default: the spec's only one].")
+@click.option("--num-allocations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --slurm: allocations to submit (and the most live at once).")
 @client_options
 def run(target: str, dry_run: bool, force_new: bool, client: Client, options: RunnerOptions,
-        progress: bool) -> None:
+        progress: bool, on_slurm: bool, scheduler: str | None, num_allocations: int) -> None:
     """Run a workflow on this machine: create it from a SPEC file, or resume one.
 
     SPEC is a workflow specification file in JSON, JSON5 (.json5) or YAML (.yaml, .yml). If a
@@ -158,6 +165,11 @@ def run(target: str, dry_run: bool, force_new: bool, client: Client, options: Ru
             show_plan(client, spec, wf, f"workflow {wf} ({spec.get('name') or 'unnamed'})")
             return
         resume(client, wf, f"Resuming workflow {wf}")
+    if on_slurm:
+        from torc_graph.cli.slurm import run_on_slurm
+
+        run_on_slurm(client, wf, options, progress, scheduler, num_allocations)
+        return
     _run_worker(client, wf, options, progress)
 
 

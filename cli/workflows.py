@@ -208,7 +208,8 @@ def reset(client: Client, workflow: str, failed_only: bool) -> None:
 @click.argument("workflow")
 @client_options
 def cancel(client: Client, workflow: str) -> None:
-    """Cancel a workflow: running and claimed jobs become canceled, workers stop.
+    """Cancel a workflow: running and claimed jobs become canceled, workers stop, and its
+    Slurm allocations are scancel'ed.
 
     \b
     Example:
@@ -216,6 +217,9 @@ def cancel(client: Client, workflow: str) -> None:
     """
     client.cancel_workflow(workflow)
     click.echo(f"Canceled workflow {workflow}")
+    from torc_graph.cli.slurm import cancel_allocations  # Slurm hook: scancel its allocations
+
+    cancel_allocations(client, workflow)
 
 
 # ------------------------------------------------------------------------------------------

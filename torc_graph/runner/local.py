@@ -68,6 +68,9 @@ class LocalRunner:
     ``on_progress(runner)`` is called once per loop iteration (it should rate-limit itself).
     """
 
+    #: How a job's process is made (the Slurm worker launches jobs as job steps).
+    process_class: type[JobProcess] = JobProcess
+
     def __init__(self, client: Client, workflow_key: str, options: RunnerOptions | None = None,
                  on_progress: Callable[[LocalRunner], None] | None = None):
         self.client = client
@@ -184,7 +187,8 @@ class LocalRunner:
         self.slots = JobSlots(self.total, output_dir=self.output_dir, env=env, cwd=opts.cwd,
                               termination_grace=float(opts.termination_grace),
                               max_parallel_jobs=opts.max_parallel_jobs,
-                              stats_interval=opts.sampling_interval(self.config))
+                              stats_interval=opts.sampling_interval(self.config),
+                              process_class=self.process_class)
         # Server calls of the loop must not block in the client's own connect retries.
         loop_client = self.client
         if self.client.url:

@@ -29,6 +29,8 @@ class ComputeNode:
         self.resources = resources
         self.output_dir = output_dir
         self.hostname = socket.gethostname()
+        #: The document's ``scheduler`` object; None: a local worker's.
+        self.scheduler: dict[str, Any] | None = None
         self.doc: dict[str, Any] | None = None
 
     @property
@@ -45,8 +47,8 @@ class ComputeNode:
             "start_time": str(_dt.datetime.now()),
             "resources": self.resources.to_body(),
             "is_active": True,
-            "scheduler": {"hostname": self.hostname, "scheduler_type": "local",
-                          "output_dir": str(self.output_dir)},
+            "scheduler": self.scheduler or {"hostname": self.hostname, "scheduler_type": "local",
+                                            "output_dir": str(self.output_dir)},
         }, stop=stop)
         return self.key
 

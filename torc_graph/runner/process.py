@@ -135,7 +135,7 @@ class JobProcess:
         self.start_wall = time.time()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
-                argv = argv_for(command_line(self.job))
+                argv = self.argv()
                 self.popen = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=self.env,
                     cwd=self.cwd, start_new_session=True, close_fds=True,
@@ -149,6 +149,11 @@ class JobProcess:
                 self.pidfd = os.pidfd_open(self.popen.pid)
             except OSError:  # kernels before 5.3: the runner polls instead
                 self.pidfd = None
+
+    def argv(self) -> list[str]:
+        """The job's argv (a launcher such as srun prefixes it in a subclass). Raises
+        ValueError (see :func:`argv_for`)."""
+        return argv_for(command_line(self.job))
 
     @property
     def started(self) -> bool:

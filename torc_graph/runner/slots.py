@@ -33,8 +33,9 @@ class JobSlots:
 
     def __init__(self, total: Resources, *, output_dir: Path, env: dict[str, str],
                  cwd: str | None, termination_grace: float, max_parallel_jobs: int | None,
-                 stats_interval: float | None):
+                 stats_interval: float | None, process_class: type[JobProcess] = JobProcess):
         self.total = total
+        self.process_class = process_class  # how a job's process is made (Slurm: a job step)
         self.in_use = Resources(0, 0.0, 0)
         self.procs: dict[str, JobProcess] = {}
         self.output_dir = output_dir
@@ -78,7 +79,7 @@ class JobSlots:
         key = job["_key"]
         env = dict(self.env)
         env["TORC_JOB_KEY"] = key
-        proc = JobProcess(job, run_id, self.output_dir, env, self.cwd)
+        proc = self.process_class(job, run_id, self.output_dir, env, self.cwd)
         proc.start()
         self.procs[key] = proc
         self.in_use = self.in_use + Resources.of_job(job)
