@@ -35,8 +35,8 @@ from torc_graph.runner.local import (
     RunnerOptions,
     RunnerSummary,
 )
+from torc_graph.spec.formats import FORMATS as SPEC_FORMATS
 from torc_graph.runner.workflow import (
-    SPEC_FORMATS,
     StartError,
     all_uninitialized,
     restart_workflow,
@@ -111,7 +111,7 @@ def run(target: str, dry_run: bool, force_new: bool, client: Client, options: Ru
         progress: bool, on_slurm: bool, scheduler: str | None, num_allocations: int) -> None:
     """Run a workflow on this machine: create it from a SPEC file, or resume one.
 
-    SPEC is a workflow specification file in JSON, JSON5 (.json5) or YAML (.yaml, .yml). If a
+    SPEC is a workflow specification file in JSON, JSON5 (.json5), YAML (.yaml, .yml) or KDL (.kdl), in torc v0.6.4's or current torc's format. If a
     workflow with the same name was created from the same content before, it is resumed: jobs
     that are done and whose inputs did not change are skipped (torc's change detection: input
     files changed on disk, missing outputs, changed user data), failed, canceled and
