@@ -111,8 +111,8 @@ def run(target: str, dry_run: bool, force_new: bool, client: Client, options: Ru
         progress: bool, on_slurm: bool, scheduler: str | None, num_allocations: int) -> None:
     """Run a workflow on this machine: create it from a SPEC file, or resume one.
 
-    SPEC is a workflow specification file in JSON, JSON5 (.json5), YAML (.yaml, .yml) or KDL (.kdl), in torc v0.6.4's or current torc's format. If a
-    workflow with the same name was created from the same content before, it is resumed: jobs
+    SPEC is a workflow specification file (torc v0.6.4's or current torc's format) in JSON,
+    JSON5 (.json5), YAML (.yaml, .yml) or KDL (.kdl). If a workflow with the same name was created from the same content before, it is resumed: jobs
     that are done and whose inputs did not change are skipped (torc's change detection: input
     files changed on disk, missing outputs, changed user data), failed, canceled and
     terminated jobs run again, and so does everything downstream of them. --new creates a
