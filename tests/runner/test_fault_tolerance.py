@@ -160,6 +160,47 @@ def test_sigint_to_the_process_group_releases_jobs_and_a_second_run_resumes(
     assert sum(runs[f"s{i}"] for i in (1, 2, 3)) == 5  # two interrupted, then all three
 
 
+@pytest.mark.slow
+def test_ctrl_c_of_torc_graph_run_then_run_again_resumes_the_same_workflow(
+        client, db_url, workdir):
+    """Issue 8 acceptance: Ctrl-C (SIGINT to the process group) during `torc-graph run SPEC`
+    of a fan-in cancels nothing, and running the same command again resumes that workflow
+    without rerunning done jobs."""
+    import json
+
+    (workdir / "pids").mkdir()
+    spec = workdir / "fan_in.json"
+    spec.write_text(json.dumps({"name": "fan_in", "jobs": FAN_IN}))
+    argv = cli_argv("run", str(spec), "--database", db_url, "--num-cpus", "2",
+                    "--no-progress", "--output", str(workdir / "output"))
+    env = clean_env(PATH=os.environ["PATH"])
+    proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert wait_for(lambda: len(list((workdir / "pids").iterdir())) == 2, 60), \
+            proc.stdout.read1()
+        pids = [int(p.read_text()) for p in (workdir / "pids").iterdir()]
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_for(lambda: not any(alive(p) for p in pids), 10)
+    (wf,) = [w["_key"] for w in client.get("/workflows")["items"]]
+    statuses = Counter(j["status"] for j in client.list_jobs(wf))
+    assert statuses == {"done": 2, "ready": 3, "blocked": 1}  # 0 canceled, 0 terminated
+    (workdir / "release").touch()
+    again = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Resuming workflow" in again.stderr
+    assert [w["_key"] for w in client.get("/workflows")["items"]] == [wf]  # no new workflow
+    assert all(j["status"] == "done" for j in client.list_jobs(wf))
+    runs = Counter((workdir / "runs.log").read_text().split())
+    assert runs["q1"] == runs["q2"] == runs["join"] == 1  # done jobs did not run again
+    assert sum(runs[f"s{i}"] for i in (1, 2, 3)) == 5  # two interrupted, then all three
+
+
 # ---------------------------------------------------------------------- heartbeats and polls
 
 def test_heartbeat_is_one_request_for_all_jobs_and_lost_jobs_are_killed(
