@@ -36,7 +36,7 @@ JOB_FIELDS = ("_key", "_id", "name", "status", "command", "invocation_script",
               "internal")
 #: A job's own results: every attempt, with its cause (docs/execution-model.md §3).
 ATTEMPT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.header not in ("JOB_KEY", "JOB")) + (
-    Column("CAUSE", "cause"),)
+    Column("ATTEMPT", "attempt_id"), Column("CAUSE", "cause"))
 SLURM_STEP_COLUMNS = tuple(Column(f.upper(), f) for f in (
     "run_id", "slurm_job_id", "step_id", "node", "state", "exit_code", "max_rss_bytes",
     "elapsed_seconds"))
