@@ -261,9 +261,8 @@ def _run_worker(client: Client, wf: str, options: RunnerOptions, progress: bool)
 
 
 def running_names(runner: Any) -> list[str]:
-    """Names of the jobs the runner has running now (its ``procs``), in start order."""
-    procs = getattr(runner, "procs", None) or {}
-    return [str(p.job.get("name") or p.key) for p in procs.values()]
+    """Names of the jobs the runner has running now, in start order."""
+    return runner.running_job_names()
 
 
 class Progress:

@@ -19,6 +19,7 @@ EXPECTED = {
     "fan_in.yaml": (1002, {"part_0042": ["setup"], "total": None}),
     "pipeline.kdl": (5, {"report": ["train_0.1", "train_0.2", "train_0.4"]}),
     "retry.yaml": (3, {"flaky": ["setup"]}),
+    "slurm.yaml": (8, {}),
 }
 
 

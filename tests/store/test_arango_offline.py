@@ -536,7 +536,8 @@ def test_transaction_routes_queries_commits_and_locks_jobs_exclusively(store, fa
     assert len(begins) == 1
     kwargs = begins[0][1]
     assert kwargs["exclusive"] == ["jobs__12"] and "jobs__12" not in kwargs["write"]
-    assert len(kwargs["write"]) == len(model.Collection) + len(model.Edge) - 1 + 5
+    assert len(kwargs["write"]) == (len(model.Collection) + len(model.Edge) - 1
+                                    + len(model.GlobalCollection) + len(model.GlobalEdge))
     assert fake.tx_events[-1][0] == "commit"
     assert {e[0] for e in fake.log[2:4]} == {"tx"}
     store.count("jobs", "12")

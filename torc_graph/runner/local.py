@@ -142,6 +142,11 @@ class LocalRunner:
     def running(self) -> int:
         return len(self.slots) if self.slots is not None else 0
 
+    def running_job_names(self) -> list[str]:
+        """Names (else keys) of the jobs running now, in start order (progress displays)."""
+        procs = self.slots.procs.values() if self.slots is not None else ()
+        return [str(p.job.get("name") or p.key) for p in list(procs)]
+
     # ------------------------------------------------------------------ setup
 
     def _prepare(self) -> None:
