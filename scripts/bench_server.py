@@ -117,7 +117,8 @@ def _gunicorn(kind: str, db: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "4", "-k", kind, *threads, "-b",
          f"127.0.0.1:{port}", "--timeout", "300", "torc_graph.app:get_app()"],
-        env=clean_env(TORC_GRAPH_DATABASE=db, TORC_GRAPH_LOG_LEVEL="warning"),
+        env=clean_env(TORC_GRAPH_DATABASE=db, TORC_GRAPH_LOG_LEVEL="warning",
+                      TORC_GRAPH_AUTH="off"),  # loopback benchmark of worker classes
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
