@@ -505,5 +505,5 @@ def test_migration_0003_converts_existing_jobs(db):
     assert _raw(store, "1", "4", "i_num_cpus") == (None,)  # not exact at 15 digits: stays JSON
     assert [d["_key"] for d in store.find("jobs", "1", {"status": "ready"})] == ["2"]
     assert [d["_key"] for d in store.find("jobs", "1", {"status": 7})] == ["3"]
-    assert store.info()["migrations"][-1] == "0003_job_columns"
+    assert "0003_job_columns" in store.info()["migrations"]
     store.close()
