@@ -312,6 +312,18 @@ def test_failure_after_the_workflow_was_created_leaves_nothing(store, collection
     assert dump(store) == before
 
 
+def test_the_owner_is_written_with_the_workflow_and_removed_with_a_failed_spec(store):
+    owner = {"token": "9", "name": "editor"}
+    spec = validation.validate("workflow_specification", diamond_spec())
+    wf = specs.add_workflow_specification(store, spec, owner=owner)["_key"]
+    assert store.get("workflow_owners", None, wf)["token"] == "9"
+    before = dump(store)
+    with pytest.raises(StoreError):
+        specs.add_workflow_specification(FailingStore(store, "insert_many", "jobs"),
+                                         copy.deepcopy(spec), owner=owner)
+    assert dump(store) == before  # no workflow and no owner record left behind
+
+
 def test_failing_config_update_leaves_nothing(store):
     before = dump(store)
     with pytest.raises(StoreError):

@@ -21,6 +21,18 @@ def test_create_defaults(store):
     assert {k: v for k, v in status.items() if not k.startswith("_")} == w.initial_status()
 
 
+def test_create_with_an_owner_and_a_taken_key_writes_no_owner(store):
+    wf = w.create_workflow(store, {"user": "u", "_key": "mine"},
+                           owner={"token": "3", "name": "alice"})["_key"]
+    owner = store.get("workflow_owners", None, wf)
+    assert (owner["_key"], owner["token"], owner["name"]) == ("mine", "3", "alice")
+    with pytest.raises(InvalidInput):
+        w.create_workflow(store, {"_key": "mine"}, owner={"token": "4", "name": "mallory"})
+    assert store.get("workflow_owners", None, "mine")["name"] == "alice"
+    assert w.create_workflow(store, {"user": "u"})["_key"] not in {
+        o["_key"] for o in store.find("workflow_owners", None)}
+
+
 def test_custom_key_and_duplicate(store):
     assert w.create_workflow(store, {"user": "u", "_key": "abc"})["_key"] == "abc"
     with pytest.raises(InvalidInput, match="already exists"):

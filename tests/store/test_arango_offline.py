@@ -436,6 +436,7 @@ def exercise_every_method(store, wf="12"):
         list(store.iter_find("jobs", wf, {"status": "ready"}, order_by=[("x", True)], batch_size=1))
     space = store.create_workflow({"name": HOSTILE}, {"a": HOSTILE}, {"run_id": 0})
     store.delete_workflow(space.workflow["_key"])
+    store.create_workflow({"name": "o"}, {}, {}, owner={"token": "1", "name": HOSTILE})
 
 
 def test_every_method_builds_sound_queries(store, fake):
@@ -579,6 +580,36 @@ def test_create_workflow_does_not_drop_collections_it_did_not_create(store, fake
         store.create_workflow({"_key": "w2"}, {}, {})
     assert "jobs__w2" in fake.collections
     assert not any(n.endswith("__w2") and n != "jobs__w2" for n in fake.collections)
+
+
+@pytest.mark.parametrize("owner", [{"token": "7", "name": HOSTILE}, None])
+def test_create_workflow_writes_its_owner_in_the_same_transaction(store, fake, owner):
+    store.count("jobs", "1")
+    fake.log.clear()
+    space = store.create_workflow({"_key": "w5"}, {}, {}, owner=owner)
+    assert space.workflow["_key"] == "w5"
+    creates = fake.queries("LET w = FIRST((INSERT")
+    assert len(creates) == 1 and creates[0][0] == "tx"  # one query, in the stream transaction
+    db, text, bind, _ = creates[0]
+    assert "workflow_owners" in bind.values()
+    owner_clause = text[text.index("LET o = ("):]
+    owners = [v for v in bind.values() if isinstance(v, list)]
+    if owner is None:  # a stale record of the key is removed
+        assert owner_clause.startswith("LET o = (REMOVE") and owners == []
+    else:  # inserted with the workflow's key, replacing a stale record
+        assert "INSERT r INTO" in owner_clause and "overwriteMode" in owner_clause
+        (doc,) = owners[0]
+        assert doc["_key"] == "w5" and doc["token"] == "7" and doc["name"] == HOSTILE
+        assert SEQ_FIELD in doc
+    assert [e[0] for e in fake.tx_events[-2:]] == ["begin", "commit"]
+    assert_queries_sound(fake, HOSTILE)
+
+
+def test_delete_workflow_removes_the_owner_record_in_its_transaction(store, fake):
+    store.delete_workflow("12")
+    (_, text, bind, _), = [e for e in fake.log if "REMOVE" in e[1] and "RETURN OLD" in e[1]]
+    own = next(k for k, v in bind.items() if v == "workflow_owners")
+    assert f"REMOVE o IN @{own}" in text
 
 
 def test_delete_workflow_drops_graph_collections_then_documents(store, fake):

@@ -56,6 +56,36 @@ def test_create_workflow_custom_key_and_duplicate(store, new_wf):
     assert store.count("workflows", None, {"_key": "customwf"}) == 1
 
 
+def test_create_workflow_records_its_owner_and_delete_removes_it(store, new_wf):
+    owned = store.create_workflow({"_key": "ownedwf"}, {}, {"run_id": 0},
+                                  owner={"token": "7", "name": "alice"}).workflow["_key"]
+    assert store.get("workflow_owners", None, owned)["token"] == "7"
+    with pytest.raises(UniqueConstraintViolated):  # a taken key changes no owner either
+        store.create_workflow({"_key": "ownedwf"}, {}, {}, owner={"token": "8", "name": "eve"})
+    assert store.get("workflow_owners", None, owned)["token"] == "7"
+    unowned = new_wf()
+    with pytest.raises(NotFound):
+        store.get("workflow_owners", None, unowned)
+    store.delete_workflow(owned)
+    with pytest.raises(NotFound):
+        store.get("workflow_owners", None, owned)
+
+
+def test_create_workflow_replaces_a_stale_owner_record(store):
+    # Older versions kept the owner record after a delete; a new workflow of that key must not
+    # inherit it, with or without an owner of its own.
+    store.insert("workflow_owners", None, {"_key": "reused", "token": "1", "name": "old"})
+    store.create_workflow({"_key": "reused"}, {}, {"run_id": 0},
+                          owner={"token": "2", "name": "new"})
+    assert store.get("workflow_owners", None, "reused")["name"] == "new"
+    store.delete_workflow("reused")
+    store.insert("workflow_owners", None, {"_key": "reused", "token": "1", "name": "old"})
+    store.create_workflow({"_key": "reused"}, {}, {"run_id": 0})
+    with pytest.raises(NotFound):
+        store.get("workflow_owners", None, "reused")
+    store.delete_workflow("reused")
+
+
 def test_workflow_space_missing(store):
     with pytest.raises(NotFound):
         store.workflow_space("nope")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 from typing import Any
@@ -66,7 +65,8 @@ EXECUTE_COLLECTIONS = frozenset({
 EXECUTE_EDGES = frozenset({"node_used", "process_used"})
 #: Collections whose documents a runner updates (``PUT``): produced files' ``st_mtime``.
 EXECUTE_UPDATES = frozenset({"files"})
-#: Routes that create a workflow (the token becomes its owner).
+#: Routes that create a workflow (the token becomes its owner: their handlers pass
+#: :func:`request_owner` down to the store, which records it in the creating transaction).
 CREATE_ROUTES = frozenset({"/workflows", "/workflow_specifications"})
 #: Routes without a workflow an executor may read.
 EXECUTOR_GLOBAL_READS = frozenset({"/ping", "/version"})
@@ -151,8 +151,15 @@ def credential(req: falcon.Request) -> str | None:
     return None
 
 
+def request_owner(req: falcon.Request) -> dict[str, Any] | None:
+    """The owner record of a workflow created by ``req``: its authenticated token's
+    (:func:`torc_graph.engine.tokens.owner_record`), or None when authentication is off."""
+    token = req.context.get(_CONTEXT)
+    return None if token is None else tokens.owner_record(token)
+
+
 class AuthMiddleware:
-    """Falcon middleware: 401 before routing, 403 after it, owner recording and audit log."""
+    """Falcon middleware: 401 before routing, 403 after it, audit log."""
 
     def __init__(self, store: GraphStore):
         self.store = store
@@ -191,19 +198,6 @@ class AuthMiddleware:
         if token is None or req.method in _READ_METHODS:
             return
         status = resp.status_code if hasattr(resp, "status_code") else resp.status
-        template = req.uri_template or req.path
-        if req_succeeded and template in CREATE_ROUTES and req.method == "POST":
-            key = _created_key(resp)
-            if key:
-                tokens.set_owner(self.store, key, token)
         audit.info("token=%s name=%s role=%s %s %s -> %s", token["_key"], token["name"],
                    token["role"], req.method, req.path, status)
 
-
-def _created_key(resp: falcon.Response) -> str | None:
-    body = resp.text if resp.text is not None else resp.data
-    try:
-        doc = json.loads(body) if body else None
-    except ValueError:
-        return None
-    return doc.get("_key") if isinstance(doc, dict) else None

@@ -16,7 +16,7 @@ from typing import Any
 import falcon
 
 from torc_graph import validation
-from torc_graph.api import media, params
+from torc_graph.api import auth, media, params
 from torc_graph.api.route import Action
 from torc_graph.engine.common import require_workflow, to_key
 from torc_graph.store.base import GraphStore
@@ -65,4 +65,6 @@ class ActionResource:
             if body is not None and not action.raw_body:
                 body = validation.validate(action.body, body)
             kwargs["body"] = body
+        if action.owner:
+            kwargs["owner"] = auth.request_owner(req)
         return kwargs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import falcon
 
 from torc_graph import model
-from torc_graph.api import media
+from torc_graph.api import auth, media
 from torc_graph.api.crud import listing
 from torc_graph.engine import jobs, workflows
 from torc_graph.store.base import GraphStore
@@ -29,7 +29,8 @@ class WorkflowsResource(_Resource):
         media.send_json_bytes(resp, body)
 
     def on_post(self, req, resp) -> None:
-        media.send_json(resp, workflows.create_workflow(self.store, self.body(req)))
+        media.send_json(resp, workflows.create_workflow(self.store, self.body(req),
+                                                        owner=auth.request_owner(req)))
 
 
 class WorkflowResource(_Resource):

@@ -374,13 +374,15 @@ def _check_cycles(job_specs: Sequence[Mapping[str, Any]], jobs: Sequence[_JobPla
 # ----------------------------------------------------------------------------------------------
 
 
-def add_workflow_specification(store: GraphStore, body: Mapping[str, Any]) -> Document:
+def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
+                               owner: Mapping[str, Any] | None = None) -> Document:
     """``POST /workflow_specifications``: create the workflow described by ``body``.
 
     ``body`` has been validated against the ``workflow_specification`` schema (defaults filled;
     :func:`create_from_specification` validates a raw one). Everything is checked before the
     first write (:func:`plan_specification`), so a bad specification writes nothing. Then the
-    workflow is created (one atomic store operation) and every document, edge and the config
+    workflow is created together with its ``owner`` record (one atomic store operation; see
+    :func:`.workflows.create_workflow`) and every document, edge and the config
     are written in one ``transaction(workflow)`` with a constant number of store calls. If that
     transaction fails (e.g. a storage error), the new workflow is deleted again, so a failed
     POST leaves the database unchanged.
@@ -396,7 +398,7 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any]) -> Do
     key = plan.workflow.get("_key")
     if key is not None and store.workflow_exists(key):
         raise InvalidInput(f"a workflow with key={key} already exists")
-    created = workflows.create_workflow(store, plan.workflow)
+    created = workflows.create_workflow(store, plan.workflow, owner=owner)
     try:
         with store.transaction(created["_key"]):
             _write(store, created["_key"], plan)
@@ -407,13 +409,14 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any]) -> Do
     return created
 
 
-def create_from_specification(store: GraphStore, body: Any) -> Document:
+def create_from_specification(store: GraphStore, body: Any,
+                              owner: Mapping[str, Any] | None = None) -> Document:
     """``POST /workflow_specifications``: create the workflow of a raw specification in either
     dialect (torc v0.6.4, or current torc: expanded and converted by
     :func:`torc_graph.spec.normalize`), validated with defaults filled; see
     :func:`add_workflow_specification`. Raises InvalidInput (400) naming the entry and field."""
     valid = validation.validate("workflow_specification", spec_formats.normalize(body))
-    return add_workflow_specification(store, valid)
+    return add_workflow_specification(store, valid, owner=owner)
 
 
 def _write(store: GraphStore, wf: str, plan: Plan) -> None:

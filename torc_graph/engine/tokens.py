@@ -14,7 +14,8 @@ Roles (what each may do is decided in :mod:`torc_graph.api.auth`): ``reader`` re
 workflow; ``editor`` also creates workflows and changes the ones it owns; ``executor`` runs the
 jobs of ONE workflow (``workflow`` is required) and should expire; ``admin`` does everything,
 including token management. The owner of a workflow is recorded in ``workflow_owners`` (document
-key = workflow key, ``{"token": key, "name": name}``).
+key = workflow key, ``{"token": key, "name": name}``, :func:`owner_record`) by
+``store.create_workflow``, in the same transaction as the workflow itself.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from torc_graph import model
 from torc_graph.engine.common import now_iso
-from torc_graph.errors import InvalidInput, NotFound, UniqueConstraintViolated
+from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store.base import Document, GraphStore
 
 TOKENS = model.GlobalCollection.AUTH_TOKENS.value
@@ -130,13 +131,11 @@ def has_admin(store: GraphStore) -> bool:
                for d in store.find(TOKENS, None, {"role": Role.ADMIN.value}))
 
 
-def set_owner(store: GraphStore, workflow: str, token: Document) -> None:
-    """Record ``token`` as the owner of ``workflow`` (first writer wins; idempotent)."""
-    try:
-        store.insert(OWNERS, None, {"_key": workflow, "token": token["_key"],
-                                    "name": token.get("name")})
-    except UniqueConstraintViolated:
-        pass  # an existing owner stays the owner
+def owner_record(token: Document) -> Document:
+    """The owner record of workflows created with ``token`` (plain data for
+    :func:`torc_graph.engine.workflows.create_workflow` and the specification endpoint, which
+    store it in the transaction that creates the workflow)."""
+    return {"token": token["_key"], "name": token.get("name")}
 
 
 def owner(store: GraphStore, workflow: str) -> dict[str, Any] | None:

@@ -44,11 +44,15 @@ def initial_status() -> dict[str, Any]:
     }
 
 
-def create_workflow(store: GraphStore, body: Mapping[str, Any]) -> dict[str, Any]:
+def create_workflow(store: GraphStore, body: Mapping[str, Any],
+                    owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``POST /workflows``: validate, fill the timestamp, create config and status.
 
+    ``owner``: the record of the authenticated principal creating it
+    (:func:`torc_graph.engine.tokens.owner_record`; None without authentication).
     A custom ``_key`` is allowed; a taken one is InvalidInput (400, as the original).
-    Atomic: ``store.create_workflow`` writes the three documents and their edges together.
+    Atomic: ``store.create_workflow`` writes the three documents, their edges and the owner
+    record together, so no acknowledged (or crash-surviving) workflow lacks its owner.
     """
     doc = validation.validate("workflow", body)
     if not doc.get("timestamp"):
@@ -60,7 +64,7 @@ def create_workflow(store: GraphStore, body: Mapping[str, Any]) -> dict[str, Any
     if key is not None and store.workflow_exists(key):
         raise InvalidInput(f"a workflow with key={key} already exists")
     try:
-        return store.create_workflow(doc, config, initial_status()).workflow
+        return store.create_workflow(doc, config, initial_status(), owner=owner).workflow
     except UniqueConstraintViolated:
         raise InvalidInput(f"a workflow with key={key} already exists") from None
 

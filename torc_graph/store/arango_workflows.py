@@ -1,5 +1,6 @@
-"""Workflow lifecycle on ArangoDB: create (DDL, then the three global documents and their
-edges in one stream transaction; the DDL is compensated on failure), delete, read.
+"""Workflow lifecycle on ArangoDB: create (DDL, then the three global documents, their edges
+and the owner record in one stream transaction; the DDL is compensated on failure), delete,
+read.
 
 DDL is not transactional in ArangoDB, so a workflow's collections, indexes and graph are made
 first (:class:`~torc_graph.store.arango_layout.Layout`) and dropped again if the documents
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from torc_graph import model
@@ -23,9 +25,10 @@ from torc_graph.store.base import Document, WorkflowSpace
 
 log = logging.getLogger(__name__)
 
-_WF, _CONF, _STAT = (c.value for c in (model.GlobalCollection.WORKFLOWS,
-                                       model.GlobalCollection.WORKFLOW_CONFIGS,
-                                       model.GlobalCollection.WORKFLOW_STATUSES))
+_WF, _CONF, _STAT, _OWN = (c.value for c in (model.GlobalCollection.WORKFLOWS,
+                                             model.GlobalCollection.WORKFLOW_CONFIGS,
+                                             model.GlobalCollection.WORKFLOW_STATUSES,
+                                             model.GlobalCollection.WORKFLOW_OWNERS))
 _HAS_CONF = model.GlobalEdge.HAS_WORKFLOW_CONFIG.value
 _HAS_STAT = model.GlobalEdge.HAS_WORKFLOW_STATUS.value
 
@@ -60,7 +63,8 @@ class WorkflowOps:
                 handle.abort_transaction()
             raise
 
-    def create_workflow(self, workflow: Document, config: Document, status: Document) -> WorkflowSpace:
+    def create_workflow(self, workflow: Document, config: Document, status: Document,
+                        owner: Mapping[str, Any] | None = None) -> WorkflowSpace:
         db = self._conn.db()
         wf_doc = self._prepare(workflow, edge=False)
         conf_doc, stat_doc = self._prepare(config, False), self._prepare(status, False)
@@ -69,11 +73,14 @@ class WorkflowOps:
         key = wf_doc.get("_key")
         if key is not None:
             check_workflow_key(key)
-        seqs = self._reserve(5, arango_keys.floor_of([key or ""]))
+        owner_doc = None if owner is None else self._prepare(owner, False)
+        seqs = self._reserve(6, arango_keys.floor_of([key or ""]))
         if key is None:
             key = wf_doc["_key"] = str(seqs[0])
         for d, s in zip((wf_doc, conf_doc, stat_doc), seqs):
             d[SEQ_FIELD] = s
+        if owner_doc is not None:
+            owner_doc.update({"_key": key, SEQ_FIELD: seqs[5]})
         if self._exists(db, _WF, key):
             raise UniqueConstraintViolated(f"unique constraint violated: workflow {key} exists")
         with translating(f"workflow {key}"):
@@ -81,6 +88,15 @@ class WorkflowOps:
         try:
             q = Query()
             w, c, s, hc, hs = _space_collections(q)
+            own = q.collection(_OWN)
+            # The owner record commits with the workflow; a stale record of this key (older
+            # versions kept it after a delete) is replaced, or removed when there is no owner.
+            owner_aql = (
+                f"FOR r IN {q.value([owner_doc])} INSERT r INTO {own} "
+                "OPTIONS {overwriteMode: 'replace'} RETURN 1"
+                if owner_doc is not None else
+                f"REMOVE {{_key: {q.value(key)}}} IN {own} OPTIONS {{ignoreErrors: true}} RETURN 1"
+            )
             text = (
                 f"LET w = FIRST((INSERT {q.value(wf_doc)} INTO {w} RETURN NEW)) "
                 f"LET c = FIRST((INSERT {q.value(conf_doc)} INTO {c} RETURN NEW)) "
@@ -89,6 +105,7 @@ class WorkflowOps:
                 f"INTO {hc} RETURN 1) "
                 f"LET e2 = (INSERT {{_from: w._id, _to: s._id, {SEQ_FIELD}: {q.value(seqs[4])}}} "
                 f"INTO {hs} RETURN 1) "
+                f"LET o = ({owner_aql}) "
                 "RETURN {w: w, c: c, s: s}"
             )
             row = self._write_global(key, text, q)
@@ -113,6 +130,7 @@ class WorkflowOps:
             self._layout.drop(db, key)
         q = Query()
         w, c, s, hc, hs = _space_collections(q)
+        own = q.collection(_OWN)
         wid = q.value(doc["_id"])
         text = (
             f"LET cs = (FOR e IN {hc} FILTER e._from == {wid} REMOVE e IN {hc} RETURN OLD._to) "
@@ -121,6 +139,8 @@ class WorkflowOps:
             "OPTIONS {ignoreErrors: true} RETURN 1) "
             f"LET rs = (FOR i IN ss REMOVE PARSE_IDENTIFIER(i).key IN {s} "
             "OPTIONS {ignoreErrors: true} RETURN 1) "
+            f"LET ro = (FOR o IN {own} FILTER o._key == {q.value(key)} REMOVE o IN {own} "
+            "RETURN 1) "
             f"REMOVE {q.value(key)} IN {w} RETURN OLD"
         )
         return clean(self._write_global(key, text, q))

@@ -209,19 +209,24 @@ class GraphStore(abc.ABC):
     # -- workflows ------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def create_workflow(self, workflow: Document, config: Document, status: Document) -> WorkflowSpace:
+    def create_workflow(self, workflow: Document, config: Document, status: Document,
+                        owner: Mapping[str, Any] | None = None) -> WorkflowSpace:
         """Create a workflow with its config and status, atomically.
 
         Inserts the three documents (``workflow`` may carry a custom ``_key``), the
         ``has_workflow_config``/``has_workflow_status`` edges, and whatever per-workflow storage
         the backend needs (ArangoDB: the 24 collections and the named graph
-        ``workflow_graph__<WF>``). Raises ``UniqueConstraintViolated`` if the key exists.
-        Returns the stored documents.
+        ``workflow_graph__<WF>``). ``owner`` (plain data, e.g. ``{"token": key, "name": n}``)
+        is written to ``workflow_owners`` under the workflow's key in the SAME transaction, so
+        no committed workflow ever lacks the owner it was created with; any stale record under
+        that key (left by an older version) is removed either way. Raises
+        ``UniqueConstraintViolated`` if the key exists. Returns the stored documents.
         """
 
     @abc.abstractmethod
     def delete_workflow(self, key: str) -> Document:
-        """Delete a workflow and everything it owns (documents, edges, config, status).
+        """Delete a workflow and everything it owns (documents, edges, config, status, owner
+        record).
 
         Returns the workflow document as it was. Raises ``NotFound``.
         """

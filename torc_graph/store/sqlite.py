@@ -35,6 +35,7 @@ from torc_graph.store.base import (
 from torc_graph.store.sqlite_connection import Connections
 
 _SYSTEM = frozenset(("_key", "_id", "_rev", "_from", "_to", "_oldRev"))
+_OWNERS = model.GlobalCollection.WORKFLOW_OWNERS.value
 _WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}$")
 
 
@@ -281,13 +282,20 @@ class SQLiteStore(GraphStore):
 
     # -- workflows -----------------------------------------------------------------------------
 
-    def create_workflow(self, workflow: Document, config: Document,
-                        status: Document) -> WorkflowSpace:
+    def create_workflow(self, workflow: Document, config: Document, status: Document,
+                        owner: Mapping[str, Any] | None = None) -> WorkflowSpace:
         key = workflow.get("_key") if isinstance(workflow, Mapping) else None
         if key is not None and (not isinstance(key, str) or not _WF_KEY.match(key)):
             raise InvalidInput(f"invalid workflow key {key!r}")
+        if owner is not None and not isinstance(owner, Mapping):
+            raise InvalidInput("a workflow owner must be a JSON object")
         with self._db.write() as conn:
             wf_doc = self._insert_rows(conn, _COLLS["workflows"], "", [workflow])[0]
+            # The owner commits with the workflow or not at all (a stale record is replaced).
+            conn.execute(f"DELETE FROM {_COLLS[_OWNERS].table} WHERE wf = '' AND key = ?",
+                         (wf_doc["_key"],))
+            if owner is not None:
+                self._insert_rows(conn, _COLLS[_OWNERS], "", [{**owner, "_key": wf_doc["_key"]}])
             cfg = self._insert_rows(conn, _COLLS["workflow_configs"], "", [config])[0]
             sts = self._insert_rows(conn, _COLLS["workflow_statuses"], "", [status])[0]
             self._insert_rows(conn, _COLLS["has_workflow_config"], "",
@@ -339,6 +347,8 @@ class SQLiteStore(GraphStore):
                 if name not in ("doc_workflows", "doc_workflow_configs", "doc_workflow_statuses",
                                 "edge_has_workflow_config", "edge_has_workflow_status"):
                     conn.execute(f"DELETE FROM {name} WHERE wf = ?", (key,))
+            conn.execute(f"DELETE FROM {_COLLS[_OWNERS].table} WHERE wf = '' AND key = ?",
+                         (key,))
             conn.execute("DELETE FROM doc_workflows WHERE wf = '' AND key = ?", (key,))
         return _loads(row[0])
 
