@@ -185,12 +185,12 @@ def test_progress_bar_on_a_terminal_and_lines_in_a_log(client):
         def isatty(self) -> bool:
             return True
 
-    class Proc:
-        key, job = "7", {"name": "simulate_42"}
-
     class FakeRunner:
         running = 1
-        procs = {"7": Proc()}
+
+        @staticmethod
+        def running_job_names() -> list[str]:
+            return ["simulate_42"]
 
         class summary:
             succeeded, failed, terminated, canceled = 3, 1, 0, 0
