@@ -1,6 +1,6 @@
 """One small workflow per "why is my job not running?" reason, built through the engine on a
 real store (claims, completions and lease expiry through the real execution API). Shared by the
-engine, API and CLI tests of explain (loaded with importlib: the tests directory is not a
+engine, API and CLI tests of explain, with the known DAG of the critical-path tests (loaded with importlib: the tests directory is not a
 package).
 
 :func:`build_all` returns ``{case: Case}``; each case names the job to explain, the reason codes
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from torc_graph.engine import documents, execution, initialize, jobs, workflows
+from torc_graph.engine.common import now_ms
 
 NODE_RESOURCES = {"num_cpus": 4, "memory_gb": 8.0, "num_gpus": 0, "num_nodes": 1,
                   "time_limit": None, "scheduler_config_id": ""}
@@ -161,6 +162,33 @@ def build_all(store) -> dict[str, Case]:
     cases["missing_user_data"] = Case(wf, k["a"], ["ready", "missing_user_data"],
                                       {"user_data": ud["_key"]})
     return cases
+
+
+def known_dag(store):
+    """a -> b -> d, a -> c -> d, e alone. Declared: a 10 min, b 10 min, c 30 min, d 5 min,
+    e 60 min. a ran (recorded 2 min); c runs since 10 min ago; b, d, e wait."""
+    wf = _workflow(store, "cp")
+    rr = {}
+    for name, runtime in (("m10", "PT10M"), ("m30", "PT30M"), ("m5", "PT5M"), ("h1", "PT1H")):
+        rr[name] = documents.add_document(store, wf, "resource_requirements",
+                                          {"name": name, "runtime": runtime})["_id"]
+    k = _jobs(store, wf, {
+        "a": {"resource_requirements": rr["m10"]},
+        "b": {"resource_requirements": rr["m10"], "blocked_by": ["a"]},
+        "c": {"resource_requirements": rr["m30"], "blocked_by": ["a"]},
+        "d": {"resource_requirements": rr["m5"], "blocked_by": ["b", "c"]},
+        "e": {"resource_requirements": rr["h1"]},
+    })
+    node = _node(store, wf)
+    store.update("jobs", wf, k["e"], {"status": "disabled"})  # e never runs
+    a = _claim(store, wf, node)[0]
+    assert a["_key"] == k["a"]
+    _complete(store, wf, node, a, minutes=2.0)
+    c = _claim(store, wf, node)[0]  # longest runtime first
+    assert c["_key"] == k["c"]
+    store.update("jobs", wf, k["c"], {"execution": {**c["execution"],
+                                                   "claimed_at": now_ms() - 600_000}})
+    return wf, k
 
 
 def check(case: Case, answer: dict) -> None:

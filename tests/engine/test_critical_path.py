@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from torc_graph.engine import critical_path, documents, leases
-from torc_graph.engine.common import now_ms
+from torc_graph.engine import critical_path, leases
 from torc_graph.errors import BadRequest
 
 _spec = importlib.util.spec_from_file_location(
@@ -19,36 +18,9 @@ scenarios = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scenarios)
 
 
-def known_dag(store):
-    """a -> b -> d, a -> c -> d, e alone. Declared: a 10 min, b 10 min, c 30 min, d 5 min,
-    e 60 min. a ran (recorded 2 min); c runs since 10 min ago; b, d, e wait."""
-    wf = scenarios._workflow(store, "cp")
-    rr = {}
-    for name, runtime in (("m10", "PT10M"), ("m30", "PT30M"), ("m5", "PT5M"), ("h1", "PT1H")):
-        rr[name] = documents.add_document(store, wf, "resource_requirements",
-                                          {"name": name, "runtime": runtime})["_id"]
-    k = scenarios._jobs(store, wf, {
-        "a": {"resource_requirements": rr["m10"]},
-        "b": {"resource_requirements": rr["m10"], "blocked_by": ["a"]},
-        "c": {"resource_requirements": rr["m30"], "blocked_by": ["a"]},
-        "d": {"resource_requirements": rr["m5"], "blocked_by": ["b", "c"]},
-        "e": {"resource_requirements": rr["h1"]},
-    })
-    node = scenarios._node(store, wf)
-    store.update("jobs", wf, k["e"], {"status": "disabled"})  # e never runs
-    a = scenarios._claim(store, wf, node)[0]
-    assert a["_key"] == k["a"]
-    scenarios._complete(store, wf, node, a, minutes=2.0)
-    c = scenarios._claim(store, wf, node)[0]  # longest runtime first
-    assert c["_key"] == k["c"]
-    store.update("jobs", wf, k["c"], {"execution": {**c["execution"],
-                                                   "claimed_at": now_ms() - 600_000}})
-    return wf, k
-
-
 def test_known_dag(store):
     leases.reset_sweep_clock()
-    wf, k = known_dag(store)
+    wf, k = scenarios.known_dag(store)
     answer = critical_path.critical_path(store, wf)
     assert answer["num_jobs"] == 5 and answer["num_edges"] == 4
     path = answer["critical_path"]
