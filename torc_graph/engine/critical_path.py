@@ -6,8 +6,10 @@ critical path is the longest duration-weighted path through the DAG; the remaini
 same over the unfinished jobs only (finished jobs weigh 0; a running job weighs its estimate minus
 the time since it was claimed, never below 0).
 
-Cost: three set-based reads (the jobs, the ``blocks`` edge documents, the ``done`` results), then
-one linear pass in topological order (Kahn), O(jobs + edges) in memory. Reads only.
+Cost: three set-based reads (the jobs, the ``blocks`` edge documents, the ``done`` results), one
+topological sort (Kahn) and two linear DP passes over it, O(jobs + edges) in memory. Reads
+only. Measured on 10^5 jobs / 9 x 10^4 edges (tests/e2e/test_observability_scale.py): see the
+README section "Why is my job not running? Critical path".
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torc_graph import model
+import orjson
+
+from torc_graph import json_codec, model
 from torc_graph.engine.common import now_ms, require_workflow
 from torc_graph.errors import BadRequest
 from torc_graph.model import Collection, Edge, JobStatus
@@ -46,42 +50,68 @@ def durations(jobs: list[Mapping[str, Any]], results: list[Mapping[str, Any]]
     return out
 
 
-def longest_path(keys: list[str], edges: list[tuple[str, str]], weight: Mapping[str, float]
-                 ) -> tuple[list[str], float]:
-    """The maximum-weight path (vertex weights) of the DAG and its weight, in O(V + E).
-
-    Ties go to the vertex first in ``keys`` order. Raises BadRequest if the graph has a cycle.
-    """
-    index = {k: i for i, k in enumerate(keys)}
-    succ: list[list[int]] = [[] for _ in keys]
-    indegree = [0] * len(keys)
+def topological_order(n: int, edges: list[tuple[int, int]]) -> tuple[list[int], list[list[int]]]:
+    """Kahn's order of vertices ``0..n-1`` (sources in index order first) and the successor
+    lists, in O(V + E). Raises BadRequest if the graph has a cycle."""
+    succ: list[list[int]] = [[] for _ in range(n)]
+    indegree = [0] * n
     for a, b in edges:
-        ia, ib = index.get(a), index.get(b)
-        if ia is None or ib is None:
-            continue  # a dangling edge
-        succ[ia].append(ib)
-        indegree[ib] += 1
-    best = [weight[k] for k in keys]  # heaviest path ending at each vertex
-    prev = [-1] * len(keys)
+        succ[a].append(b)
+        indegree[b] += 1
     order = [i for i, d in enumerate(indegree) if d == 0]
     for i in order:  # grows while iterating: Kahn's queue
         for j in succ[i]:
-            candidate = best[i] + weight[keys[j]]
-            if prev[j] == -1 or candidate > best[j]:
-                best[j], prev[j] = candidate, i
             indegree[j] -= 1
             if indegree[j] == 0:
                 order.append(j)
-    if len(order) != len(keys):
+    if len(order) != n:
         raise BadRequest("the blocks graph has a cycle: no critical path")
-    if not keys:
+    return order, succ
+
+
+def heaviest(order: list[int], succ: list[list[int]], weight: list[float]
+             ) -> tuple[list[int], float]:
+    """The maximum-weight path (vertex weights) in a DAG given in topological order, and its
+    weight: one DP pass. Ties go to the lower index (the job created first)."""
+    if not order:
         return [], 0.0
-    end = max(range(len(keys)), key=lambda i: (best[i], -i))
+    best = list(weight)  # heaviest path ending at each vertex
+    prev = [-1] * len(weight)
+    for i in order:
+        base = best[i]
+        for j in succ[i]:
+            candidate = base + weight[j]
+            if candidate > best[j] or (prev[j] == -1 and candidate == best[j]):
+                best[j], prev[j] = candidate, i
+    end = max(range(len(weight)), key=lambda i: (best[i], -i))
     path = []
     while end != -1:
-        path.append(keys[end])
+        path.append(end)
         end = prev[end]
-    return path[::-1], best[index[path[0]]]
+    return path[::-1], best[path[0]]
+
+
+def longest_path(keys: list[str], edges: list[tuple[str, str]], weight: Mapping[str, float]
+                 ) -> tuple[list[str], float]:
+    """:func:`heaviest` by key: the maximum-weight path through the DAG of ``keys`` and
+    ``edges`` (edges to unknown keys ignored). Raises BadRequest on a cycle."""
+    index = {k: i for i, k in enumerate(keys)}
+    pairs = [(index[a], index[b]) for a, b in edges if a in index and b in index]
+    order, succ = topological_order(len(keys), pairs)
+    path, total = heaviest(order, succ, [weight[k] for k in keys])
+    return [keys[i] for i in path], total
+
+
+def _documents(store: GraphStore, collection: str, workflow: str, where=None) -> list[dict]:
+    """All matching documents, decoded from the store's JSON text with orjson (the exact
+    decoder for text it cannot take): about twice as fast as ``find`` on 10^5 jobs."""
+    out = []
+    for text in store.find_json(collection, workflow, where):
+        try:
+            out.append(orjson.loads(text))
+        except orjson.JSONDecodeError:
+            out.append(json_codec.loads(text))
+    return out
 
 
 def critical_path(store: GraphStore, workflow: str) -> dict[str, Any]:
@@ -94,16 +124,20 @@ def critical_path(store: GraphStore, workflow: str) -> dict[str, Any]:
     """
     require_workflow(store, workflow)
     now = now_ms()
-    jobs = store.find(Collection.JOBS.value, workflow)
-    blocks = store.find(Edge.BLOCKS.value, workflow)
+    jobs = _documents(store, Collection.JOBS.value, workflow)
+    blocks = _documents(store, Edge.BLOCKS.value, workflow)
     results = store.find(Collection.RESULTS.value, workflow, {"status": JobStatus.DONE.value})
     by_key = {j["_key"]: j for j in jobs}
     keys = list(by_key)
+    index = {j["_id"]: i for i, j in enumerate(jobs)}
+    edges = [(index[e["_from"]], index[e["_to"]]) for e in blocks
+             if e["_from"] in index and e["_to"] in index]
+    order, succ = topological_order(len(keys), edges)
     duration = durations(jobs, results)
     remaining = {k: _remaining(by_key[k], duration[k][0], now) for k in keys}
-    edges = [(model.split_id(e["_from"])[2], model.split_id(e["_to"])[2]) for e in blocks]
-    full, length = longest_path(keys, edges, {k: duration[k][0] for k in keys})
-    left, makespan = longest_path(keys, edges, remaining)
+    full, length = heaviest(order, succ, [duration[k][0] for k in keys])
+    left, makespan = heaviest(order, succ, [remaining[k] for k in keys])
+    full, left = [keys[i] for i in full], [keys[i] for i in left]
 
     def row(k: str) -> dict[str, Any]:
         job = by_key[k]
