@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from torc_graph.engine import leases
 
 _spec = importlib.util.spec_from_file_location(
     "explain_scenarios", Path(__file__).parents[1] / "engine" / "explain_scenarios.py")
@@ -17,12 +16,7 @@ scenarios = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scenarios)
 
 
-@pytest.fixture(autouse=True)
-def _no_sweep(monkeypatch):
-    monkeypatch.setattr(leases, "SWEEP_INTERVAL_SECONDS", 3600.0)
-    leases.reset_sweep_clock()
-    yield
-    leases.reset_sweep_clock()
+_hold_leases = scenarios.hold_leases
 
 
 def test_explain_every_reason(client, store):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from torc_graph.engine import leases
 from torc_graph.store import open_store
 
 _spec = importlib.util.spec_from_file_location(
@@ -19,12 +18,7 @@ scenarios = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scenarios)
 
 
-@pytest.fixture(autouse=True)
-def _no_sweep(monkeypatch):
-    monkeypatch.setattr(leases, "SWEEP_INTERVAL_SECONDS", 3600.0)
-    leases.reset_sweep_clock()
-    yield
-    leases.reset_sweep_clock()
+_hold_leases = scenarios.hold_leases
 
 
 @pytest.fixture

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from torc_graph.engine import documents, execution, initialize, jobs, workflows
+import pytest
+
+from torc_graph.engine import documents, execution, initialize, jobs, leases, workflows
 from torc_graph.engine.common import now_ms
 
 NODE_RESOURCES = {"num_cpus": 4, "memory_gb": 8.0, "num_gpus": 0, "num_nodes": 1,
                   "time_limit": None, "scheduler_config_id": ""}
 CLAIM = {"num_cpus": 4, "memory_gb": 8.0}
+
+
+@pytest.fixture(autouse=True)
+def hold_leases(monkeypatch):
+    """Autouse in the modules that bind it: claims sweep leases, and a dead node's job must
+    stay held until it is explained."""
+    monkeypatch.setattr(leases, "SWEEP_INTERVAL_SECONDS", 3600.0)
+    leases.reset_sweep_clock()
+    yield
+    leases.reset_sweep_clock()
 
 
 class Case:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torc_graph.engine import explain, leases
+from torc_graph.engine import explain
 from torc_graph.errors import NotFound
 from torc_graph.store.base import In
 from torc_graph.testing import CountingStore
@@ -19,13 +19,7 @@ scenarios = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scenarios)
 
 
-@pytest.fixture(autouse=True)
-def _no_sweep(monkeypatch):
-    """Claims in the scenarios sweep leases; keep a dead node's job held for explain."""
-    monkeypatch.setattr(leases, "SWEEP_INTERVAL_SECONDS", 3600.0)
-    leases.reset_sweep_clock()
-    yield
-    leases.reset_sweep_clock()
+_hold_leases = scenarios.hold_leases
 
 
 @pytest.fixture
