@@ -36,9 +36,10 @@ from torc_graph import model
 from torc_graph.engine import leases
 from torc_graph.engine.common import now_ms
 from torc_graph.engine.queries import get_job
+from torc_graph.errors import BadRequest
 from torc_graph.model import Collection, Edge, JobStatus
 from torc_graph.store.base import Document, GraphStore, In
-from torc_graph.units import GiB
+from torc_graph.units import GiB, duration_seconds
 
 JOBS = Collection.JOBS.value
 #: Levels of blockers the chain walk climbs at most.
@@ -96,7 +97,6 @@ def explain(store: GraphStore, workflow: str, key: str) -> dict[str, Any]:
     """``GET /workflows/{wf}/jobs/{key}/explain``: ``{"job": {key, name, status}, "reasons":
     [...]}`` (see the module docstring). Raises NotFound for a missing workflow or job."""
     job = get_job(store, workflow, key)
-    space = store.workflow_space(workflow)
     now = now_ms()
     status = job.get("status")
     reasons: list[dict[str, Any]] = []
@@ -112,7 +112,8 @@ def explain(store: GraphStore, workflow: str, key: str) -> dict[str, Any]:
         reasons.append(reason("terminated", f"job {key} was terminated"
                               + (f" (last cause: {last})" if last else ""), last_cause=last))
     elif status == JobStatus.CANCELED.value:
-        reasons.append(_canceled(job, context, bool(space.status.get("is_canceled"))))
+        canceled = store.workflow_space(workflow).status.get("is_canceled")
+        reasons.append(_canceled(job, context, bool(canceled)))
     else:
         if status == JobStatus.UNINITIALIZED.value:
             reasons.append(reason("uninitialized", f"job {key} is not initialized: start the "
@@ -190,17 +191,13 @@ class _Context:
 
 
 def fits(internal: Mapping[str, Any], res: Mapping[str, Any]) -> bool:
-    """Whether a node with resources ``res`` could ever run a job with these requirements
-    (the comparisons of ``prepare_jobs_for_submission``)."""
-    from torc_graph.units import duration_seconds  # BadRequest on a malformed stored limit
-
-    scheduler = internal.get("scheduler_config_id") or ""
-    if scheduler and (res.get("scheduler_config_id") or "") not in ("", scheduler):
-        return False
+    """Whether a node with resources ``res`` could ever run a job with these requirements:
+    the resource comparisons of ``prepare_jobs_for_submission`` (the scheduler binding is
+    ``no_allocation``'s concern). A time limit that does not parse does not exclude the node."""
     limit = res.get("time_limit")
     try:
         runtime_ok = limit is None or internal.get("runtime_seconds", 0) <= duration_seconds(limit)
-    except Exception:  # noqa: BLE001 - an unreadable limit cannot prove the job does not fit
+    except BadRequest:
         runtime_ok = True
     return (runtime_ok
             and internal.get("num_cpus", 1) <= (res.get("num_cpus") or 0)
@@ -247,11 +244,14 @@ def _running(job: Mapping[str, Any], ctx: _Context) -> dict[str, Any]:
                "since": since, "since_iso": iso(since), "attempt_id": ex["attempt_id"]}
     if node is not None and not leases.is_live(node, ctx.now):
         expired = (node.get("lease") or {}).get("expires")
+        why = (f"whose lease expired at {iso(expired)}: the next lease sweep requeues the job"
+               if expired is not None and expired < ctx.now else
+               "which is inactive (its worker stopped): the job is requeued when its own "
+               "lease expires, or by `slurm reconcile` / `jobs reset`")
         return reason(
             "held_by_dead_node",
             f"job {job['_key']} is held by compute node {node_key} ({node.get('hostname')}), "
-            f"whose lease expired{f' at {iso(expired)}' if expired else ''} (or it stopped): "
-            "the next lease sweep requeues the job", lease_expires=expired, **details)
+            + why, lease_expires=expired, **details)
     if own is not None and own < ctx.now:
         return reason(
             "held_by_dead_node",
