@@ -247,7 +247,7 @@ def _running(job: Mapping[str, Any], ctx: _Context) -> dict[str, Any]:
         why = (f"whose lease expired at {iso(expired)}: the next lease sweep requeues the job"
                if expired is not None and expired < ctx.now else
                "which is inactive (its worker stopped): the job is requeued when its own "
-               "lease expires, or by `slurm reconcile` / `jobs reset`")
+               "lease expires, or by `workflows sync` / `jobs reset`")
         return reason(
             "held_by_dead_node",
             f"job {job['_key']} is held by compute node {node_key} ({node.get('hostname')}), "
