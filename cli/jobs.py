@@ -269,3 +269,61 @@ def executions(client: Client, workflow: str, key: str) -> dict[int, dict[str, A
             runs[run] = row["from"]
     return runs
 
+
+
+CHAIN_COLUMNS = (Column("KEY", "key"), Column("NAME", "name"), Column("STATUS", "status"),
+                 Column("DEPTH", "depth"), Column("BLOCKS", lambda c: " ".join(c["blocks"]),
+                                                  wide=True))
+#: How the end of a blocker chain is described (``state`` of the explain answer).
+STATE_TEXT = {"waiting": "can run: waits for a worker", "running": "running",
+              "failed": "failed", "disabled": "disabled (never runs)",
+              "uninitialized": "not initialized"}
+#: Chain rows printed at most (the JSON has them all).
+MAX_CHAIN_ROWS = 20
+
+
+@jobs.command("why")
+@click.argument("workflow")
+@click.argument("job")
+@json_option
+@client_options
+def why(client: Client, as_json: bool, workflow: str, job: str) -> None:
+    """Explain why a job is not running (or what it is doing): its state, the chain of
+    unfinished blockers up to the first ones that can run or have failed, missing input files
+    or user data, resources no active compute node has, a scheduler without allocation, or a
+    lease held by a dead compute node.
+
+    \b
+    Example:
+        torc-graph jobs why diamond postprocess
+        torc-graph jobs why 12 345 --json
+    """
+    answer = client.get(f"/workflows/{seg(workflow)}/jobs/{seg(job)}/explain")
+    if as_json:
+        emit_json(answer)
+        return
+    click.echo(render_explanation(answer))
+
+
+def render_explanation(answer: dict[str, Any]) -> str:
+    """The readable form of ``GET .../jobs/{key}/explain``: one bullet per reason, the blocker
+    chain as a table and its ends with their own reasons."""
+    head = answer["job"]
+    lines = [f"Job {head['key']} ({head['name']}): {head['status']}"]
+    for item in answer["reasons"]:
+        lines.append(f"* [{item['reason']}] {item['message']}")
+        details = item.get("details") or {}
+        if item["reason"] != "blocked":
+            continue
+        chain = details.get("chain") or []
+        lines.append(section("Unfinished blockers").replace("\n", "\n  "))
+        lines.append("  " + render_table(chain[:MAX_CHAIN_ROWS], CHAIN_COLUMNS)
+                     .replace("\n", "\n  "))
+        if len(chain) > MAX_CHAIN_ROWS:
+            lines.append(f"  ... and {len(chain) - MAX_CHAIN_ROWS} more (--json lists all)")
+        lines.append(section("Where the chain ends").replace("\n", "\n  "))
+        for end in details.get("ends") or []:
+            state = STATE_TEXT.get(end["state"], end["state"])
+            lines.append(f"  {end['key']} ({end['name']}): {end['status']}, {state}")
+            lines.extend(f"    * [{r['reason']}] {r['message']}" for r in end.get("reasons", []))
+    return "\n".join(lines)

@@ -222,6 +222,57 @@ def cancel(client: Client, workflow: str) -> None:
     cancel_allocations(client, workflow)
 
 
+PATH_COLUMNS = (
+    Column("KEY", "key"),
+    Column("NAME", "name", wide=True),
+    Column("STATUS", "status"),
+    Column("DURATION_S", lambda r: round(r["duration_seconds"], 1)),
+    Column("SOURCE", "source"),
+    Column("REMAINING_S", lambda r: round(r["remaining_seconds"], 1)),
+)
+
+
+@workflows.command("critical-path")
+@click.argument("workflow")
+@json_option
+@client_options
+def critical_path(client: Client, as_json: bool, workflow: str) -> None:
+    """Show the critical path (the longest chain of blocking jobs, weighted by duration) and
+    the estimated remaining makespan.
+
+    A job's duration is recorded (its latest done attempt's exec_time_minutes) or, if it has
+    not run, declared (its resource requirements' runtime). The remaining makespan counts
+    unfinished jobs only, running jobs minus the time they have already run.
+
+    \b
+    Example:
+        torc-graph workflows critical-path diamond
+        torc-graph workflows critical-path 12 --json
+    """
+    answer = client.get(f"/workflows/{seg(workflow)}/critical_path")
+    if as_json:
+        emit_json(answer)
+        return
+    path, left = answer["critical_path"], answer["remaining"]
+    click.echo(section(f"Critical path ({len(path['jobs'])} jobs)").lstrip("\n"))
+    click.echo(render_table(path["jobs"], PATH_COLUMNS) if path["jobs"] else "(no jobs)")
+    recorded = sum(r["duration_seconds"] for r in path["jobs"] if r["source"] == "recorded")
+    click.echo(f"\nLength: {_hms(path['length_seconds'])} "
+               f"({_hms(recorded)} recorded, {_hms(path['length_seconds'] - recorded)} "
+               "declared or unknown)")
+    click.echo(section(f"Remaining critical path ({len(left['jobs'])} unfinished jobs)"))
+    click.echo(render_table(left["jobs"], PATH_COLUMNS) if left["jobs"]
+               else "(nothing left to run)")
+    click.echo(f"\nEstimated remaining makespan: {_hms(left['makespan_seconds'])} "
+               f"({answer['num_jobs']} jobs, {answer['num_edges']} blocking edges)")
+
+
+def _hms(seconds: float) -> str:
+    """``3725.0`` → ``1:02:05``."""
+    total = int(round(seconds))
+    return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
+
+
 # ------------------------------------------------------------------------------------------
 # Helpers shared with the other inspection commands
 # ------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "torc_graph.api.specifications",
     "torc_graph.api.execution",
     "torc_graph.api.tokens",
+    "torc_graph.api.observability",
 )
 
 WF = "/workflows/{workflow}"
