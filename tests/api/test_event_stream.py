@@ -1,0 +1,180 @@
+"""The replayable event stream ``GET /workflows/{wf}/events/stream`` through a real gunicorn
+(torc_graph.testing.LiveServer, gthread workers): replay after a disconnect while 1,000 jobs
+complete, filters, heartbeats, the per-process connection bound, auth, bad Last-Event-ID."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from torc_graph.client import ApiError, Client
+from torc_graph.testing import LiveServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+RES = {"num_cpus": 4, "memory_gb": 8.0}
+STREAM_ENV = {"TORC_GRAPH_STREAM_POLL_SECONDS": "0.05",
+              "TORC_GRAPH_STREAM_HEARTBEAT_SECONDS": "0.3"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stream")
+    with LiveServer(f"sqlite:///{d / 'db.sqlite'}", workers=1, env=STREAM_ENV,
+                    log_path=d / "server.log") as s:
+        yield s
+
+
+def build(client: Client, n: int) -> str:
+    jobs = [{"name": f"j{i}", "command": "true"} for i in range(n)]
+    wf = client.add_workflow_specification({"name": "s", "user": "u", "jobs": jobs})["_key"]
+    client.initialize_jobs(wf)
+    client.bump_run_id(wf)
+    return wf
+
+
+def run_all(client: Client, wf: str, batch: int = 50) -> None:
+    """Claim and complete every job through the batched execution API."""
+    node = client.add_document(wf, "compute_nodes", {
+        "hostname": "n", "pid": os.getpid(), "start_time": "t", "is_active": True,
+        "resources": {**RES, "num_gpus": 0, "num_nodes": 1}})["_key"]
+    resp = client.claim_jobs(wf, node, RES, limit=batch)
+    while resp["jobs"]:
+        out = client.complete_jobs(wf, node, resp["run_id"], [
+            {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
+             "status": "done", "cause": "exit",
+             "result": {"return_code": 0, "exec_time_minutes": 0.0,
+                        "completion_time": "2026-01-01T00:00:00"}} for j in resp["jobs"]])
+        assert {i["outcome"] for i in out["items"]} == {"completed"}
+        resp = client.claim_jobs(wf, node, RES, limit=batch)
+
+
+def all_event_keys(client: Client, wf: str) -> list[str]:
+    return [e["_key"] for e in client.iter_items(f"/workflows/{wf}/events")]
+
+
+def test_replay_after_a_disconnect_loses_and_duplicates_nothing(server):
+    client = server.client()
+    wf = build(client, 1000)
+    worker = threading.Thread(target=run_all, args=(server.client(), wf))
+    received: list[str] = []
+    first = client.stream_events(wf)
+    worker.start()
+    for event in first:
+        received.append(event["_key"])
+        if len(received) == 300:
+            break
+    first.close()  # disconnect mid-way (the generator's response is closed)
+    time.sleep(1.0)  # events keep being written while the client is away
+    expected_total = None
+    deadline = time.monotonic() + 120
+    second = client.stream_events(wf, received[-1])
+    for event in second:
+        received.append(event["_key"])
+        if not worker.is_alive():
+            expected_total = expected_total or len(all_event_keys(client, wf))
+            if len(received) >= expected_total:
+                break
+        assert time.monotonic() < deadline, "stream did not deliver every event in time"
+    second.close()
+    worker.join()
+    keys = all_event_keys(client, wf)
+    assert len(keys) >= 2000  # a start and a completion per job
+    assert len(received) == len(set(received)), "an event was delivered twice"
+    assert received == keys, "the stream lost an event or changed their order"
+
+
+def test_filters_and_query_resume(server):
+    client = server.client()
+    wf = build(client, 5)
+    run_all(client, wf)
+    mine = client.post(f"/workflows/{wf}/events", {"category": "mine", "message": "m"})
+    jobs = client.list_jobs(wf)
+    events = list(client.iter_items(f"/workflows/{wf}/events"))
+
+    def take(n, **kw):
+        it = client.stream_events(wf, **kw)
+        got = [next(it) for _ in range(n)]
+        it.close()
+        return got
+
+    assert take(1, category="mine") == [mine]
+    job_events = [e for e in events if e.get("job_key") == jobs[2]["_key"]]
+    assert len(job_events) == 2
+    assert take(2, job=jobs[2]["_key"]) == job_events
+    # ?last_event_id= for clients that cannot set headers
+    resp = client.session.get(f"{client.base}/workflows/{wf}/events/stream",
+                              params={"last_event_id": events[-2]["_key"]}, stream=True)
+    with resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.iter_lines(chunk_size=None, decode_unicode=True)
+        text = []
+        for line in lines:
+            text.append(line)
+            if line.startswith("id: "):
+                assert line == f"id: {events[-1]['_key']}"
+                break
+    # An id that is no event of the workflow: 400 naming it, before any byte is streamed.
+    with pytest.raises(ApiError) as err:
+        next(client.stream_events(wf, "999999999"))
+    assert err.value.status == 400 and "999999999" in str(err.value)
+
+
+def test_heartbeats_and_end_on_workflow_deletion(server):
+    client = server.client()
+    wf = build(client, 1)
+    resp = client.session.get(f"{client.base}/workflows/{wf}/events/stream", stream=True,
+                              timeout=10)
+    with resp:
+        lines = resp.iter_lines(chunk_size=None, decode_unicode=True)
+        got = []
+        for line in lines:
+            got.append(line)
+            if got.count(": keepalive") == 2:
+                break
+        client.delete(f"/workflows/{wf}")
+        rest = list(lines)  # the server ends the stream: iteration stops
+    assert got[0].startswith("retry: ")
+    assert ": keepalive" in got and not any(x.startswith("id:") for x in got + rest)
+
+
+def test_connection_bound_is_503_with_retry_after(tmp_path):
+    with LiveServer(f"sqlite:///{tmp_path / 'db.sqlite'}", workers=1,
+                    env={**STREAM_ENV, "TORC_GRAPH_STREAM_CONNECTIONS": "2"}) as server:
+        _bound(server)
+
+
+def _bound(server: LiveServer) -> None:
+    client = server.client()
+    wf = build(client, 1)
+    url = f"{client.base}/workflows/{wf}/events/stream"
+    held = [client.session.get(url, stream=True, timeout=10) for _ in range(2)]
+    try:
+        assert [r.status_code for r in held] == [200, 200]
+        over = client.session.get(url, timeout=10)
+        assert over.status_code == 503
+        assert over.headers["retry-after"] == "5"
+        assert over.json()["error"] is True and "event streams" in over.json()["errorMessage"]
+        assert client.get("/ping")  # other requests still find a thread
+    finally:
+        for r in held:
+            r.close()
+    # slots come back once the server notices the closed connections (next heartbeat write)
+    deadline = time.monotonic() + 10
+    while True:
+        r = client.session.get(url, stream=True, timeout=10)
+        r.close()
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200
+
+
+def test_no_token_is_401(server):
+    wf = build(server.client(), 1)
+    resp = requests.get(f"{server.base_url}/workflows/{wf}/events/stream", timeout=10)
+    assert resp.status_code == 401 and resp.json()["error"] is True
