@@ -178,3 +178,49 @@ def test_no_token_is_401(server):
     wf = build(server.client(), 1)
     resp = requests.get(f"{server.base_url}/workflows/{wf}/events/stream", timeout=10)
     assert resp.status_code == 401 and resp.json()["error"] is True
+
+
+def test_events_follow_uses_the_stream_and_reconnects(tmp_path):
+    """``torc-graph events follow`` against a server whose streams end every second: every
+    event written across the reconnections is printed once, in order; Ctrl-C exits 0."""
+    import json
+    import signal
+    import subprocess
+
+    from torc_graph.testing import cli_argv, clean_env
+
+    env = {**STREAM_ENV, "TORC_GRAPH_STREAM_MAX_SECONDS": "1"}
+    with LiveServer(f"sqlite:///{tmp_path / 'db.sqlite'}", workers=1, env=env) as server:
+        client = server.client()
+        wf = build(client, 1)
+        client.post(f"/workflows/{wf}/events", {"category": "note", "message": "old"})
+        proc = subprocess.Popen(cli_argv("events", "follow", wf, "--json", "--interval", "0.1"),
+                                env=clean_env(**server.env()), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            sent = 0
+            deadline = time.monotonic() + 30
+            while not lines and time.monotonic() < deadline:  # until the follower is up
+                sent += 1
+                client.post(f"/workflows/{wf}/events", {"category": "note", "message": str(sent)})
+                time.sleep(0.3)
+            for _ in range(10):  # spans several stream ends (1 s each)
+                sent += 1
+                client.post(f"/workflows/{wf}/events", {"category": "note", "message": str(sent)})
+                time.sleep(0.35)
+            time.sleep(1.5)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+            reader.join(10)
+            err = proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    printed = [json.loads(line)["message"] for line in lines]
+    first = int(printed[0])
+    assert printed == [str(i) for i in range(first, sent + 1)], err
