@@ -54,10 +54,10 @@ def follow(store: GraphStore, workflow: str, after: str | None, *,
     """Yield pages of new events as they are written (an empty list when ``heartbeat_seconds``
     pass without one); stop when the workflow is deleted or after ``max_seconds``.
 
-    The first page is read before this returns its iterator's first item, so a bad ``after``
-    raises at once (see :func:`events_after`). Each wake-up is one indexed read; nothing runs
-    between wake-ups. The events filter keeps the cursor on the last event returned, and when a
-    filter hides events the cursor still advances to the last event scanned.
+    Raises (on the first ``next``) InvalidInput if ``after`` is no event of the workflow;
+    validate with :func:`events_after` first to answer 400 before streaming. Each wake-up is
+    one indexed read; nothing runs between wake-ups. With filters, the cursor still advances
+    past the events they hide, so a quiet filtered stream does not rescan them.
     """
     cursor = after
     deadline = time.monotonic() + max_seconds
