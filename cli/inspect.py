@@ -17,7 +17,7 @@ import click
 from torc_graph.cli.options import client_options, json_option, paging_options
 from torc_graph.cli.output import Column, emit_json, emit_table, render_record, rounded, to_json
 from torc_graph.cli.workflows import fetch_items
-from torc_graph.client import Client, seg
+from torc_graph.client import ApiError, Client, ServerUnreachable, seg
 
 
 def ms_to_iso(value: Any) -> Any:
@@ -188,14 +188,16 @@ def list_events(client: Client, as_json: bool, limit: int | None, skip: int, wor
 @click.option("--all", "from_start", is_flag=True,
               help="Print the existing events first (default: only new ones).")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
-              help="Seconds between polls.")
+              help="Seconds between polls (embedded store) or reconnection attempts.")
 @json_option
 @client_options
 def follow(client: Client, as_json: bool, workflow: str, category: str | None,
            from_start: bool, interval: float) -> None:
     """Print a workflow's events as they arrive, until Ctrl-C.
 
-    With --json each event is printed as one JSON line.
+    With --json each event is printed as one JSON line. Against a server the events come
+    from its event stream (reconnecting after a drop, missing none); on the embedded store
+    they are polled every --interval seconds.
 
     \b
     Example:
@@ -204,6 +206,64 @@ def follow(client: Client, as_json: bool, workflow: str, category: str | None,
     """
     wf = seg(workflow)
     client.get_workflow(workflow)  # fail fast (404) on a wrong workflow key
+    printer = _Printer(as_json)
+    try:
+        if client.url:
+            _follow_stream(client, wf, category, from_start, interval, printer)
+        else:
+            _follow_poll(client, wf, category, from_start, interval, printer)
+    except KeyboardInterrupt:
+        # Ctrl-C is the normal way to stop following.
+        return
+
+
+class _Printer:
+    """Prints followed events: a header line before the first table row; JSON lines as is."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.header_done = as_json
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.as_json:
+            click.echo(to_json_line(event))
+            return
+        if not self.header_done:
+            click.echo(_event_header())
+            self.header_done = True
+        click.echo(_event_line(event))
+
+
+def _follow_stream(client: Client, wf: str, category: str | None, from_start: bool,
+                   interval: float, printer: _Printer) -> None:
+    """Follow ``GET .../events/stream``; on a drop or the server's end of the stream,
+    reconnect with the last key seen as Last-Event-ID (so no event is lost or repeated)."""
+    last = None if from_start else _last_event_key(client, wf)
+    while True:
+        try:
+            for event in client.stream_events(wf, last, category=category):
+                printer(event)
+                last = event["_key"]
+        except ServerUnreachable:
+            time.sleep(interval)  # the server restarts or the network drops: try again
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            time.sleep(max(interval, 1.0))  # the server's stream slots are taken
+
+
+def _last_event_key(client: Client, wf: str) -> str | None:
+    """The key of the newest event (insertion order), or None without events."""
+    total = client.get(f"/workflows/{wf}/events", limit=1).get("total_count") or 0
+    if not total:
+        return None
+    items = client.get(f"/workflows/{wf}/events", skip=total - 1, limit=1).get("items") or []
+    return items[-1]["_key"] if items else None
+
+
+def _follow_poll(client: Client, wf: str, category: str | None, from_start: bool,
+                 interval: float, printer: _Printer) -> None:
+    """Poll ``events_after_timestamp`` every ``interval`` seconds (the embedded store)."""
     last: float = 0
     if not from_start:
         latest = client.get(f"/workflows/{wf}/latest_event_timestamp").get("timestamp")
@@ -213,30 +273,19 @@ def follow(client: Client, as_json: bool, workflow: str, category: str | None,
     seen_at_last: set[str] = set()
     if not from_start and last:
         seen_at_last = _keys_at(client, wf, last, category)
-    header_done = as_json
-    try:
-        while True:
-            page = client.get(f"/workflows/{wf}/events_after_timestamp/{_ms_segment(last - 1)}",
-                              category=category)
-            new = [e for e in page.get("items", [])
-                   if not (e.get("timestamp") == last and e.get("_key") in seen_at_last)]
-            for event in new:
-                if as_json:
-                    click.echo(to_json_line(event))
-                else:
-                    if not header_done:
-                        click.echo(_event_header())
-                        header_done = True
-                    click.echo(_event_line(event))
-            if new:
-                newest = max(e.get("timestamp", last) for e in new)
-                if newest != last:
-                    last, seen_at_last = newest, set()
-                seen_at_last |= {e["_key"] for e in new if e.get("timestamp") == last}
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        # Ctrl-C is the normal way to stop following.
-        return
+    while True:
+        page = client.get(f"/workflows/{wf}/events_after_timestamp/{_ms_segment(last - 1)}",
+                          category=category)
+        new = [e for e in page.get("items", [])
+               if not (e.get("timestamp") == last and e.get("_key") in seen_at_last)]
+        for event in new:
+            printer(event)
+        if new:
+            newest = max(e.get("timestamp", last) for e in new)
+            if newest != last:
+                last, seen_at_last = newest, set()
+            seen_at_last |= {e["_key"] for e in new if e.get("timestamp") == last}
+        time.sleep(interval)
 
 
 def _ms_segment(value: float) -> str:

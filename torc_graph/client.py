@@ -317,6 +317,48 @@ class Client:
     def delete(self, path: str, **params) -> Any:
         return self.request("DELETE", path, params=params)
 
+    def stream_events(self, wf: str, last_event_id: str | None = None, *,
+                      category: str | None = None, job: str | None = None,
+                      read_timeout: float = 120.0) -> Iterator[dict[str, Any]]:
+        """Yield the events of ``GET /workflows/{wf}/events/stream`` (Server-Sent Events) after
+        ``last_event_id`` until the server ends the stream (max duration, workflow deleted).
+        Heartbeat comments are skipped. Served API only (the embedded client cannot stream).
+
+        Raises ApiError for a non-2xx answer, ServerUnreachable when the connection fails or
+        drops (resume with the ``_key`` of the last event received).
+        """
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        query = {k: v for k, v in (("category", category), ("job", job)) if v is not None}
+        try:
+            resp = self.session.get(f"{self.base}/workflows/{seg(wf)}/events/stream",
+                                    params=query, headers=headers, stream=True,
+                                    timeout=(self.timeout, read_timeout))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServerUnreachable(self.location, _reason(exc)) from None
+        with resp:
+            if not 200 <= resp.status_code < 300:
+                try:
+                    message = str(resp.json()["errorMessage"])
+                except (ValueError, KeyError, TypeError):
+                    message = resp.text.strip()[:500] or f"HTTP {resp.status_code}"
+                raise ApiError(resp.status_code, message, None)
+            data: list[str] = []
+            try:
+                for line in resp.iter_lines(chunk_size=None, decode_unicode=True):
+                    if line is None:
+                        continue
+                    if line == "":
+                        if data:
+                            yield json.loads("\n".join(data))
+                        data = []
+                    elif line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                raise ServerUnreachable(self.location, _reason(exc)) from None
+
     def iter_items(self, path: str, **params) -> Iterator[dict[str, Any]]:
         """Yield every item of a list endpoint, paging with ``skip`` while ``has_more``."""
         skip = int(params.pop("skip", 0) or 0)

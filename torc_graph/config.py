@@ -72,6 +72,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Threads per gunicorn worker process of `torc-graph serve` (one per request in "
             "progress: workers x threads bounds the concurrent long polls of claim_jobs).",
             _positive_int),
+    Setting("stream_connections", 8,
+            "Open event streams (GET .../events/stream) per worker process; one more gets 503 "
+            "with Retry-After. Keep it below threads so other requests always find a thread.",
+            _positive_int),
+    Setting("stream_heartbeat_seconds", 15.0,
+            "Seconds between `: keepalive` comments on a quiet event stream.", _positive_float),
+    Setting("stream_max_seconds", 3600.0,
+            "An event stream ends after this long; clients reconnect with Last-Event-ID.",
+            _positive_float),
+    Setting("stream_poll_seconds", 0.5,
+            "How often an open event stream reads the store for new events.", _positive_float),
     Setting("log_level", "info", "Server log level (debug, info, warning, error)."),
     Setting("url", None,
             "Server URL used by the CLI and runners (e.g. http://localhost:8529). Unset: the "

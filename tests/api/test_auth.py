@@ -74,7 +74,8 @@ class World:
 
         self.store = open_store(f"sqlite:///{tmp_path / 'auth.db'}")
         self.client = testing.TestClient(
-            create_app(self.store, load_settings({}), served=True), headers=HOST)
+            create_app(self.store, load_settings({}, stream_max_seconds=0.05), served=True),
+            headers=HOST)  # event streams end at once
         self.tok = {}
         for role in ("admin", "reader", "editor"):
             self.tok[role], _ = tokens.create(self.store, name=role, role=role)

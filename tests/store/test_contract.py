@@ -16,7 +16,7 @@ from torc_graph.errors import (
     TorcGraphError,
     UniqueConstraintViolated,
 )
-from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
+from torc_graph.store.base import Ge, GraphStore, Gt, HasEdge, In, Le, Lt, Ne, NotIn
 
 
 def keys(docs):
@@ -373,6 +373,30 @@ def test_order_skip_limit_page(store, wf):
     assert (len(page.items), page.total) == (5, 5)
     assert store.count("jobs", wf) == 5
     assert store.count("jobs", wf, {"p": 1}) == 2
+
+
+def test_find_after_follows_insertion_order_not_key_order(store, wf):
+    """The replayable feed's page: after a document, in insertion order, filtered, bounded;
+    a caller-supplied key (smaller, or not decimal) is still in its insertion place."""
+    a, b = store.insert_many("events", wf, [{"c": "x"}, {"c": "y"}])
+    low = store.insert("events", wf, {"_key": "1", "c": "x"})
+    word = store.insert("events", wf, {"_key": "zz", "c": "y"})
+    last = store.insert("events", wf, {"c": "x"})
+    everything = [a, b, low, word, last]
+    assert keys(store.find_after("events", wf, None)) == keys(everything)
+    assert keys(store.find_after("events", wf, b["_key"])) == keys([low, word, last])
+    assert keys(store.find_after("events", wf, "zz")) == keys([last])
+    assert keys(store.find_after("events", wf, "1", {"c": "x"})) == keys([last])
+    assert keys(store.find_after("events", wf, None, limit=2)) == keys([a, b])
+    assert store.find_after("events", wf, last["_key"]) == []
+    with pytest.raises(NotFound):
+        store.find_after("events", wf, "404")
+    # The generic (scanning) version a backend inherits gives the same pages.
+    generic = GraphStore.find_after
+    assert keys(generic(store, "events", wf, b["_key"])) == keys([low, word, last])
+    assert keys(generic(store, "events", wf, "1", {"c": "x"})) == keys([last])
+    with pytest.raises(NotFound):
+        generic(store, "events", wf, "404")
 
 
 def test_iter_find_is_lazy_and_complete(store, wf):

@@ -31,6 +31,7 @@ def register_error_handlers(app: falcon.App) -> None:
 def _handle_torc_error(req, resp, ex: TorcGraphError, params) -> None:
     if ex.status >= 500:
         log.error("%s %s failed: %s", req.method, req.path, ex.message, exc_info=ex)
+    resp.set_headers(getattr(ex, "headers", None) or {})  # e.g. Retry-After of a 503
     send_json(resp, ex.body(), ex.status)
 
 

@@ -4,6 +4,7 @@
 * the 11 edge collections under ``/workflows/{workflow}/edges/{name}``;
 * workflows, config, status, collection names, bulk jobs, job keys, ping, version
   (:mod:`.workflows`);
+* the live event stream ``/workflows/{workflow}/events/stream`` (:mod:`.stream`);
 * every non-CRUD endpoint, as :class:`~torc_graph.api.route.Action` rows collected from the
   ``ACTIONS`` lists of :data:`ACTION_MODULES` and served by
   :class:`~torc_graph.api.resources.ActionResource`.
@@ -25,7 +26,7 @@ from typing import Any
 import falcon
 
 from torc_graph import model
-from torc_graph.api import crud, workflows
+from torc_graph.api import crud, stream, workflows
 from torc_graph.api.resources import ActionResource
 from torc_graph.api.route import Action
 from torc_graph.store.base import GraphStore
@@ -61,6 +62,7 @@ def route_table(store: GraphStore, settings: dict[str, Any]) -> list[Route]:
     """All routes, resources bound to ``store``. Raises ValueError on a duplicate path."""
     max_body = settings["max_body_bytes"]
     routes: list[Route] = list(_fixed_routes(store, max_body))
+    routes.append(Route(stream.PATH, stream.EventStreamResource(store, settings)))
     by_path: dict[str, list[Action]] = defaultdict(list)
     for action in actions():
         by_path[action.path].append(action)

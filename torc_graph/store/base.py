@@ -64,6 +64,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from torc_graph.errors import NotFound
+
+_MISSING = object()
+
 Document = dict[str, Any]
 Where = Mapping[str, Any]
 #: ``[(field_path, descending), ...]``
@@ -370,6 +374,36 @@ class GraphStore(abc.ABC):
         """Like :meth:`find` without skip/limit, but lazy: documents are fetched in batches, so a
         caller that stops early does not pay for the rest. Inside a transaction it sees the
         transaction's state."""
+
+    def find_after(
+        self,
+        collection: str,
+        workflow: str | None,
+        after_key: str | None,
+        where: Where | None = None,
+        *,
+        limit: int = 1000,
+    ) -> list[Document]:
+        """Documents inserted after the document ``after_key`` (None: from the first), in
+        insertion order, at most ``limit``: the keyset page of a replayable feed (works with
+        caller-supplied keys too, since it follows insertion order, not key order).
+
+        Raises NotFound if ``after_key`` names no document of the collection. This generic
+        version scans from the start; backends override it with an indexed seek.
+        """
+        found = after_key is None
+        out: list[Document] = []
+        for doc in self.iter_find(collection, workflow):
+            if not found:
+                found = doc["_key"] == after_key
+                continue
+            if all(doc.get(k, _MISSING) == v for k, v in (where or {}).items()):
+                out.append(doc)
+                if len(out) >= limit:
+                    break
+        if not found:
+            raise NotFound(f"document {after_key} not found in {collection}")
+        return out
 
     @abc.abstractmethod
     def count(

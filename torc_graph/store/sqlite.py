@@ -519,6 +519,27 @@ class SQLiteStore(GraphStore):
         text = f"SELECT count(*) FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)}"
         return self._db.read(lambda conn: conn.execute(text, b.params).fetchone()[0])
 
+    def find_after(self, collection: str, workflow: str | None, after_key: str | None,
+                   where: Where | None = None, *, limit: int = 1000) -> list[Document]:
+        """See :meth:`GraphStore.find_after`: a seek on ``seq`` (the rowid), one read."""
+        c, wf = self._coll(collection, workflow)
+        b = q.Binder()
+        cond = self._select(c, wf, where, (), b)
+        text = (f"SELECT {c.doc('t')} FROM {c.table} t WHERE {cond} AND t.seq > :after "
+                f"ORDER BY t.seq LIMIT {b(max(1, int(limit)))}")
+        seek = f"SELECT seq FROM {c.table} WHERE wf = :wf AND key = :key"
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            after = 0
+            if after_key is not None:
+                row = conn.execute(seek, {"wf": wf, "key": after_key}).fetchone()
+                if row is None:
+                    raise NotFound(f"document {after_key} not found in {collection}")
+                after = row[0]
+            return [d for (d,) in conn.execute(text, {**b.params, "after": after})]
+
+        return [_loads(t) for t in self._db.read(run)]
+
     # -- graph ---------------------------------------------------------------------------------
 
     def _edge(self, edge: str, workflow: str) -> tuple[_Coll, str]:
