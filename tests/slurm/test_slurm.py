@@ -235,3 +235,62 @@ def test_torc_client_0_6_4_slurm_flow(slurm_env):
     assert {r["return_code"] for r in slurm_env.results(wf)} == {0}
     nodes = list(slurm_env.client.iter_items(f"/workflows/{wf}/compute_nodes"))
     assert [n["scheduler"].get("slurm_job_id") for n in nodes] == [alloc["scheduler_id"]]
+
+
+@pytest.mark.slow
+def test_allocation_credential_is_an_executor_token_of_its_workflow_only(slurm_env,
+                                                                        monkeypatch):
+    """`slurm schedule-nodes` against a server with authentication: the allocation gets an
+    expiring executor token of ITS workflow in a 0600 file named by TORC_GRAPH_TOKEN_FILE; the
+    token is in neither the batch script nor any worker argv (`ps`); with it, the workflow's
+    jobs run, but another workflow cannot be read or changed (403)."""
+    import psutil
+
+    from torc_graph.client import ApiError, Client, seg
+
+    wf = slurm_env.create(spec("mine", [{"name": "slow", "command": "sleep 6"}],
+                               [scheduler("one")]))
+    other = slurm_env.create(spec("other", [{"name": "x", "command": "echo x"}],
+                                  [scheduler("one")]))
+    admin_token = slurm_env.server.token
+    [job_id] = slurm_env.schedule(wf, "one", 1)
+    script = (slurm_env.output / f"torc_graph_allocation_{wf}.sh").read_text()
+    assert "tg_" not in script and admin_token not in script
+    token_file = script.split("export TORC_GRAPH_TOKEN_FILE=")[1].split("\n")[0]
+    assert os.stat(token_file).st_mode & 0o777 == 0o600
+    token = open(token_file).read().strip()
+    with slurm_env.server.client() as admin:
+        doc = admin.get("/tokens")["items"][-1]
+    assert (doc["role"], doc["workflow"]) == ("executor", wf) and doc["expires"]
+    assert token.startswith(f"tg_{doc['_key']}_")
+
+    wait_for(lambda: slurm_env.jobs(wf, status="submitted"), 60, "the job to start")
+    workers = [p for p in psutil.process_iter(["cmdline"])
+               if "run-jobs" in (p.info["cmdline"] or []) and str(slurm_env.output)
+               in (p.info["cmdline"] or [])]
+    assert workers
+    tree = [q for p in workers for q in [p, *p.children(recursive=True)]]
+    for proc in tree:
+        argv = " ".join(proc.cmdline())
+        assert token not in argv and admin_token not in argv and "tg_" not in argv, argv
+    assert workers[0].environ().get("TORC_GRAPH_TOKEN_FILE") == token_file
+
+    monkeypatch.setenv("TORC_GRAPH_TOKEN_FILE", token_file)
+    monkeypatch.delenv("TORC_GRAPH_TOKEN", raising=False)
+    with Client(slurm_env.server.base_url) as node:
+        assert node.token == token
+        assert node.get(f"/workflows/{seg(wf)}/jobs")["items"]
+        for method, path, body in (
+                ("get", f"/workflows/{seg(other)}/jobs", None),
+                ("get", f"/workflows/{seg(other)}", None),
+                ("post", f"/workflows/{seg(other)}/events", {"category": "x", "message": "m"}),
+                ("post", f"/workflows/{seg(other)}/claim_jobs",
+                 {"resources": {"num_cpus": 1, "memory_gb": 1.0}}),
+                ("post", f"/workflows/{seg(wf)}/executor_tokens", {"expires_in": 60}),
+                ("get", "/tokens", None)):
+            with pytest.raises(ApiError) as err:
+                getattr(node, method)(path, body) if body else getattr(node, method)(path)
+            assert err.value.status == 403, (method, path, err.value)
+    slurm_env.wait_complete(wf, 90)
+    assert [j["status"] for j in slurm_env.jobs(wf)] == ["done"]
+    assert [j["status"] for j in slurm_env.jobs(other)] != ["done"]
