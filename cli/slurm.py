@@ -26,10 +26,9 @@ from torc_graph.runner.local import RunnerError, RunnerOptions
 from torc_graph.runner.slurm import Allocation, SlurmRunner
 from torc_graph.runner.slurm_run import SlurmRun
 from torc_graph.slurm import allocations as alloc_mod
-from torc_graph.slurm import commands
+from torc_graph.slurm import commands, credentials
 from torc_graph.slurm.commands import SlurmError
 from torc_graph.slurm.reconcile import reconcile
-from torc_graph.slurm import credentials
 from torc_graph.slurm.credentials import CredentialError
 from torc_graph.slurm.served import ServedStore, ServeError
 

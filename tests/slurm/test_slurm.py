@@ -291,6 +291,12 @@ def test_allocation_credential_is_an_executor_token_of_its_workflow_only(slurm_e
             with pytest.raises(ApiError) as err:
                 getattr(node, method)(path, body) if body else getattr(node, method)(path)
             assert err.value.status == 403, (method, path, err.value)
+        # an allocation sbatch refused: the executor may not delete its document, it ends it
+        refused = node.add_document(wf, alloc_mod.ALLOCATIONS, {
+            "scheduler_config_id": f"slurm_schedulers__{wf}/1", "status": "uninitialized"})
+        alloc_mod._discard(node, wf, refused)
+        assert node.get(f"/workflows/{seg(wf)}/{alloc_mod.ALLOCATIONS}/{refused['_key']}"
+                        )["status"] == "complete"
     slurm_env.wait_complete(wf, 90)
     assert [j["status"] for j in slurm_env.jobs(wf)] == ["done"]
     assert [j["status"] for j in slurm_env.jobs(other)] != ["done"]
