@@ -300,3 +300,26 @@ def test_allocation_credential_is_an_executor_token_of_its_workflow_only(slurm_e
     slurm_env.wait_complete(wf, 90)
     assert [j["status"] for j in slurm_env.jobs(wf)] == ["done"]
     assert [j["status"] for j in slurm_env.jobs(other)] != ["done"]
+
+
+@pytest.mark.slow
+def test_run_slurm_url_mints_and_revokes_the_allocations_token(slurm_env):
+    """`run SPEC --slurm --url` against a server with authentication: the allocations' executor
+    token is minted for the new workflow, works while the run lasts, and is revoked (and its
+    file removed) when the run ends."""
+    import json
+
+    spec_file = slurm_env.dir / "wf.json"
+    spec_file.write_text(json.dumps(spec("run-url", [{"name": "a", "command": "echo a"}],
+                                         [scheduler("one")])))
+    result = slurm_env.cli("run", str(spec_file), "--slurm", "--no-progress",
+                           "--output", str(slurm_env.output))
+    assert "1 succeeded, 0 not successful" in result.output
+    with slurm_env.server.client() as admin:
+        minted = [t for t in admin.get("/tokens")["items"] if t["role"] == "executor"]
+    assert len(minted) == 1 and minted[0]["revoked"] and minted[0]["expires"]
+    wf = minted[0]["workflow"]
+    slurm_env.workflows.append(wf)
+    nodes = list(slurm_env.client.iter_items(f"/workflows/{wf}/compute_nodes"))
+    assert nodes and all(n["scheduler"]["hpc_type"] == "slurm" for n in nodes)
+    assert not list(slurm_env.output.glob(".torc_graph_worker_token_*"))
