@@ -145,7 +145,10 @@ def schedule_just_in_time(client: Client, wf: str, where: Submission) -> list[st
     ready jobs with ``schedule_compute_nodes`` into ``scheduled`` and names, per job, a number
     of allocations of a scheduler. Then, if ready or scheduled jobs remain and no allocation is
     live, one allocation of the job's scheduler (or the default scheduler). Raises
-    AllocationError, ApiError."""
+    AllocationError, ApiError. Nothing is submitted for a canceled workflow (a worker ending
+    because ``workflows cancel`` scancel'ed it must not start another)."""
+    if (client.is_complete(wf) or {}).get("is_canceled"):
+        return []
     live = len(allocations(client, wf, LIVE_STATUSES))
     room = None if where.max_allocations is None else max(where.max_allocations - live, 0)
     wanted: dict[str, int] = {}
