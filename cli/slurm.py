@@ -21,15 +21,16 @@ from torc_graph.cli.errors import CliError
 from torc_graph.cli.options import client_options, json_option
 from torc_graph.cli.output import Column, emit_json, emit_table, render_record
 from torc_graph.cli.workflows import workflows
-from torc_graph.client import Client, seg
+from torc_graph.client import ApiError, Client, seg
 from torc_graph.runner.local import RunnerError, RunnerOptions
 from torc_graph.runner.slurm import Allocation, SlurmRunner
 from torc_graph.runner.slurm_run import SlurmRun
 from torc_graph.slurm import allocations as alloc_mod
-from torc_graph.slurm import commands
+from torc_graph.slurm import commands, credentials
 from torc_graph.slurm.commands import SlurmError
 from torc_graph.slurm.reconcile import reconcile
-from torc_graph.slurm.served import ServedStore, ServeError, create_token_file
+from torc_graph.slurm.credentials import CredentialError
+from torc_graph.slurm.served import ServedStore, ServeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +53,8 @@ def slurm_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (SlurmError, alloc_mod.AllocationError, ServeError, RunnerError) as exc:
+        except (SlurmError, alloc_mod.AllocationError, ServeError, RunnerError,
+                CredentialError) as exc:
             raise CliError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -207,8 +209,9 @@ def schedule_nodes(client: Client, workflow: str, scheduler: str, num_allocation
         raise CliError("schedule-nodes needs --url (a server the compute nodes reach); "
                        "`torc-graph run SPEC --slurm` serves the embedded store itself")
     doc = alloc_mod.find_scheduler(client, workflow, scheduler)
+    token_file, _ = credentials.mint(client, workflow, Path(output_dir).absolute())
     where = _submission(client.url, output_dir, max_allocations or num_allocations,
-                        doc["_key"], token_file=os.environ.get("TORC_GRAPH_TOKEN_FILE"))
+                        doc["_key"], token_file=token_file)
     ids = alloc_mod.submit(client, workflow, doc, num_allocations, where)
     click.echo(f"Submitted Slurm allocation(s) {', '.join(ids)} for workflow {workflow}")
 
@@ -303,20 +306,41 @@ def run_on_slurm(client: Client, wf: str, options: RunnerOptions, progress: bool
     and exit like a local run. With the embedded store, serve it for the run's duration."""
     output_dir = Path(options.output_dir).absolute()
     if client.url is None:
-        token_file = create_token_file(output_dir)
         try:
-            served = ServedStore(client.database, output_dir / "torc_graph_server.log")
-            with served:
-                click.echo(f"Serving {client.database} at {served.url} for the allocations",
-                           err=True)
-                with Client(served.url) as remote:
-                    _follow(remote, wf, output_dir, progress, scheduler, num_allocations,
-                            token_file)
-        except ServeError as exc:
+            with credentials.ServedCredentials(client.database, wf, output_dir) as creds:
+                served = ServedStore(client.database, output_dir / "torc_graph_server.log",
+                                     creds.admin_file)
+                with served:
+                    click.echo(f"Serving {client.database} at {served.url} for the "
+                               "allocations", err=True)
+                    with Client(served.url) as remote:
+                        remote.token = creds.follower_token
+                        remote.session.headers["Authorization"] = f"Bearer {remote.token}"
+                        _follow(remote, wf, output_dir, progress, scheduler,
+                                num_allocations, creds.worker_file)
+        except (ServeError, CredentialError) as exc:
             raise CliError(str(exc)) from None
     else:
-        _follow(client, wf, output_dir, progress, scheduler, num_allocations,
-                os.environ.get("TORC_GRAPH_TOKEN_FILE"))
+        token_file, key = _minted(client, wf, output_dir)
+        try:
+            _follow(client, wf, output_dir, progress, scheduler, num_allocations, token_file)
+        finally:
+            _revoke(client, wf, key, token_file)
+
+
+@slurm_errors
+def _minted(client: Client, wf: str, output_dir: Path) -> tuple[str, str]:
+    return credentials.mint(client, wf, output_dir)
+
+
+def _revoke(client: Client, wf: str, key: str, token_file: str) -> None:
+    """End of ``run --slurm --url``: the allocations' token stops working."""
+    try:
+        credentials.revoke(client, wf, key)
+    except ApiError as exc:
+        click.echo(f"Warning: could not revoke the allocations' token {key} ({exc}); it "
+                   "expires by itself", err=True)
+    Path(token_file).unlink(missing_ok=True)
 
 
 @slurm_errors
@@ -351,7 +375,8 @@ def _run_scheduler(client: Client, wf: str, scheduler: str | None) -> dict[str, 
 
 def _submission(url: str, output_dir: str, max_allocations: int | None,
                 default_scheduler: str | None, token_file: str | None) -> alloc_mod.Submission:
-    return alloc_mod.Submission(url=url, output_dir=Path(output_dir).absolute(),
+    return alloc_mod.Submission(url=credentials.allocation_url(url),
+                                output_dir=Path(output_dir).absolute(),
                                 cwd=Path.cwd(), token_file=token_file,
                                 max_allocations=max_allocations,
                                 default_scheduler=default_scheduler)

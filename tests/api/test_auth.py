@@ -28,6 +28,8 @@ EXECUTOR_WRITES = {
     ("POST", "/results"), ("PUT", "/results/{key}"),
     ("POST", "/job_process_stats"), ("PUT", "/job_process_stats/{key}"),
     ("POST", "/user_data"), ("PUT", "/user_data/{key}"),
+    # a Slurm worker marks its allocation active/complete and submits more just in time
+    ("POST", "/scheduled_compute_nodes"), ("PUT", "/scheduled_compute_nodes/{key}"),
     ("POST", "/prepare_jobs_for_submission"), ("POST", "/prepare_next_jobs_for_submission"),
     ("POST", "/prepare_jobs_for_scheduling"),
     ("PUT", "/jobs/{key}/start_job/{rev}/{run_id}/{compute_node_key}"),
@@ -243,6 +245,46 @@ def test_executor_token_of_a_cannot_touch_b(world):
         resp = world.call(method, path, "executor", json=body)
         assert resp.status_code == 403, (method, path, resp.text)
     assert world.store.get("jobs", world.b, job["_key"])["_rev"] == job["_rev"]
+
+
+def test_owner_mints_and_revokes_executor_tokens_of_its_workflow(world):
+    """``POST /workflows/{wf}/executor_tokens`` (what `slurm schedule-nodes` asks for): the
+    workflow's owner or an admin gets an expiring executor token of that workflow only; other
+    editors, readers and executors get 403; a body without a positive expiry is a 400."""
+    a, b = f"/workflows/{world.a}", f"/workflows/{world.b}"
+    made = world.call("POST", f"{a}/executor_tokens", "editor",
+                      json={"expires_in": 600, "name": "slurm"})
+    assert made.status_code == 200, made.text
+    doc = made.json["document"]
+    assert doc["role"] == "executor" and doc["workflow"] == world.a
+    assert time.time() + 590 < doc["expires"] <= time.time() + 600
+    minted = made.json["token"]
+    assert world.call("GET", f"{a}/jobs", token=minted).status_code == 200
+    assert world.call("GET", f"{b}/jobs", token=minted).status_code == 403
+    assert world.call("POST", f"{a}/executor_tokens", token=minted,
+                      json={"expires_in": 60}).status_code == 403
+    for who, path in (("editor", b), ("other_editor", a), ("reader", a), ("executor", a)):
+        resp = world.call("POST", f"{path}/executor_tokens", who, json={"expires_in": 60})
+        assert resp.status_code == 403, (who, path, resp.text)
+    assert world.call("POST", f"{b}/executor_tokens", "admin",
+                      json={"expires_in": 60}).status_code == 200
+    for body in ({}, {"expires_in": 0}, {"expires_in": -5}, {"expires_in": 60, "role": "admin"}):
+        resp = world.call("POST", f"{a}/executor_tokens", "editor", json=body)
+        assert resp.status_code == 400, (body, resp.text)
+    before = len(tokens.list_tokens(world.store))
+    # revocation: only executor tokens of that workflow, by its owner
+    assert world.call("DELETE", f"{b}/executor_tokens/{doc['_key']}",
+                      "admin").status_code == 404
+    admin_key = tokens.verify(world.store, world.tok["admin"])["_key"]
+    assert world.call("DELETE", f"{a}/executor_tokens/{admin_key}",
+                      "editor").status_code == 404
+    assert world.call("DELETE", f"{a}/executor_tokens/{doc['_key']}",
+                      "other_editor").status_code == 403
+    assert world.call("DELETE", f"{a}/executor_tokens/{doc['_key']}",
+                      "editor").status_code == 200
+    assert world.call("GET", f"{a}/jobs", token=minted).status_code == 401
+    assert tokens.verify(world.store, world.tok["admin"]) is not None
+    assert len(tokens.list_tokens(world.store)) == before
 
 
 def test_credential_forms(world):

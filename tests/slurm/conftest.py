@@ -130,6 +130,9 @@ def slurm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Slurm
     monkeypatch.chdir(tmp_path)
     with LiveServer(f"sqlite:///{tmp_path / 'torc.db'}", workers=2,
                     log_path=tmp_path / "server.log") as server:
+        # The CLI and clients of this process use the server's admin token (not a token of
+        # ~/.config/torc_graph/token, which belongs to some other server).
+        monkeypatch.setenv("TORC_GRAPH_TOKEN", server.token)
         env = SlurmEnv(server, tmp_path)
         try:
             yield env

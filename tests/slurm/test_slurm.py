@@ -205,7 +205,8 @@ def test_workflow_cancel_leaves_squeue_empty(slurm_env):
     assert "Canceled Slurm allocation(s)" in result.output
     queue = commands.queue(ids)
     assert all(e.state in commands.FINISHED_STATES for e in queue.values()), queue
-    assert all(a["status"] == "complete" for a in alloc_mod.allocations(slurm_env.client, wf))
+    left = [(a["scheduler_id"], a["status"]) for a in alloc_mod.allocations(slurm_env.client, wf)]
+    assert all(status == "complete" for _, status in left), left  # none submitted after cancel
     status = {j["_key"]: j["status"] for j in slurm_env.jobs(wf)}
     assert {status[j["_key"]] for j in running} == {"canceled"}
     assert not {"submitted", "submitted_pending"} & set(status.values())  # torc: ready stays
@@ -235,3 +236,91 @@ def test_torc_client_0_6_4_slurm_flow(slurm_env):
     assert {r["return_code"] for r in slurm_env.results(wf)} == {0}
     nodes = list(slurm_env.client.iter_items(f"/workflows/{wf}/compute_nodes"))
     assert [n["scheduler"].get("slurm_job_id") for n in nodes] == [alloc["scheduler_id"]]
+
+
+@pytest.mark.slow
+def test_allocation_credential_is_an_executor_token_of_its_workflow_only(slurm_env,
+                                                                        monkeypatch):
+    """`slurm schedule-nodes` against a server with authentication: the allocation gets an
+    expiring executor token of ITS workflow in a 0600 file named by TORC_GRAPH_TOKEN_FILE; the
+    token is in neither the batch script nor any worker argv (`ps`); with it, the workflow's
+    jobs run, but another workflow cannot be read or changed (403)."""
+    import psutil
+
+    from torc_graph.client import ApiError, Client, seg
+
+    wf = slurm_env.create(spec("mine", [{"name": "slow", "command": "sleep 6"}],
+                               [scheduler("one")]))
+    other = slurm_env.create(spec("other", [{"name": "x", "command": "echo x"}],
+                                  [scheduler("one")]))
+    admin_token = slurm_env.server.token
+    [job_id] = slurm_env.schedule(wf, "one", 1)
+    script = (slurm_env.output / f"torc_graph_allocation_{wf}.sh").read_text()
+    assert "tg_" not in script and admin_token not in script
+    token_file = script.split("export TORC_GRAPH_TOKEN_FILE=")[1].split("\n")[0]
+    assert os.stat(token_file).st_mode & 0o777 == 0o600
+    token = open(token_file).read().strip()
+    with slurm_env.server.client() as admin:
+        doc = admin.get("/tokens")["items"][-1]
+    assert (doc["role"], doc["workflow"]) == ("executor", wf) and doc["expires"]
+    assert token.startswith(f"tg_{doc['_key']}_")
+
+    wait_for(lambda: slurm_env.jobs(wf, status="submitted"), 60, "the job to start")
+    workers = [p for p in psutil.process_iter(["cmdline"])
+               if "run-jobs" in (p.info["cmdline"] or []) and str(slurm_env.output)
+               in (p.info["cmdline"] or [])]
+    assert workers
+    tree = [q for p in workers for q in [p, *p.children(recursive=True)]]
+    for proc in tree:
+        argv = " ".join(proc.cmdline())
+        assert token not in argv and admin_token not in argv and "tg_" not in argv, argv
+    assert workers[0].environ().get("TORC_GRAPH_TOKEN_FILE") == token_file
+
+    monkeypatch.setenv("TORC_GRAPH_TOKEN_FILE", token_file)
+    monkeypatch.delenv("TORC_GRAPH_TOKEN", raising=False)
+    with Client(slurm_env.server.base_url) as node:
+        assert node.token == token
+        assert node.get(f"/workflows/{seg(wf)}/jobs")["items"]
+        for method, path, body in (
+                ("get", f"/workflows/{seg(other)}/jobs", None),
+                ("get", f"/workflows/{seg(other)}", None),
+                ("post", f"/workflows/{seg(other)}/events", {"category": "x", "message": "m"}),
+                ("post", f"/workflows/{seg(other)}/claim_jobs",
+                 {"resources": {"num_cpus": 1, "memory_gb": 1.0}}),
+                ("post", f"/workflows/{seg(wf)}/executor_tokens", {"expires_in": 60}),
+                ("get", "/tokens", None)):
+            with pytest.raises(ApiError) as err:
+                getattr(node, method)(path, body) if body else getattr(node, method)(path)
+            assert err.value.status == 403, (method, path, err.value)
+        # an allocation sbatch refused: the executor may not delete its document, it ends it
+        refused = node.add_document(wf, alloc_mod.ALLOCATIONS, {
+            "scheduler_config_id": f"slurm_schedulers__{wf}/1", "status": "uninitialized"})
+        alloc_mod._discard(node, wf, refused)
+        assert node.get(f"/workflows/{seg(wf)}/{alloc_mod.ALLOCATIONS}/{refused['_key']}"
+                        )["status"] == "complete"
+    slurm_env.wait_complete(wf, 90)
+    assert [j["status"] for j in slurm_env.jobs(wf)] == ["done"]
+    assert [j["status"] for j in slurm_env.jobs(other)] != ["done"]
+
+
+@pytest.mark.slow
+def test_run_slurm_url_mints_and_revokes_the_allocations_token(slurm_env):
+    """`run SPEC --slurm --url` against a server with authentication: the allocations' executor
+    token is minted for the new workflow, works while the run lasts, and is revoked (and its
+    file removed) when the run ends."""
+    import json
+
+    spec_file = slurm_env.dir / "wf.json"
+    spec_file.write_text(json.dumps(spec("run-url", [{"name": "a", "command": "echo a"}],
+                                         [scheduler("one")])))
+    result = slurm_env.cli("run", str(spec_file), "--slurm", "--no-progress",
+                           "--output", str(slurm_env.output))
+    assert "1 succeeded, 0 not successful" in result.output
+    with slurm_env.server.client() as admin:
+        minted = [t for t in admin.get("/tokens")["items"] if t["role"] == "executor"]
+    assert len(minted) == 1 and minted[0]["revoked"] and minted[0]["expires"]
+    wf = minted[0]["workflow"]
+    slurm_env.workflows.append(wf)
+    nodes = list(slurm_env.client.iter_items(f"/workflows/{wf}/compute_nodes"))
+    assert nodes and all(n["scheduler"]["hpc_type"] == "slurm" for n in nodes)
+    assert not list(slurm_env.output.glob(".torc_graph_worker_token_*"))

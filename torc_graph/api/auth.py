@@ -17,10 +17,14 @@ gets one; a new non-GET route is ``edit`` (owner or admin) unless it is named in
 
 =========  ========================================================================
 reader     ``read`` on every workflow
-editor     ``read``; ``create``; ``edit``/``execute`` on workflows it owns
+editor     ``read``; ``create``; ``edit``/``execute`` on workflows it owns (``edit``
+           includes minting/revoking the workflow's executor tokens,
+           ``/workflows/{workflow}/executor_tokens``)
 executor   ``read``/``execute`` on its one workflow (plus ``/ping``, ``/version``):
            the execution actions, its compute nodes, events, results, statistics, user
-           data, ``node_used``/``process_used`` edges and files' ``st_mtime`` (PUT)
+           data, its Slurm allocations (``scheduled_compute_nodes``: a worker marks its own
+           allocation active/complete and submits more just in time), ``node_used``/
+           ``process_used`` edges and files' ``st_mtime`` (PUT)
 admin      everything
 =========  ========================================================================
 
@@ -56,10 +60,11 @@ EXECUTE_ACTIONS = frozenset({
     "prepare_jobs_for_submission", "prepare_next_jobs_for_submission", "prepare_jobs_for_scheduling",
     "start_job", "complete_job", "manage_status_change", "user_data",
 })
-#: Collections a job runner writes (POST/PUT; never DELETE): its node, events, results, stats.
+#: Collections a job runner writes (POST/PUT; never DELETE): its node, events, results, stats,
+#: and (a Slurm worker) its allocation documents.
 EXECUTE_COLLECTIONS = frozenset({
     "compute_nodes", "compute_node_stats", "events", "job_process_stats", "results",
-    "user_data",
+    "user_data", "scheduled_compute_nodes",
 })
 #: Edges a job runner links its statistics with (``POST edges/{name}``).
 EXECUTE_EDGES = frozenset({"node_used", "process_used"})

@@ -124,6 +124,26 @@ def revoke(store: GraphStore, key: str) -> Document:
     return public(doc)
 
 
+def create_executor(store: GraphStore, workflow: str, *, expires_in: float,
+                    name: str | None = None, created_by: str = "") -> tuple[str, Document]:
+    """An expiring executor token of ``workflow`` (what a compute node or a Slurm allocation
+    gets); returns ``(token, public document)``. Raises like :func:`create`."""
+    return create(store, name=name or f"executor-wf{workflow}", role=Role.EXECUTOR.value,
+                  workflow=workflow, expires_in=expires_in, created_by=created_by)
+
+
+def revoke_executor(store: GraphStore, workflow: str, key: str) -> Document:
+    """Revoke the executor token ``key`` of ``workflow``. Raises NotFound when ``key`` is not
+    an executor token of that workflow (so this never reaches another token)."""
+    try:
+        doc = store.get(TOKENS, None, key)
+    except NotFound:
+        doc = {}
+    if doc.get("role") != Role.EXECUTOR.value or doc.get("workflow") != workflow:
+        raise NotFound(f"workflow {workflow} has no executor token {key}")
+    return revoke(store, key)
+
+
 def has_admin(store: GraphStore) -> bool:
     """True if a usable admin token exists."""
     now = time.time()

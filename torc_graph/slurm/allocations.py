@@ -122,7 +122,7 @@ def submit(client: Client, wf: str, scheduler: dict[str, Any], count: int,
             try:
                 job_id = commands.submit(options, str(script), str(where.cwd))
             except SlurmError as exc:
-                client.delete(f"/workflows/{seg(wf)}/{ALLOCATIONS}/{seg(node['_key'])}")
+                _discard(client, wf, node)
                 raise AllocationError(str(exc)) from None
             client.update_document(wf, ALLOCATIONS, {
                 **_strip(node), "scheduler_id": job_id, "status": "pending"})
@@ -145,7 +145,10 @@ def schedule_just_in_time(client: Client, wf: str, where: Submission) -> list[st
     ready jobs with ``schedule_compute_nodes`` into ``scheduled`` and names, per job, a number
     of allocations of a scheduler. Then, if ready or scheduled jobs remain and no allocation is
     live, one allocation of the job's scheduler (or the default scheduler). Raises
-    AllocationError, ApiError."""
+    AllocationError, ApiError. Nothing is submitted for a canceled workflow (a worker ending
+    because ``workflows cancel`` scancel'ed it must not start another)."""
+    if (client.is_complete(wf) or {}).get("is_canceled"):
+        return []
     live = len(allocations(client, wf, LIVE_STATUSES))
     room = None if where.max_allocations is None else max(where.max_allocations - live, 0)
     wanted: dict[str, int] = {}
@@ -235,6 +238,17 @@ def set_status(client: Client, wf: str, alloc: dict[str, Any], status: str) -> d
                 raise
             doc = client.get(path)
     raise ApiError(409, f"allocation {alloc['_key']} keeps changing; could not set {status}")
+
+
+def _discard(client: Client, wf: str, node: dict[str, Any]) -> None:
+    """Remove the document of an allocation sbatch refused; a worker's executor token may not
+    delete (403), so it marks the document ``complete`` instead (no longer live)."""
+    try:
+        client.delete(f"/workflows/{seg(wf)}/{ALLOCATIONS}/{seg(node['_key'])}")
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        set_status(client, wf, node, "complete")
 
 
 def _strip(doc: dict[str, Any]) -> dict[str, Any]:

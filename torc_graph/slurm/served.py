@@ -2,14 +2,13 @@
 
 Compute nodes must never open the SQLite file (over a network file system SQLite's locking is
 unsafe), so ``torc-graph run --slurm`` without ``--url`` starts ``torc-graph serve`` on the
-submit host, bound to an address the compute nodes reach, and gives the allocations its URL and
-a credential.
+submit host, bound to an address the compute nodes reach, with authentication on; the
+allocations get its URL and an executor token (:mod:`torc_graph.slurm.credentials`).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -37,24 +36,15 @@ def reachable_host() -> tuple[str, str]:
                          "this host that the compute nodes reach") from None
 
 
-def create_token_file(directory: Path) -> str:
-    """THE place where a Slurm run's worker credential is created: a random token in a file
-    only the user can read (docs/execution-model.md §6: workers get it via
-    ``TORC_GRAPH_TOKEN_FILE``). The server enforces it once authentication exists."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".torc_graph_worker_token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(32))
-    return str(path)
-
-
 class ServedStore:
-    """``torc-graph serve --database DATABASE`` as a child process (a context manager)."""
+    """``torc-graph serve --database DATABASE`` as a child process (a context manager), with
+    authentication on and ``admin_token_file`` as its admin token file (a file holding a valid
+    admin token of the store: the server then creates none)."""
 
-    def __init__(self, database: str, log_path: Path, workers: int = 2,
+    def __init__(self, database: str, log_path: Path, admin_token_file: str, workers: int = 2,
                  startup_timeout: float = 60.0):
         self.database = database
+        self.admin_token_file = admin_token_file
         self.log_path = log_path
         self.workers = workers
         self.startup_timeout = startup_timeout
@@ -69,19 +59,21 @@ class ServedStore:
                 "from torc_graph.cli.main import cli; cli(prog_name='torc-graph')",
                 "serve", "--host", self.address, "--port", str(self.port),
                 "--workers", str(self.workers), "--database", self.database,
-                "--log-level", "warning"]
+                "--log-level", "warning", "--allowed-host", self.name]
         env = {k: v for k, v in os.environ.items() if k != "TORC_GRAPH_URL"}
+        env.update(TORC_GRAPH_AUTH="on", TORC_GRAPH_ADMIN_TOKEN_FILE=self.admin_token_file)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          stdin=subprocess.DEVNULL)
+        headers = {"Authorization": "Bearer " + Path(self.admin_token_file).read_text().strip()}
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServeError(f"torc-graph serve exited with {self.proc.returncode}; see "
                                  f"{self.log_path}")
             try:
-                if requests.get(self.url + "/ping", timeout=2).ok:
+                if requests.get(self.url + "/ping", headers=headers, timeout=2).ok:
                     return self
             except requests.RequestException:
                 pass
