@@ -150,12 +150,25 @@ class SlurmRunner(LocalRunner):
         finally:
             self._finish(schedule=ok)
 
+    def _store_figures(self, patience: float = 10.0) -> None:
+        """Store the sacct figures of the steps this worker ran. slurmdbd records a step a
+        moment after it ends, so the last steps may be missing at first: ask again (only for
+        results still without figures) until every reported attempt has its figures or
+        ``patience`` seconds have passed."""
+        s = self.summary
+        expected = s.succeeded + s.failed + s.terminated + s.retried
+        deadline = time.monotonic() + patience
+        stored = store_figures(self.client, self.wf, [self.allocation.job_id])
+        while stored < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+            stored += store_figures(self.client, self.wf, [self.allocation.job_id])
+
     def _finish(self, schedule: bool) -> None:
         """After the loop: figures, allocation complete, and (unless the worker failed, which
         a new allocation would repeat) just-in-time scheduling. Errors are logged: the worker
         is ending and its jobs are already reported."""
         try:
-            store_figures(self.client, self.wf, [self.allocation.job_id])
+            self._store_figures()
         except (SlurmError, ApiError, ServerUnreachable) as exc:
             logger.warning("could not store sacct figures: %s", exc)
         try:
