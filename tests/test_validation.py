@@ -40,6 +40,7 @@ SAMPLES = {
     "file": {"name": "f", "path": "dir/f.json", "st_mtime": 1714564800.25},
     "user_data": {"name": "u", "is_ephemeral": True, "data": {"a": [1, {"b": None}]}},
     "token": {"name": "node-7", "role": "executor", "workflow": "12", "expires_in": 3600},
+    "executor_token": {"name": "allocation-3", "expires_in": 604800},
     "resource_requirements": {"name": "small", "num_cpus": 2, "memory": "10g", "runtime": "P0DT1H"},
     "result": {"job_key": "9", "run_id": 1, "return_code": 0, "exec_time_minutes": 1.5,
                "completion_time": "2024-05-01T12:00:00", "status": "done"},
