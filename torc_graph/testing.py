@@ -19,6 +19,7 @@ all work with it unchanged. ``base_url`` is the bare ``http://127.0.0.1:PORT``.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -261,3 +262,24 @@ def backend_url(backend: str, directory: Path) -> str | None:
     if backend == "arango":
         return os.environ.get(ARANGO_TEST_ENV) or None
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def run_processes(target, args: list[tuple], timeout: float) -> list:
+    """Run ``target(*a, queue)`` in one forked process per ``a`` in ``args``; return what each
+    put on the queue (one report per process, in arrival order). Processes still alive at the
+    end are killed."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, queue)) for a in args]
+    for p in procs:
+        p.start()
+    reports = []
+    try:
+        for _ in procs:
+            reports.append(queue.get(timeout=timeout))
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    return reports

@@ -18,7 +18,7 @@ from collections import Counter
 import pytest
 
 from torc_graph.client import Client
-from torc_graph.testing import LiveServer
+from torc_graph.testing import LiveServer, run_processes
 
 pytestmark = pytest.mark.slow
 
@@ -109,21 +109,9 @@ def test_sixteen_batched_workers_and_a_killed_one_run_every_job_exactly_once(tmp
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.join(10)
 
-        queue = ctx.Queue()
         start = time.monotonic()
-        procs = [ctx.Process(target=worker, args=(server.url, wf, i, queue))
-                 for i in range(NUM_WORKERS)]
-        for p in procs:
-            p.start()
-        reports = []
-        try:
-            for _ in procs:
-                reports.append(queue.get(timeout=DEADLINE_S + 30))
-        finally:
-            for p in procs:
-                p.join(10)
-                if p.is_alive():
-                    p.kill()
+        reports = run_processes(worker, [(server.url, wf, i) for i in range(NUM_WORKERS)],
+                                DEADLINE_S + 30)
         elapsed = time.monotonic() - start
         errors = [(i, err) for i, _, err in reports if err]
         assert not errors, "\n".join(f"worker {i}:\n{err}" for i, err in errors)

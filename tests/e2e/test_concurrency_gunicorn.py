@@ -11,7 +11,6 @@ nowhere (worker errors or the server log).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 import traceback
@@ -27,6 +26,8 @@ from torc.openapi_client.models.jobs_model import JobsModel
 from torc.openapi_client.models.result_model import ResultModel
 from torc.openapi_client.models.workflow_model import WorkflowModel
 from torc.workflow_manager import WorkflowManager
+
+from torc_graph.testing import run_processes
 
 pytestmark = pytest.mark.slow
 
@@ -102,22 +103,9 @@ def test_sixteen_workers_run_every_job_exactly_once(server, api, read, record_pr
     assert Counter(read.statuses(wf).values()) == {
         "ready": STAGE_SIZE, "blocked": (STAGES - 1) * STAGE_SIZE}
 
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
     start = time.monotonic()
-    procs = [ctx.Process(target=worker, args=(server.url, wf, i, queue))
-             for i in range(NUM_WORKERS)]
-    for p in procs:
-        p.start()
-    reports = []
-    try:
-        for _ in procs:
-            reports.append(queue.get(timeout=DEADLINE_S + 30))
-    finally:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
+    reports = run_processes(worker, [(server.url, wf, i) for i in range(NUM_WORKERS)],
+                            DEADLINE_S + 30)
     elapsed = time.monotonic() - start
     errors = [(i, err) for i, _, err in reports if err]
     assert not errors, "\n".join(f"worker {i}:\n{err}" for i, err in errors)
