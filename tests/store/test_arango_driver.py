@@ -20,9 +20,10 @@ import requests
 from arango.http import HTTPClient
 from arango.response import Response
 
-from torc_graph.errors import StoreError, StoreUnavailable
+from torc_graph.errors import NotFound, StoreError, StoreUnavailable
 from torc_graph.store.aql import SEQ_FIELD
 from torc_graph.store.arango import ArangoStore, TransactionTooLarge
+from torc_graph.store.arango_lint import lint
 
 TRX = "x-arango-trx-id"
 
@@ -265,3 +266,34 @@ def test_unreadable_layout_with_existing_collections_needs_no_ddl(stub):
     ArangoStore.from_url("arangodb://u:pw@h:8529/torc", http_client=stub).count("jobs", "12")
     posts = [r for r in stub.requests if r["method"] == "post" and "/_api/cursor" not in r["path"]]
     assert before >= 6 and posts == []
+
+
+def test_find_after_is_one_indexed_seek_through_the_real_driver(stub):
+    """``find_after`` (the event stream's replay): one query that looks the anchor up by key
+    and range-scans ``_torc_seq`` from it in index order with LIMIT (no generic scan from the
+    first document); an unknown anchor is NotFound."""
+
+    def seek(query, bind):
+        if not query.startswith("LET a = "):
+            return answer(query, bind)
+        key = next((v for k, v in bind.items() if f"x._key == @{k}" in query), None)
+        anchor = 0 if key is None else next((j[SEQ_FIELD] for j in JOBS if j["_key"] == key), None)
+        limit = next(v for k, v in bind.items() if f"LIMIT @{k}" in query)
+        docs = [j for j in JOBS if anchor is None or j[SEQ_FIELD] > anchor][:limit]
+        return [{"found": anchor is not None, "docs": docs}]
+
+    stub.answer = seek
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc", http_client=stub)
+    got = store.find_after("events", "12", "2400", {"category": "job"}, limit=3)
+    assert [d["_key"] for d in got] == ["2401", "2402", "2403"]
+    assert all(SEQ_FIELD not in d for d in got)
+    assert [d["_key"] for d in store.find_after("events", "12", None, limit=2)] == ["1", "2"]
+    with pytest.raises(NotFound):
+        store.find_after("events", "12", "nope")
+    queries = [r["body"] for r in stub.cursor_requests() if r["body"]
+               and r["body"]["query"].startswith("LET a = ")]
+    assert len(queries) == 3  # one request per call
+    text, bind = queries[0]["query"], queries[0]["bindVars"]
+    assert f"FILTER d.{SEQ_FIELD} > a FILTER" in text and f"SORT d.{SEQ_FIELD} ASC LIMIT @" in text
+    assert "2400" in bind.values() and "events__12" in bind.values()
+    assert lint(text, bind) == []

@@ -88,6 +88,20 @@ def test_keyset_page_and_event_polling_use_the_sequence_index(live):
     assert_index_no_sort(live, text, q)
 
 
+def test_find_after_seeks_the_sequence_index(live):
+    """The event stream's replay: the anchor by primary index, then an index range from its
+    sequence number, no sort, no collection scan."""
+    wf = live.new_workflow()
+    events = live.insert_many("events", wf, [{"category": "job", "n": i} for i in range(50)])
+    text, q = live._after_query(f"events__{wf}", wf, events[10]["_key"], {"category": "job"}, 5)
+    nodes = plan_nodes(live, text, q)
+    types = [n["type"] for n in nodes]
+    assert "SortNode" not in types and "EnumerateCollectionNode" not in types, types
+    assert {i["fields"][0] for n in nodes for i in n.get("indexes", ())} >= {"_key", SEQ_FIELD}
+    got = live.find_after("events", wf, events[10]["_key"], {"category": "job"}, limit=5)
+    assert [d["n"] for d in got] == [11, 12, 13, 14, 15]
+
+
 def test_count_by_status_uses_the_status_index(live):
     wf = live.new_workflow()
     live.insert_many("jobs", wf, [{"status": "done"}, {"status": "ready"}])
