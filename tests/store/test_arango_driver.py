@@ -21,7 +21,7 @@ from arango.http import HTTPClient
 from arango.response import Response
 
 from torc_graph.errors import NotFound, StoreError, StoreUnavailable
-from torc_graph.store.aql import SEQ_FIELD
+from torc_graph.store.aql import SEQ_FIELD, STAGED_FIELD
 from torc_graph.store.arango import ArangoStore, TransactionTooLarge
 from torc_graph.store.arango_lint import lint
 
@@ -99,6 +99,13 @@ class StubArango(HTTPClient):
             return 201, {"id": f"{params.get('collection')}/1", "type": "persistent",
                          "fields": body["fields"], "name": body.get("name"), "isNewlyCreated": True,
                          "error": False, "code": 201}
+        if path.startswith("/_api/gharial/") and method == "delete":
+            name = path.rsplit("/", 1)[1]
+            self.graphs = [g for g in self.graphs if g["name"] != name]
+            return 202, {"error": False, "code": 202, "removed": True}
+        if path.startswith("/_api/collection/") and method == "delete":
+            self.collections.pop(path.rsplit("/", 1)[1], None)
+            return 200, {"error": False, "code": 200, "id": "1"}
         if path == "/_admin/server/role":
             return 200, {"role": "SINGLE", "mode": "default"}
         if path == "/_api/version":
@@ -155,6 +162,8 @@ def answer(query, bind):
     if " INSERT d INTO " in query:
         docs = bind[next(k for k, v in bind.items() if isinstance(v, list))]
         return [{**d, "_id": f"jobs__12/{d['_key']}", "_rev": "_r"} for d in docs]
+    if f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in query:  # publish
+        return [1] * len(next(v for v in bind.values() if isinstance(v, list)))
     return []
 
 
@@ -219,8 +228,9 @@ def test_every_request_of_a_transaction_carries_its_header(store, stub):
 
 
 def test_create_workflow_writes_its_documents_in_a_global_transaction(store, stub):
-    """DDL first (collections with indexes, then the graph), then one query in a stream
-    transaction over the global collections, carrying only in-transaction options."""
+    """Documents first (one query in a stream transaction over the global collections,
+    carrying only in-transaction options; the workflow staged), then the DDL (collections with
+    indexes, then the graph), then one standalone query publishing it."""
     space = store.create_workflow({"name": "w"}, {"a": 1}, {"run_id": 0})
     key = space.workflow["_key"]
     assert SEQ_FIELD not in space.workflow and key.isdigit()
@@ -230,7 +240,16 @@ def test_create_workflow_writes_its_documents_in_a_global_transaction(store, stu
     insert = next(r for r in stub.requests if r["body"] and "LET w = FIRST" in r["body"].get("query", ""))
     assert insert["headers"][TRX] == "77"
     assert "maxTransactionSize" not in insert["body"].get("options", {})
-    assert stub.requests[-1]["method"] == "put"  # committed
+    wf_doc = next(v for v in insert["body"]["bindVars"].values()
+                  if isinstance(v, dict) and v.get("_key") == key)
+    assert isinstance(wf_doc[STAGED_FIELD], int)
+    at = stub.requests.index(insert)
+    commit, ddl = stub.requests[at + 1], stub.requests[at + 2:-1]
+    assert commit["method"] == "put" and commit["path"].endswith("/_api/transaction/77")
+    assert any(r["path"].endswith("/_api/gharial") for r in ddl)
+    publish = stub.requests[-1]
+    assert f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in publish["body"]["query"]
+    assert TRX not in publish["headers"] and [key] in publish["body"]["bindVars"].values()
 
 
 def test_a_result_over_one_batch_inside_a_transaction_is_refused(stub):
@@ -294,6 +313,6 @@ def test_find_after_is_one_indexed_seek_through_the_real_driver(stub):
                and r["body"]["query"].startswith("LET a = ")]
     assert len(queries) == 3  # one request per call
     text, bind = queries[0]["query"], queries[0]["bindVars"]
-    assert f"FILTER d.{SEQ_FIELD} > a FILTER" in text and f"SORT d.{SEQ_FIELD} ASC LIMIT @" in text
+    assert f"FILTER d.{SEQ_FIELD} > a AND (d[@" in text and f"SORT d.{SEQ_FIELD} ASC LIMIT @" in text
     assert "2400" in bind.values() and "events__12" in bind.values()
     assert lint(text, bind) == []

@@ -11,6 +11,7 @@ defects of issue 12; each fails on 62e67c5.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -47,7 +48,7 @@ from torc_graph.errors import (
 from torc_graph import model
 from torc_graph.store import arango as arango_mod
 from torc_graph.store import arango_connection, open_store
-from torc_graph.store.aql import SEQ_FIELD
+from torc_graph.store.aql import SEQ_FIELD, STAGED_FIELD
 from torc_graph.store.arango import ArangoStore, TransactionTooLarge, mask_url, parse_url, translate
 from torc_graph.store.arango_keys import RESERVE_AQL
 from torc_graph.store.arango_lint import lint
@@ -201,6 +202,8 @@ class Server:
         self.tx_written: dict[int, int] = {}
         self.tx_cap: dict[int, int] = {}
         self.tx_seq = 0
+        self.workflows: dict[str, dict] = {}  # key -> workflow document (staged or not)
+        self.touched: list[str] = []
         self._coll = self._cursor_mock = self._tx_mock = None
 
     def queries(self, prefix=""):
@@ -288,18 +291,47 @@ class Server:
             return [{"keys": keys, "bytes": 100 * len(keys)}]
         if "COLLECT WITH COUNT INTO n" in query:
             return [0]
+        if query.startswith("LET a = "):  # find_after
+            return [{"found": True, "docs": []}]
         if query.startswith("LET cur = "):  # update
             return [{"found": True, "doc": {"_key": "7", "_rev": "_new", "_oldRev": "_old",
                                             "status": "x", SEQ_FIELD: 3}}]
         if "RETURN {n: LENGTH(u), bytes: SUM(u)}" in query:
             return [{"n": 0, "bytes": None}]
+        if f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in query:  # publish
+            keys = next(v for v in bind.values() if isinstance(v, list))
+            published = [k for k in keys if self.workflows.get(k, {}).pop(STAGED_FIELD, None)]
+            return [1] * len(published)
+        if f"UPDATE w WITH {{{STAGED_FIELD}: @" in query:  # a chunk's sign of life
+            key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
+            stamp = next(v for v in bind.values() if isinstance(v, int))
+            self.touched.append(key)
+            if STAGED_FIELD in self.workflows.get(key, {}):
+                self.workflows[key][STAGED_FIELD] = stamp
+                return [1]
+            return []
+        if f"w.{STAGED_FIELD} < @" in query:  # the sweep: abandoned staged workflows
+            cutoff = next(v for v in bind.values() if isinstance(v, int))
+            return [k for k, w in self.workflows.items() if w.get(STAGED_FIELD, cutoff) < cutoff]
+        if query.startswith("FOR w IN") and query.endswith("RETURN w._key"):  # which exist
+            keys = next(v for v in bind.values() if isinstance(v, list))
+            return [k for k in keys if k in self.workflows]
+        if "LET rw = " in query:  # remove a workflow's global documents
+            key = next(v for k, v in bind.items() if "x._key == @" + k in query)
+            return [self.workflows.pop(key, None)]
         if query.startswith("LET w = FIRST((INSERT"):
             w, c, s = (v for k, v in bind.items() if isinstance(v, dict))
+            if w["_key"] in self.workflows:
+                raise aql_error(errno.UNIQUE_CONSTRAINT_VIOLATED, 409)
+            self.workflows[w["_key"]] = dict(w)
             return [{"w": {**w, "_id": f"workflows/{w['_key']}", "_rev": "_r"},
                      "c": {**c, "_key": "1", "_id": "workflow_configs/1", "_rev": "_r"},
                      "s": {**s, "_key": "2", "_id": "workflow_statuses/2", "_rev": "_r"}}]
         if query.startswith("FOR w IN"):
-            key = next(v for k, v in bind.items() if not k.startswith("@"))
+            key = next(v for k, v in bind.items() if not k.startswith("@") and isinstance(v, str))
+            mine = next((v for v in bind.values() if isinstance(v, list)), [])
+            if STAGED_FIELD in self.workflows.get(key, {}) and key not in mine:
+                return []  # staged: visible only to its creator
             return [{"w": {"_key": key, "_id": f"workflows/{key}", "_rev": "_r", SEQ_FIELD: 5},
                      "c": {"_key": "1"}, "s": {"_key": "2"}}]
         if "REMOVE" in query and "RETURN OLD" in query and "LET targets" in query:
@@ -419,6 +451,7 @@ def exercise_every_method(store, wf="12"):
     list(store.iter_find("jobs", wf, {"name": HOSTILE}, batch_size=2))
     store.count("jobs", wf, {"a.b": Ge(HOSTILE)}, edges=[HasEdge("needs", "out")])
     store.page("jobs", wf, {"status": HOSTILE}, skip=1, limit=1)
+    store.find_after("events", wf, "5", {"category": HOSTILE}, limit=3)
     store.neighbors(wf, "needs", "out", [f"jobs__{wf}/1"], where={"name": HOSTILE},
                     edge_where={"data.run_id": 3})
     store.neighbors(wf, "blocks", "in")
@@ -574,12 +607,29 @@ def test_create_workflow_cleans_up_its_collections_on_failure(store, fake):
 
 
 def test_create_workflow_does_not_drop_collections_it_did_not_create(store, fake):
+    """The workflow document is written before any DDL: a taken key fails there, and the
+    collections of the workflow that holds it are left alone."""
     store.count("jobs", "1")
-    fake.collections["jobs__w2"] = False  # e.g. another process creating the same key
+    fake.db.create_collection.reset_mock()
+    fake.workflows["w2"] = {"_key": "w2"}  # e.g. another process created the same key
+    fake.collections["jobs__w2"] = False
     with pytest.raises(UniqueConstraintViolated):
         store.create_workflow({"_key": "w2"}, {}, {})
     assert "jobs__w2" in fake.collections
     assert not any(n.endswith("__w2") and n != "jobs__w2" for n in fake.collections)
+    assert not fake.db.create_collection.called
+
+
+def test_create_workflow_replaces_orphan_collections_of_its_key(store, fake):
+    """Defect-4 follow-up (issue 12, item 4): collections left by a creation that crashed
+    mid-DDL no longer block the key (was: 409 until an operator dropped them)."""
+    store.count("jobs", "1")
+    fake.collections["jobs__w3"] = False
+    fake.collections["files__w3"] = False
+    space = store.create_workflow({"_key": "w3"}, {}, {})
+    assert space.workflow["_key"] == "w3" and STAGED_FIELD not in space.workflow
+    assert len([n for n in fake.collections if n.endswith("__w3")]) == 24
+    assert STAGED_FIELD not in fake.workflows["w3"]  # published
 
 
 @pytest.mark.parametrize("owner", [{"token": "7", "name": HOSTILE}, None])
@@ -601,11 +651,12 @@ def test_create_workflow_writes_its_owner_in_the_same_transaction(store, fake, o
         (doc,) = owners[0]
         assert doc["_key"] == "w5" and doc["token"] == "7" and doc["name"] == HOSTILE
         assert SEQ_FIELD in doc
-    assert [e[0] for e in fake.tx_events[-2:]] == ["begin", "commit"]
+    assert [e[0] for e in fake.tx_events if e[0] in ("begin", "commit")][-2:] == ["begin", "commit"]
     assert_queries_sound(fake, HOSTILE)
 
 
 def test_delete_workflow_removes_the_owner_record_in_its_transaction(store, fake):
+    fake.workflows["12"] = {"_key": "12", "_id": "workflows/12"}
     store.delete_workflow("12")
     (_, text, bind, _), = [e for e in fake.log if "REMOVE" in e[1] and "RETURN OLD" in e[1]]
     own = next(k for k, v in bind.items() if v == "workflow_owners")
@@ -613,6 +664,7 @@ def test_delete_workflow_removes_the_owner_record_in_its_transaction(store, fake
 
 
 def test_delete_workflow_drops_graph_collections_then_documents(store, fake):
+    fake.workflows["12"] = {"_key": "12", "_id": "workflows/12"}
     old = store.delete_workflow("12")
     assert old == {"_key": "12", "_id": "workflows/12"}
     assert fake.tx_events[-1][0] == "commit"
@@ -940,3 +992,195 @@ def test_lint_catches(text, bind, problem):
 def test_lint_accepts_upsert_and_update_with():
     assert lint(RESERVE_AQL, {"key": "k", "floor": 0, "n": 1, "@ticks": "t"}) == []
     assert lint("FOR d IN @@c UPDATE d WITH {a: 'x)'} IN @@c", {"@c": "x"}) == []
+
+
+# -- staged creation: chunks under the cap, compensation, invisibility, the sweep (issue 12) -------
+
+
+def big_spec(n: int) -> dict:
+    """A 10^6-job specification scaled down: n jobs of ~0.5 KB in chains, with files."""
+    jobs = [{"name": f"job{i}", "command": f"python run.py --index {i} " + "x" * 400,
+             **({"blocked_by": [f"job{i - 1}"]} if i % 100 else {"output_files": [f"f{i}"]})}
+            for i in range(n)]
+    return {"name": "big", "jobs": jobs,
+            "files": [{"name": f"f{i}", "path": f"out/{i}"} for i in range(0, n, 100)]}
+
+
+def test_staged_creation_writes_chunks_under_the_cap_and_publishes_last(fake):
+    """A specification ~4x the cap (the 10^6-job case with a 1 MiB cap) is created through the
+    real engine: every stream transaction stays under the declared cap (the fake asserts it on
+    every insert), there are several, each chunk refreshes the stamp, the workflow is staged
+    (hidden) until one final query publishes it."""
+    from torc_graph.engine import specifications
+
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    created = specifications.create_from_specification(store, big_spec(6000))
+    key = created["_key"]
+    assert STAGED_FIELD not in created
+    chunks = [e for e in fake.tx_events if e[0] == "begin" and "exclusive" in e[1]
+              and e[1]["exclusive"] == [f"jobs__{key}"]]
+    assert len(chunks) >= 4
+    assert all(e[1]["max_size"] == 2**20 for e in chunks)
+    assert max(fake.tx_written.values()) <= 2**20
+    assert sum(fake.tx_written.values()) > 3 * 2**20
+    assert fake.touched == [key] * (len(chunks) - 1)
+    publish = [i for i, e in enumerate(fake.log) if f"{STAGED_FIELD}: null" in e[1]]
+    assert publish == [len(fake.log) - 1]  # the last query of the call
+    assert fake.log[-1][0] == "db"  # standalone, after the last chunk committed
+    assert fake.tx_events[-1][0] == "commit"
+    assert STAGED_FIELD not in fake.workflows[key]
+    jobs = [e for e in fake.log if " INSERT d INTO " in e[1] and f"jobs__{key}" in e[2].values()]
+    assert sum(len(next(v for v in e[2].values() if isinstance(v, list))) for e in jobs) == 6000
+    assert_queries_sound(fake)
+
+
+def test_staged_creation_compensates_a_failure_in_chunk_k(fake):
+    """A storage error in the third chunk: the current chunk is aborted, the committed chunks
+    and the DDL are removed (graph, 24 collections, global documents); nothing is published."""
+    from torc_graph.engine import specifications
+
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    store.count("jobs", "1")
+    before = set(fake.collections)
+    seen = []
+
+    def fail_third_chunk(query, **kw):
+        if " INSERT d INTO " in query and fake.tx_seq >= 4 and not seen:
+            seen.append(fake.tx_seq)
+            raise aql_error(errno.QUERY_PARSE)
+        return real(query, **kw)
+
+    real = fake._tx_mock.aql.execute.side_effect if fake._tx_mock else None
+    original_begin = fake.begin
+
+    def begin(**kwargs):
+        tx = original_begin(**kwargs)
+        nonlocal real
+        real = tx.aql.execute.side_effect
+        tx.aql.execute.side_effect = fail_third_chunk
+        return tx
+
+    fake.db.begin_transaction.side_effect = begin
+    with pytest.raises(StoreError):
+        specifications.create_from_specification(store, big_spec(6000))
+    assert seen
+    assert fake.tx_events[-1][0] == "commit" or ("abort", seen[0]) in fake.tx_events
+    assert ("abort", seen[0]) in fake.tx_events
+    assert fake.workflows == {}  # documents removed
+    assert set(fake.collections) == before  # collections dropped
+    assert not [g for g in fake.graphs if g.startswith("workflow_graph__")]
+    assert not [e for e in fake.log if f"{STAGED_FIELD}: null" in e[1]]  # never published
+
+
+def test_staged_workflows_are_invisible_until_published(fake):
+    """Inside the block only its thread sees the workflow; another store (another process)
+    and every read of ``workflows`` filter staged documents out; after the block it is
+    visible."""
+    import threading
+
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    other = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    seen_by_other_thread = []
+    with store.staged_creation():
+        key = store.create_workflow({"name": "w"}, {}, {}).workflow["_key"]
+        assert STAGED_FIELD in fake.workflows[key]
+        assert store.workflow_space(key).workflow["_key"] == key
+        with pytest.raises(NotFound):
+            other.workflow_space(key)
+        t = threading.Thread(target=lambda: seen_by_other_thread.append(
+            len(fake.log) and store.workflow_exists(key)))
+        t.start()
+        t.join()
+        fake.log.clear()
+        other.find("workflows", None)
+        other.count("workflows", None)
+        other.find_after("workflows", None, None)
+        with pytest.raises(NotFound):
+            other.get("workflows", None, key)
+        other.update("workflows", None, key, {"name": "x"})  # the fake does not evaluate
+        other.update_many("workflows", None, None, {"name": "x"})
+        for _, text, bind, _ in fake.log:
+            assert f"d.{STAGED_FIELD} == null" in text, text
+            assert key not in [v for v in bind.values() if isinstance(v, list)]
+    assert seen_by_other_thread == [False]
+    assert other.workflow_space(key).workflow["_key"] == key
+    assert any(f"{STAGED_FIELD}: null" in e[1] for e in fake.log)  # published
+
+
+def test_the_sweep_removes_abandoned_creations_and_orphan_collections(fake):
+    """After a crash (kill -9) mid-creation: a staged workflow silent for the grace period is
+    purged, a recent one is left alone; collections and graphs of a workflow key without any
+    workflow document (a crash mid-DDL, or in a deletion) are dropped. The first
+    create_workflow of a process sweeps, rate-limited after that; no manual step."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?staging_grace=60")
+    store.count("jobs", "1")
+    now = 10**12
+    for key, stamp in (("old", now - 61_000), ("busy", now - 1_000)):
+        fake.workflows[key] = {"_key": key, STAGED_FIELD: stamp}
+        for base in ("jobs", "files", "blocks"):
+            fake.collections[f"{base}__{key}"] = base == "blocks"
+        fake.graphs.add(f"workflow_graph__{key}")
+    fake.workflows["live"] = {"_key": "live"}
+    fake.collections["jobs__live"] = False
+    fake.collections["jobs__orphan"] = False
+    fake.collections["needs__orphan"] = True
+    fake.graphs.add("workflow_graph__gone")
+    fake.collections["jobs__x__orphan"] = False  # a key containing "__": not "orphan"'s
+    fake.workflows["x__orphan"] = {"_key": "x__orphan"}
+    assert sorted(store.sweep(now)) == ["gone", "old", "orphan"]
+    assert set(fake.workflows) == {"busy", "live", "x__orphan"}
+    left = {n for n in fake.collections if "__" in n}
+    assert left == {"jobs__busy", "files__busy", "blocks__busy", "jobs__live", "jobs__x__orphan"}
+    assert fake.graphs & {"workflow_graph__old", "workflow_graph__gone"} == set()
+    # Lazily: the first creation of a process sweeps, the next within the interval does not.
+    fake.collections["jobs__orphan2"] = False
+    fresh = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    fresh.create_workflow({"name": "a"}, {}, {})
+    assert "jobs__orphan2" not in fake.collections
+    fake.collections["jobs__orphan3"] = False
+    fresh.create_workflow({"name": "b"}, {}, {})
+    assert "jobs__orphan3" in fake.collections
+
+
+def test_a_crash_between_documents_and_ddl_leaves_only_a_staged_document(fake):
+    """create_workflow writes the (staged) documents before any DDL: killed during the DDL,
+    what remains is invisible and swept; the same custom key then works again."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?staging_grace=1")
+    store.count("jobs", "1")
+    real_create = fake.db.create_collection.side_effect
+    calls = []
+
+    def crash(name, **kw):
+        calls.append(name)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # stands for kill -9: no compensation runs after it
+        return real_create(name, **kw)
+
+    fake.db.create_collection.side_effect = crash
+    with pytest.raises(KeyboardInterrupt):
+        with contextlib.ExitStack():
+            store.purge_workflow = lambda key: None  # the process is gone: nothing undoes
+            store.create_workflow({"_key": "mine"}, {}, {})
+    fake.db.create_collection.side_effect = real_create
+    assert STAGED_FIELD in fake.workflows["mine"] and store.workflow_exists("mine") is False
+    first_ddl = next(i for i, e in enumerate(fake.tx_events) if e[0] == "collection"
+                     and e[1].endswith("__mine"))
+    assert fake.tx_events[first_ddl - 1][0] == "commit"  # the documents committed before
+    later = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?staging_grace=1")
+    fake.workflows["mine"][STAGED_FIELD] -= 2_000
+    later.create_workflow({"_key": "mine"}, {}, {})  # swept first, then created
+    assert STAGED_FIELD not in fake.workflows["mine"]
+    assert len([n for n in fake.collections if n.endswith("__mine")]) == 24
+
+
+def test_sqlite_staged_creation_changes_nothing(tmp_path):
+    """The protocol's default: SQLite creates and writes in its one transaction, as before;
+    the workflow is visible at once, also inside the block."""
+    s = open_store(f"sqlite:///{tmp_path}/t.db")
+    with s.staged_creation():
+        key = s.create_workflow({"name": "w"}, {}, {}).workflow["_key"]
+        assert s.workflow_exists(key)
+        with s.transaction(key):
+            s.insert_many("jobs", key, [{"name": "a"}])
+    assert s.count("jobs", key) == 1
+    s.close()

@@ -398,14 +398,15 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
     key = plan.workflow.get("_key")
     if key is not None and store.workflow_exists(key):
         raise InvalidInput(f"a workflow with key={key} already exists")
-    created = workflows.create_workflow(store, plan.workflow, owner=owner)
-    try:
-        with store.transaction(created["_key"]):
-            _write(store, created["_key"], plan)
-            integrity.check_no_cycle(store, created["_key"])
-    except BaseException:
-        store.delete_workflow(created["_key"])
-        raise
+    with store.staged_creation():  # ArangoDB: chunked, invisible until published
+        created = workflows.create_workflow(store, plan.workflow, owner=owner)
+        try:
+            with store.transaction(created["_key"]):
+                _write(store, created["_key"], plan)
+                integrity.check_no_cycle(store, created["_key"])
+        except BaseException:
+            store.delete_workflow(created["_key"])
+            raise
     return created
 
 

@@ -34,8 +34,12 @@ from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
 #: Hidden attribute holding the insertion sequence of documents with caller-supplied keys.
 #: Stripped from every document the store returns, and from every insert and patch.
 SEQ_FIELD = "_torc_seq"
+#: Hidden attribute of a workflow document that is not published yet (epoch ms of the last sign
+#: of life of its creation; :mod:`torc_graph.store.arango_staging`).
+STAGED_FIELD = "_torc_staged"
 #: Fields a patch never writes (the store ignores them).
-SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev", "_from", "_to", "_oldRev", SEQ_FIELD})
+SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev", "_from", "_to", "_oldRev", SEQ_FIELD,
+                           STAGED_FIELD})
 #: Targets of the global edges (all start at ``workflows``).
 GLOBAL_EDGE_TARGETS = {"has_workflow_config": "workflow_configs",
                        "has_workflow_status": "workflow_statuses"}

@@ -50,6 +50,7 @@ from torc_graph.store import arango_keys
 from torc_graph.store.aql import (
     NO_LIMIT,
     SEQ_FIELD,
+    STAGED_FIELD,
     SYSTEM_FIELDS,
     Query,
     check_key,
@@ -70,6 +71,7 @@ from torc_graph.store.arango_connection import (
     translating,
 )
 from torc_graph.store.arango_graph import ID_PATTERN, GraphOps, clean
+from torc_graph.store.arango_staging import StagingOps
 from torc_graph.store.arango_workflows import WorkflowOps, missing_workflow
 from torc_graph.store.arango_layout import (
     GLOBAL_DOCS,
@@ -102,13 +104,17 @@ class _Tx:
     pid: int
     depth: int = 1
     used: int = 0
+    #: Chunked (a staged workflow's creation): commit and continue instead of refusing.
+    workflow: str | None = None
+    begin: dict[str, Any] | None = None
+    chunks: int = 1
 
 
 def _is_edge(name: str) -> bool:
     return model.is_edge(name) or name in GLOBAL_EDGES
 
 
-class ArangoStore(WorkflowOps, GraphOps, GraphStore):
+class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
     """Graph store on an ArangoDB database. Create it with :meth:`from_url`."""
 
     def __init__(self, host: str, database: str, username: str = "root", password: str = "", *,
@@ -175,6 +181,9 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         if after and tx is None:
             return
         total = nbytes + (tx.used if tx is not None else 0)
+        if total > cap and not after and tx is not None and tx.begin is not None and tx.used:
+            self._next_chunk(tx)
+            total = nbytes
         if total > cap:
             raise TransactionTooLarge(
                 f"this call writes about {total // MIB + 1} MiB in one ArangoDB transaction, "
@@ -183,6 +192,29 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
                 "with the server's --transaction.streaming-max-transaction-size")
         if tx is not None:
             tx.used = total
+
+    def _filter(self, q: Query, name: str, where: Where | None, edges: Sequence[HasEdge] = (),
+                workflow: str | None = None, extra: Sequence[str] = ()) -> str:
+        """``FILTER`` line of a read or write of ``name``: ``extra`` conditions, ``where``,
+        ``edges``, and for ``workflows`` the staged-workflow visibility (:mod:`.arango_staging`)."""
+        conds = list(extra) + self.visible(q, name)
+        flt = q.filter("d", where, edges, workflow)
+        if flt:
+            conds.append(flt[len("FILTER "):])
+        return ("FILTER " + " AND ".join(conds)) if conds else ""
+
+    def _next_chunk(self, tx: _Tx) -> None:
+        """Chunked transaction: commit what it holds (invisible: a staged workflow) and go on
+        in a new stream transaction with the same collections; refresh the staged stamp."""
+        what = f"workflow {tx.workflow}"
+        with translating(what, self.settings.max_transaction_bytes):
+            tx.db.commit_transaction()
+        tx.db = None  # committed: an error below must not abort it again
+        with translating(what):
+            tx.db = self._conn.db().begin_transaction(**tx.begin)
+        tx.used = 0
+        tx.chunks += 1
+        self.touch_staged(str(tx.workflow))
 
     def _reserve(self, n: int, floor: int = 0) -> list[int]:
         """``n`` fresh sequence numbers above ``floor`` (a standalone query, see arango_keys)."""
@@ -234,27 +266,30 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
             jobs = model.collection_name(model.Collection.JOBS.value, workflow)
             exclusive = [jobs]
             write += [n for n in vertex + edges + plain if n != jobs]
+        begin = dict(write=write, exclusive=exclusive, lock_timeout=self.settings.lock_timeout,
+                     allow_implicit=True, max_size=self.settings.max_transaction_bytes)
         try:
             with translating(f"workflow {workflow}"):
-                handle = base.begin_transaction(
-                    write=write, exclusive=exclusive, lock_timeout=self.settings.lock_timeout,
-                    allow_implicit=True, max_size=self.settings.max_transaction_bytes,
-                )
+                handle = base.begin_transaction(**begin)
         except NotFound:
             raise missing_workflow(str(workflow)) from None
-        self._local.tx = _Tx(handle, os.getpid())
+        tx = _Tx(handle, os.getpid(), workflow=workflow)
+        if self.is_staged_here(workflow):
+            tx.begin = begin
+        self._local.tx = tx
         try:
             yield
         except BaseException:
             self._local.tx = None
             try:
-                handle.abort_transaction()
+                if tx.db is not None:
+                    tx.db.abort_transaction()
             except Exception as exc:  # the original error matters more
                 log.warning("abort of stream transaction failed: %s", exc)
             raise
         self._local.tx = None
         with translating("transaction", self.settings.max_transaction_bytes):
-            handle.commit_transaction()
+            tx.db.commit_transaction()
 
     # -- documents ------------------------------------------------------------------------------
 
@@ -262,7 +297,8 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
     def _prepare(doc: Mapping[str, Any], edge: bool) -> dict[str, Any]:
         if not isinstance(doc, Mapping):
             raise InvalidInput("a document must be a JSON object")
-        out = {k: v for k, v in doc.items() if k not in ("_id", "_rev", "_oldRev", SEQ_FIELD)}
+        out = {k: v for k, v in doc.items()
+               if k not in ("_id", "_rev", "_oldRev", SEQ_FIELD, STAGED_FIELD)}
         if "_key" in out:
             check_key(out["_key"])
         if edge:
@@ -287,28 +323,53 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         return self._insert_prepared(name, prepared, workflow)
 
     def _insert_prepared(self, name: str, docs: list[dict[str, Any]], workflow: str | None) -> list[Document]:
-        """Number, size-check and insert prepared documents: one query, one write each."""
+        """Number, size-check and insert prepared documents: one query, one write each (in a
+        chunked transaction: one query per piece of at most half the cap)."""
         with translating(f"collection {name}"):  # a value JSON refuses -> InvalidInput
-            self._charge(sum(len(dumps(d)) + DOC_OVERHEAD for d in docs))
+            sizes = [len(dumps(d)) + DOC_OVERHEAD for d in docs]
+        tx = self._tx()
+        if tx is None or tx.begin is None:
+            self._charge(sum(sizes))
         seqs = self._reserve(len(docs), arango_keys.floor_of([d.get("_key", "") for d in docs]))
         for d, s in zip(docs, seqs):
             d[SEQ_FIELD] = s
             d.setdefault("_key", str(s))
-        q = Query()
-        text = f"FOR d IN {q.value(docs)} INSERT d INTO {q.collection(name)} RETURN NEW"
-        try:
-            rows = self._run(text, q, f"collection {name}")
-        except NotFound:
-            if workflow is not None and not self.workflow_exists(workflow):
-                raise missing_workflow(workflow) from None
-            raise
+        rows: list[Any] = []
+        for lo, hi, nbytes in self._pieces(sizes, tx):
+            if tx is not None and tx.begin is not None:
+                self._charge(nbytes)
+            q = Query()
+            text = f"FOR d IN {q.value(docs[lo:hi])} INSERT d INTO {q.collection(name)} RETURN NEW"
+            try:
+                rows += self._run(text, q, f"collection {name}")
+            except NotFound:
+                if workflow is not None and not self.workflow_exists(workflow):
+                    raise missing_workflow(workflow) from None
+                raise
         return [clean(d) for d in rows]
+
+    def _pieces(self, sizes: list[int], tx: _Tx | None) -> Iterator[tuple[int, int, int]]:
+        """``(lo, hi, bytes)`` slices of an insert: the whole insert, or in a chunked
+        transaction pieces of at most half the cap (so a chunk is at least half full)."""
+        if tx is None or tx.begin is None:
+            yield 0, len(sizes), sum(sizes)
+            return
+        limit = self.settings.max_transaction_bytes // 2
+        lo, total = 0, 0
+        for i, size in enumerate(sizes):
+            if i > lo and total + size > limit:
+                yield lo, i, total
+                lo, total = i, 0
+            total += size
+        if lo < len(sizes):
+            yield lo, len(sizes), total
 
     def get(self, collection: str, workflow: str | None, key: str) -> Document:
         name = collection_name(collection, workflow)
         check_key(key)
         q = Query()
-        text = f"FOR d IN {q.collection(name)} FILTER d._key == {q.value(key)} LIMIT 1 RETURN d"
+        c = q.collection(name)
+        text = f"FOR d IN {c} {self._filter(q, name, None, extra=[f'd._key == {q.value(key)}'])} LIMIT 1 RETURN d"
         rows = self._run(text, q, f"{name}/{key}")
         if not rows:
             raise NotFound(f"document {name}/{key} not found")
@@ -335,7 +396,8 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         k = q.value(key)
         rev_filter = "" if rev is None else f"FILTER d._rev == {q.value(rev)} "
         text = (
-            f"LET cur = (FOR d IN {c} FILTER d._key == {k} RETURN d._rev) "
+            f"LET cur = (FOR d IN {c} {self._filter(q, name, None, extra=[f'd._key == {k}'])} "
+            "RETURN d._rev) "
             f"LET upd = (FOR d IN {c} FILTER d._key == {k} {rev_filter}"
             f"UPDATE d WITH {q.value(body)} IN {c} "
             "OPTIONS {mergeObjects: false, keepNull: true} "
@@ -364,7 +426,7 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
             raise InvalidInput("patch must be a JSON object")
         q = Query()
         c = q.collection(name)
-        flt = q.filter("d", where, edges, workflow)
+        flt = self._filter(q, name, where, edges, workflow)
         obj = q.patch("d", patch)  # validates every path first
         nested = any("." in p for p in patch)
         # Targets first: a HasEdge filter may read this collection (DOCUMENT()), and AQL
@@ -407,7 +469,7 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         name = collection_name(collection, workflow)
         check_key(key)
         q = Query()
-        flt = f"FILTER d._key == {q.value(key)}"
+        flt = self._filter(q, name, None, extra=[f"d._key == {q.value(key)}"])
         rows = self._run(self._delete(name, workflow, q, flt, str(collection), "OLD"), q, f"{name}/{key}")
         if not rows:
             raise NotFound(f"document {name}/{key} not found")
@@ -423,7 +485,7 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
     ) -> int:
         name = collection_name(collection, workflow)
         q = Query()
-        flt = q.filter("d", where, edges, workflow)
+        flt = self._filter(q, name, where, edges, workflow)
         text = self._delete(name, workflow, q, flt, str(collection), "1")
         return int(self._run(f"LET removed = ({text}) RETURN LENGTH(removed)", q, name)[0])
 
@@ -431,7 +493,7 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
                     skip: int = 0) -> tuple[str, Query]:
         q = Query()
         c = q.collection(name)
-        text = f"FOR d IN {c} {q.filter('d', where, edges, workflow)}"
+        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)}"
         if after is not None:
             text += " " + q.after("d", order_by, after)
         text += " " + q.sort("d", order_by)
@@ -521,9 +583,8 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
             raise NotFound(f"document {after_key} not found in {collection}")
         return [clean(d) for d in row["docs"]]
 
-    @staticmethod
-    def _after_query(name: str, workflow: str | None, after_key: str | None, where: Where | None,
-                     limit: int) -> tuple[str, Query]:
+    def _after_query(self, name: str, workflow: str | None, after_key: str | None,
+                     where: Where | None, limit: int) -> tuple[str, Query]:
         """The query of :meth:`find_after` (also EXPLAINed by the live leg). Without an anchor
         (unknown key) ``docs`` is a bounded range scan from the start, ignored by the caller."""
         if after_key is not None:
@@ -535,11 +596,11 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         else:
             anchor = (f"LET a = FIRST(FOR x IN {c} FILTER x._key == {q.value(after_key)} "
                       f"LIMIT 1 RETURN x.{SEQ_FIELD})")
-        flt = q.filter("d", where, (), workflow)
         seq = seq_expr("d")
+        flt = self._filter(q, name, where, (), workflow, extra=[f"{seq} > a"])
         return (
             f"{anchor} RETURN {{found: a != null, docs: "
-            f"(FOR d IN {c} FILTER {seq} > a {flt} SORT {seq} ASC "
+            f"(FOR d IN {c} {flt} SORT {seq} ASC "
             f"LIMIT {q.value(max(1, int(limit)))} RETURN d)}}"
         ), q
 
@@ -554,6 +615,6 @@ class ArangoStore(WorkflowOps, GraphOps, GraphStore):
         name = collection_name(collection, workflow)
         q = Query()
         c = q.collection(name)
-        text = f"FOR d IN {c} {q.filter('d', where, edges, workflow)} COLLECT WITH COUNT INTO n RETURN n"
+        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} COLLECT WITH COUNT INTO n RETURN n"
         return int(self._run(text, q, name)[0])
 

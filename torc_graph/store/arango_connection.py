@@ -52,6 +52,8 @@ class Settings:
     ``--transaction.streaming-max-transaction-size``, default 512 MiB).
     ``replication_factor`` / ``write_concern``: used when the store creates the database
     (OneShard) or a collection in a cluster; ignored by a single server.
+    ``staging_grace``: seconds after the last sign of life of a staged (unpublished) workflow
+    before the sweep removes it (:mod:`.arango_staging`).
     """
 
     host: str
@@ -64,6 +66,7 @@ class Settings:
     max_transaction_bytes: int = 120 * MIB
     replication_factor: int = 2
     write_concern: int = 1
+    staging_grace: float = 600.0
 
     @property
     def query_runtime(self) -> float:
@@ -73,7 +76,7 @@ class Settings:
 
 
 _INT_OPTIONS = {"lock_timeout", "replication_factor", "write_concern"}
-_FLOAT_OPTIONS = {"request_timeout"}
+_FLOAT_OPTIONS = {"request_timeout", "staging_grace"}
 
 
 def mask_url(url: str) -> str:
@@ -90,8 +93,8 @@ def parse_url(url: str) -> dict[str, Any]:
     """Split ``arangodb[s]://user:password@host:port/database`` into client settings.
 
     Query options: ``request_timeout`` (s), ``lock_timeout`` (s), ``max_transaction_mib``,
-    ``replication_factor``, ``write_concern``. Raises InvalidInput for another scheme, a
-    missing host or a bad option. The password comes from the URL, else from
+    ``replication_factor``, ``write_concern``, ``staging_grace`` (s). Raises InvalidInput for
+    another scheme, a missing host or a bad option. The password comes from the URL, else from
     ``TORC_GRAPH_ARANGO_PASSWORD``, else is empty; the user defaults to ``root`` and the
     database to ``_system``.
     """

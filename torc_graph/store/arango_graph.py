@@ -18,6 +18,7 @@ from torc_graph.errors import InvalidInput
 from torc_graph.store.aql import (
     NO_LIMIT,
     SEQ_FIELD,
+    STAGED_FIELD,
     Query,
     collection_name,
     edge_collection_name,
@@ -29,10 +30,14 @@ from torc_graph.store.base import Direction, Neighbor, Where
 ID_PATTERN = model.ID_PATTERN
 
 
+#: Attributes the store keeps on documents and never returns (sequence; staged workflows).
+HIDDEN_FIELDS = frozenset({SEQ_FIELD, STAGED_FIELD})
+
+
 def clean(doc: Any) -> Any:
-    """The document without the store's hidden sequence attribute."""
-    if isinstance(doc, dict) and SEQ_FIELD in doc:
-        doc = {k: v for k, v in doc.items() if k != SEQ_FIELD}
+    """The document without the store's hidden attributes."""
+    if isinstance(doc, dict) and not HIDDEN_FIELDS.isdisjoint(doc):
+        doc = {k: v for k, v in doc.items() if k not in HIDDEN_FIELDS}
     return doc
 
 

@@ -206,6 +206,21 @@ class GraphStore(abc.ABC):
         the backend waits (up to its busy timeout) and then raises ``StoreUnavailable``.
         """
 
+    @contextlib.contextmanager
+    def staged_creation(self) -> Iterator[None]:
+        """Create workflows and fill them in a bulk write that may exceed one backend
+        transaction; publish them when the block exits normally.
+
+        Workflows this thread creates inside the block, and the ``transaction(workflow)``
+        blocks on them, may be written in several backend transactions (ArangoDB: chunks under
+        its transaction size cap), so they stay invisible to every other caller
+        (``workflow_exists`` false, reads 404, listings skip them) until the block exits
+        normally; on an exception they are removed. A crash leaves nothing visible, and the
+        backend removes the remains without a manual step. This default (SQLite) changes
+        nothing: the caller's one transaction and its own compensation apply.
+        """
+        yield
+
     @abc.abstractmethod
     def info(self) -> dict[str, Any]:
         """Facts for diagnostics and benchmarks: backend name, version, journal/sync modes."""
