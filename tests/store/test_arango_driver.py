@@ -103,6 +103,11 @@ class StubArango(HTTPClient):
             name = path.rsplit("/", 1)[1]
             self.graphs = [g for g in self.graphs if g["name"] != name]
             return 202, {"error": False, "code": 202, "removed": True}
+        if path.startswith("/_api/collection/") and path.endswith("/properties") and method == "put":
+            name = path.split("/")[-2]
+            return 200, {"error": False, "code": 200, "name": name, "id": "1", "type": 2,
+                         "status": 3, "globallyUniqueId": name, "isSystem": False,
+                         "waitForSync": False, "computedValues": body.get("computedValues")}
         if path.startswith("/_api/collection/") and method == "delete":
             self.collections.pop(path.rsplit("/", 1)[1], None)
             return 200, {"error": False, "code": 200, "id": "1"}
@@ -213,7 +218,11 @@ def test_every_request_of_a_transaction_carries_its_header(store, stub):
     assert begin["body"]["collections"]["exclusive"] == ["jobs__12"]
     assert begin["body"]["maxTransactionSize"] == 8 * 2**20
     assert begin["body"]["lockTimeout"] == 30
-    assert [i["fields"] for i in stub.indexes["jobs__12"]] == [[SEQ_FIELD], ["status", SEQ_FIELD]]
+    assert [i["fields"] for i in stub.indexes["jobs__12"]] == [
+        [SEQ_FIELD], ["status", SEQ_FIELD], ["_torc_claim_grm"], ["_torc_claim_gmr"]]
+    props = next(r for r in stub.requests if r["path"].endswith("/jobs__12/properties"))
+    assert [c["name"] for c in props["body"]["computedValues"]] == ["_torc_claim_grm",
+                                                                   "_torc_claim_gmr"]
     start = stub.requests.index(begin)
     inside = [r for r in stub.requests[start + 1:] if "/_api/cursor" in r["path"]]
     queries = [r["body"]["query"] for r in inside if r["body"] and "UPSERT" not in r["body"]["query"]]

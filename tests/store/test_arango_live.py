@@ -23,7 +23,7 @@ from torc_graph.errors import NotFound
 from torc_graph.store import open_store
 from torc_graph.store.aql import SEQ_FIELD, Query
 from torc_graph.store.arango import TransactionTooLarge
-from torc_graph.store.base import In
+from torc_graph.store.base import In, Le
 from torc_graph.testing import ARANGO_TEST_ENV
 
 URL = os.environ.get(ARANGO_TEST_ENV)
@@ -86,6 +86,37 @@ def test_keyset_page_and_event_polling_use_the_sequence_index(live):
     c = q.collection(f"events__{wf}")
     text = f"FOR d IN {c} FILTER d.{SEQ_FIELD} > {q.value(10)} SORT d.{SEQ_FIELD} LIMIT 5 RETURN d"
     assert_index_no_sort(live, text, q)
+
+
+@pytest.mark.parametrize("method", ["gpus_runtime_memory", "gpus_memory_runtime"])
+def test_claims_read_the_claim_order_index_without_a_sort(live, method):
+    """The default claim order is served by the sparse claim-order index (computed by the
+    server on insert and update): no sort node, no collection scan, and the rows come in
+    the engine's order (fields descending, ties in insertion order); jobs that stop being
+    claimable leave the index."""
+    from torc_graph.engine.claims import SORT_METHODS
+    from torc_graph.store.arango import claim_order
+
+    wf = live.new_workflow()
+    jobs = live.insert_many("jobs", wf, [
+        {"name": f"j{i}", "status": "ready" if i % 5 else "blocked",
+         "internal": {"num_gpus": i % 2, "runtime_seconds": 60 * (i % 3),
+                      "memory_bytes": 2**20 * (i % 4), "num_cpus": 1, "num_nodes": 1,
+                      "scheduler_config_id": ""}} for i in range(60)])
+    live.update("jobs", wf, jobs[1]["_key"], {"status": "done"})
+    order = SORT_METHODS[method]
+    where = {"status": In(["ready", "scheduled"]), "internal.num_cpus": Le(4)}
+    attr = claim_order(f"jobs__{wf}", where, order)
+    text, q = live._find_query(f"jobs__{wf}", wf, where, (), order, limit=10)
+    nodes = plan_nodes(live, text, q)
+    types = [n["type"] for n in nodes]
+    assert "SortNode" not in types and "EnumerateCollectionNode" not in types, types
+    assert [attr] in [i["fields"] for n in nodes for i in n.get("indexes", ())]
+    got = [d["name"] for d in live.find("jobs", wf, where, order_by=order)]
+    claimable = [j for j in jobs if j["status"] == "ready" and j["_key"] != jobs[1]["_key"]]
+    expected = sorted(claimable, key=lambda j: tuple(-j["internal"][p.split(".")[1]]
+                                                     for p, _ in order))
+    assert got == [j["name"] for j in expected]
 
 
 def test_find_after_seeks_the_sequence_index(live):

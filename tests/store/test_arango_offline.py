@@ -51,8 +51,9 @@ from torc_graph.store import arango_connection, open_store
 from torc_graph.store.aql import SEQ_FIELD, STAGED_FIELD
 from torc_graph.store.arango import ArangoStore, TransactionTooLarge, mask_url, parse_url, translate
 from torc_graph.store.arango_keys import RESERVE_AQL
+from torc_graph.store.arango_layout import JOBS_COMPUTED
 from torc_graph.store.arango_lint import lint
-from torc_graph.store.base import Ge, HasEdge, In, Lt
+from torc_graph.store.base import Ge, HasEdge, In, Le, Lt
 
 HOSTILE = 'x" RETURN 1 //'
 
@@ -803,7 +804,8 @@ def test_defect05_reads_sort_on_the_indexed_sequence_attribute(store, fake):
     store.find("jobs", key, {"status": "ready"}, limit=1)
     text = fake.log[-1][1]
     assert f"SORT d.{SEQ_FIELD} ASC LIMIT" in text and "TO_NUMBER" not in text
-    assert fake.indexes[f"jobs__{key}"] == [[SEQ_FIELD], ["status", SEQ_FIELD]]
+    assert fake.indexes[f"jobs__{key}"] == [[SEQ_FIELD], ["status", SEQ_FIELD],
+                                            ["_torc_claim_grm"], ["_torc_claim_gmr"]]
     assert all(fake.indexes[n] == [[SEQ_FIELD]] for n in fake.collections
                if n.endswith(f"__{key}") and not n.startswith("jobs__"))
 
@@ -926,11 +928,14 @@ def test_defect13_cluster_layout_is_one_shard_and_replicated(fake):
     created = {e[1]: e[2] for e in fake.tx_events if e[0] == "collection"}
     assert created.pop(arango_mod.TICKS) == {"shard_count": 1, "replication_factor": 3,
                                              "write_concern": 2}
-    assert created and all(o == {"shard_like": arango_mod.TICKS} for o in created.values())
+    assert created and all(o == {"shard_like": arango_mod.TICKS} for n, o in created.items()
+                           if not n.startswith("jobs__"))
+    assert created["jobs__w"] == {"shard_like": arango_mod.TICKS, "computedValues": JOBS_COMPUTED}
     # In a OneShard database the database's settings place every collection.
     fake.props = {"sharding": "single", "replication_factor": 2}
     ArangoStore.from_url("arangodb://u:pw@h:8529/torc").create_workflow({"_key": "w3"}, {}, {})
-    assert all(e[2] == {} for e in fake.tx_events if e[0] == "collection" and "__w3" in e[1])
+    assert all(e[2] == ({} if e[1] != "jobs__w3" else {"computedValues": JOBS_COMPUTED})
+               for e in fake.tx_events if e[0] == "collection" and "__w3" in e[1])
     # A missing database is created OneShard.
     fake2 = Server()
     calls = []
@@ -959,7 +964,12 @@ def test_defect14_indexes_use_add_index_and_existing_workflows_get_them(store, f
         pass
     with store.transaction("old"):
         pass
-    assert fake.indexes["jobs__old"] == [[SEQ_FIELD], ["status", SEQ_FIELD]]
+    assert fake.indexes["jobs__old"] == [[SEQ_FIELD], ["status", SEQ_FIELD],
+                                         ["_torc_claim_grm"], ["_torc_claim_gmr"]]
+    # The claim orders' computed values are added, then computed for the claimable jobs.
+    fake._coll.configure.assert_called_once_with(computed_values=JOBS_COMPUTED)
+    (recompute,) = [e for e in fake.log if "UPDATE d WITH {} IN" in e[1]]
+    assert recompute[0] == "db" and ["ready", "scheduled"] in recompute[2].values()
     assert not fake.db.collection.return_value.add_persistent_index.called
     assert "exclusive access to ``jobs__<WF>`` only" in base_doc()
 
@@ -1184,3 +1194,67 @@ def test_sqlite_staged_creation_changes_nothing(tmp_path):
             s.insert_many("jobs", key, [{"name": "a"}])
     assert s.count("jobs", key) == 1
     s.close()
+
+
+# -- claims read an index in claim order (issue 12, item 2) ---------------------------------------
+
+
+def claim_where():
+    return {"status": In(list(model.CLAIMABLE_STATUSES)), "internal.num_cpus": Le(4),
+            "internal.memory_bytes": Le(2**30), "internal.scheduler_config_id": In(["", "s"])}
+
+
+def test_every_claim_sort_method_has_an_indexed_claim_order():
+    """The engine's sort methods and the store's claim orders cannot drift apart."""
+    from torc_graph.engine.claims import SORT_METHODS
+
+    for method, order in SORT_METHODS.items():
+        got = arango_mod.claim_order("jobs__1", claim_where(), order)
+        assert (got is None) == (order is None), method
+    assert arango_mod.claim_order("jobs__1", {"status": "ready"}, SORT_METHODS["gpus_runtime_memory"]) is None
+    assert arango_mod.claim_order("files__1", claim_where(), SORT_METHODS["gpus_runtime_memory"]) is None
+
+
+def test_claims_read_the_claim_order_index_without_a_sort(store, fake):
+    """Defect 5 follow-up: the default claim order (three fields descending, ties in insertion
+    order) mixed directions and made the server scan every claimable job. It now reads the
+    computed claim-order attribute, one direction, so its sparse index serves the order and
+    LIMIT; keyset pages resume below the last row's claim key. The hot-query lint (mixed
+    sort directions) passes for it and fails for the form it replaced."""
+    from torc_graph.engine.claims import SORT_METHODS
+
+    order = SORT_METHODS["gpus_runtime_memory"]
+    last = {"_key": "9", SEQ_FIELD: 9, "_torc_claim_grm": [0, 600, 2**20, -9]}
+    fake.rows["LIMIT"] = [{"_key": "8", SEQ_FIELD: 8, "_torc_claim_grm": [1, 60, 1, -8]}, last]
+    with store.transaction("12"):
+        got = list(store.iter_find("jobs", "12", claim_where(), order_by=order, batch_size=2))
+    assert [d["_key"] for d in got] == ["8", "9"] and "_torc_claim_grm" not in got[1]
+    first, second = [e for e in fake.log if e[0] == "tx" and "RETURN d" in e[1]]
+    for _, text, bind, _ in (first, second):
+        assert lint(text, bind, hot=True) == [], text
+        assert "FILTER d._torc_claim_grm != null AND" in text
+        assert "SORT d._torc_claim_grm DESC LIMIT" in text
+        assert "status" not in bind.values() and SEQ_FIELD not in text
+    assert "FILTER d._torc_claim_grm < @" in second[1]
+    assert [0, 600, 2**20, -9] in second[2].values()
+    text, q = store._find_query("jobs__12", "12", claim_where(), (), None, limit=4)
+    generic, gq = store._find_query("jobs__12", "12", {"status": "ready"}, (),
+                                    [("internal.num_gpus", True)], limit=4)
+    assert lint(generic, gq.bind_vars, hot=True) == [
+        "sort: SORT mixes ASC and DESC (no index can serve it)"]
+
+
+def test_new_jobs_collections_compute_the_claim_orders(store, fake):
+    """The server maintains the claim-order attributes (computed values on insert, update and
+    replace): claimable jobs get ``[f1, f2, f3, -_torc_seq]``, others nothing."""
+    key = store.create_workflow({"name": "w"}, {}, {}).workflow["_key"]
+    (options,) = [e[2] for e in fake.tx_events if e[0] == "collection" and e[1] == f"jobs__{key}"]
+    computed = {c["name"]: c for c in options["computedValues"]}
+    assert computed["_torc_claim_grm"]["expression"] == (
+        "RETURN @doc.status IN ['ready', 'scheduled'] ? [@doc.internal.num_gpus, "
+        "@doc.internal.runtime_seconds, @doc.internal.memory_bytes, -@doc._torc_seq] : null")
+    assert all(c["computeOn"] == ["insert", "update", "replace"] and c["overwrite"]
+               and c["keepNull"] is False for c in computed.values())
+    assert "_torc_claim_grm" not in store.insert("jobs", key, {"_torc_claim_grm": [9]})
+    sent = fake.queries("FOR d IN @v")[-1][2]  # a caller cannot write the hidden attribute
+    assert all("_torc_claim_grm" not in d for v in sent.values() if isinstance(v, list) for d in v)

@@ -37,9 +37,21 @@ SEQ_FIELD = "_torc_seq"
 #: Hidden attribute of a workflow document that is not published yet (epoch ms of the last sign
 #: of life of its creation; :mod:`torc_graph.store.arango_staging`).
 STAGED_FIELD = "_torc_staged"
+#: Claim orders of jobs: hidden attribute -> the fields a claim sorts by, all descending, ties
+#: in insertion order (engine.claims.SORT_METHODS). The server computes the attribute on every
+#: insert and update of a job (collection ``computedValues``, ArangoDB 3.10+;
+#: :mod:`torc_graph.store.arango_layout`): the array ``[f1, f2, f3, -_torc_seq]`` while the job
+#: is claimable, absent otherwise. Sorting it descending IS the claim order (AQL compares
+#: arrays element by element, null lowest as in SORT), in one direction, so a sparse
+#: persistent index on it (claimable jobs only) serves ``SORT ... DESC LIMIT n``.
+CLAIM_ORDERS: dict[str, tuple[str, ...]] = {
+    "_torc_claim_grm": ("internal.num_gpus", "internal.runtime_seconds", "internal.memory_bytes"),
+    "_torc_claim_gmr": ("internal.num_gpus", "internal.memory_bytes", "internal.runtime_seconds"),
+}
+#: Attributes the store keeps on documents and never returns nor accepts from callers.
+HIDDEN_FIELDS = frozenset({SEQ_FIELD, STAGED_FIELD, *CLAIM_ORDERS})
 #: Fields a patch never writes (the store ignores them).
-SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev", "_from", "_to", "_oldRev", SEQ_FIELD,
-                           STAGED_FIELD})
+SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev", "_from", "_to", "_oldRev"}) | HIDDEN_FIELDS
 #: Targets of the global edges (all start at ``workflows``).
 GLOBAL_EDGE_TARGETS = {"has_workflow_config": "workflow_configs",
                        "has_workflow_status": "workflow_statuses"}

@@ -49,8 +49,9 @@ from torc_graph.errors import (
 from torc_graph.store import arango_keys
 from torc_graph.store.aql import (
     NO_LIMIT,
+    CLAIM_ORDERS,
+    HIDDEN_FIELDS,
     SEQ_FIELD,
-    STAGED_FIELD,
     SYSTEM_FIELDS,
     Query,
     check_key,
@@ -82,7 +83,7 @@ from torc_graph.store.arango_layout import (
     Layout,
     workflow_names,
 )
-from torc_graph.store.base import Document, GraphStore, HasEdge, OrderBy, Where
+from torc_graph.store.base import Document, GraphStore, HasEdge, In, OrderBy, Where
 
 __all__ = ["ArangoStore", "PASSWORD_ENV", "TICKS", "TransactionTooLarge", "mask_url", "parse_url",
            "translate"]
@@ -108,6 +109,22 @@ class _Tx:
     workflow: str | None = None
     begin: dict[str, Any] | None = None
     chunks: int = 1
+
+
+def claim_order(name: str, where: Where | None, order_by: OrderBy | None) -> str | None:
+    """The claim-order attribute that serves this read (:data:`~.aql.CLAIM_ORDERS`): a read of
+    a jobs collection filtered to exactly the claimable statuses and ordered by a claim
+    order's fields, all descending; else None."""
+    if name.partition("__")[0] != model.Collection.JOBS.value or not where or not order_by:
+        return None
+    status = where.get("status")
+    if not isinstance(status, In) or set(status.values) != set(model.CLAIMABLE_STATUSES):
+        return None
+    wanted = [(p, d) for p, d in order_by]
+    for attr, fields in CLAIM_ORDERS.items():
+        if wanted == [(f, True) for f in fields]:
+            return attr
+    return None
 
 
 def _is_edge(name: str) -> bool:
@@ -203,6 +220,15 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
             conds.append(flt[len("FILTER "):])
         return ("FILTER " + " AND ".join(conds)) if conds else ""
 
+    def _recompute_claim_orders(self, workflow: str) -> None:
+        """An existing jobs collection just got the claim orders' computed values: an empty
+        update of its claimable jobs makes the server compute them (standalone, once)."""
+        q = Query()
+        c = q.collection(model.collection_name(model.Collection.JOBS.value, workflow))
+        text = (f"FOR d IN {c} FILTER d.status IN {q.value(list(model.CLAIMABLE_STATUSES))} "
+                f"UPDATE d WITH {{}} IN {c} RETURN 1")
+        self._run(f"RETURN LENGTH(({text}))", q, f"workflow {workflow}", db=self._conn.db())
+
     def _next_chunk(self, tx: _Tx) -> None:
         """Chunked transaction: commit what it holds (invisible: a staged workflow) and go on
         in a new stream transaction with the same collections; refresh the staged stamp."""
@@ -261,7 +287,8 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
             if not WORKFLOW_KEY_PATTERN.match(workflow):
                 raise missing_workflow(workflow)
             with translating(f"workflow {workflow}"):
-                self._layout.ensure_workflow(base, workflow)
+                if self._layout.ensure_workflow(base, workflow):
+                    self._recompute_claim_orders(workflow)
             vertex, edges, plain = workflow_names(workflow)
             jobs = model.collection_name(model.Collection.JOBS.value, workflow)
             exclusive = [jobs]
@@ -298,7 +325,7 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
         if not isinstance(doc, Mapping):
             raise InvalidInput("a document must be a JSON object")
         out = {k: v for k, v in doc.items()
-               if k not in ("_id", "_rev", "_oldRev", SEQ_FIELD, STAGED_FIELD)}
+               if k not in ("_id", "_rev", "_oldRev") and k not in HIDDEN_FIELDS}
         if "_key" in out:
             check_key(out["_key"])
         if edge:
@@ -493,10 +520,18 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
                     skip: int = 0) -> tuple[str, Query]:
         q = Query()
         c = q.collection(name)
-        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)}"
-        if after is not None:
-            text += " " + q.after("d", order_by, after)
-        text += " " + q.sort("d", order_by)
+        claim = claim_order(name, where, order_by)
+        if claim is not None:  # served by the claim order's sparse index, no sort
+            rest = {k: v for k, v in (where or {}).items() if k != "status"}
+            text = f"FOR d IN {c} {self._filter(q, name, rest, edges, workflow, [f'd.{claim} != null'])}"
+            if after is not None:
+                text += f" FILTER d.{claim} < {q.value(after[claim])}"
+            text += f" SORT d.{claim} DESC"
+        else:
+            text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)}"
+            if after is not None:
+                text += " " + q.after("d", order_by, after)
+            text += " " + q.sort("d", order_by)
         if skip or limit is not None:
             text += f" LIMIT {q.value(int(skip))}, {q.value(NO_LIMIT if limit is None else int(limit))}"
         return text + " RETURN d", q

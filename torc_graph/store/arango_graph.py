@@ -16,9 +16,9 @@ from typing import Any
 from torc_graph import model
 from torc_graph.errors import InvalidInput
 from torc_graph.store.aql import (
+    HIDDEN_FIELDS,
     NO_LIMIT,
     SEQ_FIELD,
-    STAGED_FIELD,
     Query,
     collection_name,
     edge_collection_name,
@@ -28,10 +28,6 @@ from torc_graph.store.aql import (
 from torc_graph.store.base import Direction, Neighbor, Where
 
 ID_PATTERN = model.ID_PATTERN
-
-
-#: Attributes the store keeps on documents and never returns (sequence; staged workflows).
-HIDDEN_FIELDS = frozenset({SEQ_FIELD, STAGED_FIELD})
 
 
 def clean(doc: Any) -> Any:

@@ -27,7 +27,7 @@ from arango.exceptions import ArangoServerError
 
 from torc_graph import model
 from torc_graph.errors import InvalidInput
-from torc_graph.store.aql import GLOBAL_EDGE_TARGETS, SEQ_FIELD
+from torc_graph.store.aql import CLAIM_ORDERS, GLOBAL_EDGE_TARGETS, SEQ_FIELD
 from torc_graph.store.arango_connection import Settings
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,27 @@ VERTEX_NAMES = frozenset(c.value for c in model.VERTEX_COLLECTIONS)
 #: the longest per-workflow name is ``scheduled_compute_nodes__<WF>`` (25 + len(WF)).
 WORKFLOW_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,231}$")
 
-#: Persistent indexes: (name, fields). Every collection is ordered by the sequence attribute;
-#: jobs are also read by status in sequence order (claims, is_complete, listings).
-SEQ_INDEX = ("torc_seq", [SEQ_FIELD])
+def _claim_expression(fields: tuple[str, ...]) -> str:
+    statuses = ", ".join(f"'{s}'" for s in model.CLAIMABLE_STATUSES)  # constants of the model
+    values = ", ".join(f"@doc.{f}" for f in fields)
+    return (f"RETURN @doc.status IN [{statuses}] ? [{values}, -@doc.{SEQ_FIELD}] : null")
+
+
+#: ``computedValues`` of a jobs collection.
+JOBS_COMPUTED = [
+    {"name": name, "expression": _claim_expression(fields),
+     "computeOn": ["insert", "update", "replace"], "overwrite": True, "keepNull": False,
+     "failOnWarning": False}
+    for name, fields in CLAIM_ORDERS.items()
+]
+
+#: Persistent indexes: (name, fields, sparse). Every collection is ordered by the sequence
+#: attribute; jobs are also read by status in sequence order (is_complete, listings, claims
+#: without a sort method) and in each claim order.
+SEQ_INDEX = ("torc_seq", [SEQ_FIELD], False)
 COLLECTION_INDEXES = {
-    model.Collection.JOBS.value: [SEQ_INDEX, ("torc_status_seq", ["status", SEQ_FIELD])],
+    model.Collection.JOBS.value: [SEQ_INDEX, ("torc_status_seq", ["status", SEQ_FIELD], False)]
+    + [(name.lstrip("_"), [name], True) for name in CLAIM_ORDERS],
 }
 
 
@@ -91,7 +107,7 @@ def edge_definitions(wf: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def indexes_of(name: str) -> list[tuple[str, list[str]]]:
+def indexes_of(name: str) -> list[tuple[str, list[str], bool]]:
     """The persistent indexes of a physical collection name."""
     return COLLECTION_INDEXES.get(name.split("__", 1)[0], [SEQ_INDEX])
 
@@ -166,26 +182,33 @@ class Layout:
         self.checked.add(wf)
         return created
 
-    def ensure_workflow(self, db: Any, wf: str) -> None:
+    def ensure_workflow(self, db: Any, wf: str) -> bool:
         """Add indexes missing on an existing workflow's jobs collection (e.g. one created by
-        torc v0.6.4), once per process. Without index rights: logged, not fatal."""
+        torc v0.6.4 or before the claim orders), once per process; return True when the claim
+        orders' computed values were added (the caller then recomputes them on the claimable
+        jobs). Without index rights: logged, not fatal."""
         if wf in self.checked:
-            return
+            return False
         jobs = model.collection_name(model.Collection.JOBS.value, wf)
+        upgraded = False
         try:
             have = {tuple(i.get("fields", ())) for i in db.collection(jobs).indexes()}
-            for name, fields in indexes_of(jobs):
+            for name, fields, sparse in indexes_of(jobs):
                 if tuple(fields) not in have:
+                    if fields[0] in CLAIM_ORDERS and not upgraded:
+                        db.collection(jobs).configure(computed_values=JOBS_COMPUTED)
+                        upgraded = True
                     db.collection(jobs).add_index(
                         {"type": "persistent", "fields": fields, "name": name,
-                         "inBackground": True})
+                         "sparse": sparse, "inBackground": True})
         except ArangoServerError as exc:
             if exc.error_code in (errno.DATA_SOURCE_NOT_FOUND, errno.FORBIDDEN):
                 if exc.error_code == errno.FORBIDDEN:
                     log.warning("cannot create indexes on %s (no permission)", jobs)
-                return
+                return False
             raise
         self.checked.add(wf)
+        return upgraded
 
     def drop(self, db: Any, wf: str, names: list[str] | None = None, graph: bool = True) -> None:
         """Drop a workflow's graph and collections (``names``: only those)."""
@@ -221,6 +244,8 @@ class Layout:
                            "write_concern": s.write_concern}
             else:
                 options = {"shard_like": TICKS}
+        if name.partition("__")[0] == model.Collection.JOBS.value and name != TICKS:
+            options["computedValues"] = JOBS_COMPUTED
         try:
             db.create_collection(name, edge=edge, key_generator="traditional", user_keys=True,
                                  **options)
@@ -230,9 +255,9 @@ class Layout:
 
     @staticmethod
     def _create_indexes(db: Any, name: str) -> None:
-        for index_name, fields in indexes_of(name):
+        for index_name, fields, sparse in indexes_of(name):
             db.collection(name).add_index(
-                {"type": "persistent", "fields": fields, "name": index_name})
+                {"type": "persistent", "fields": fields, "name": index_name, "sparse": sparse})
 
     @staticmethod
     def _create_graph(db: Any, name: str, definitions: list[dict[str, Any]], strict: bool = False) -> None:

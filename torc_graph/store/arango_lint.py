@@ -10,7 +10,10 @@ bracket nesting and reports:
   ``WITH``-declared collection) after the query modified it (error 1579), or modified twice;
 * ``with``: a graph traversal or a ``DOCUMENT()`` call without a leading ``WITH`` (clusters
   before 3.12.6 fail with error 1521), or ``WITH`` anywhere but at the start;
-* ``brackets``: unbalanced ``( [ {``.
+* ``brackets``: unbalanced ``( [ {``;
+* with ``hot=True`` (queries that must be served by an index): ``sort``, a ``SORT`` whose
+  terms mix ``ASC`` and ``DESC`` (no persistent index can deliver that order, so the server
+  reads and sorts every match).
 """
 
 from __future__ import annotations
@@ -101,10 +104,12 @@ def _target(tokens: list[Token], i: int) -> int | None:
     return None
 
 
-def lint(text: str, bind_vars: Mapping[str, Any]) -> list[str]:
+def lint(text: str, bind_vars: Mapping[str, Any], *, hot: bool = False) -> list[str]:
     """Problems found in one query (empty list: clean)."""
     tokens = tokenize(text)
     problems = _brackets(tokens)
+    if hot:
+        problems += _mixed_sorts(tokens)
     used = {t.text[1:] for t in tokens if t.kind == "bind"}
     for name in sorted(used - set(bind_vars)):
         problems.append(f"bind: @{name} is not bound")
@@ -154,6 +159,30 @@ def lint(text: str, bind_vars: Mapping[str, Any]) -> list[str]:
         elif t.upper == "DOCUMENT" and modified and any(m in declared for m in modified):
             problems.append("after-modification: DOCUMENT() after a declared collection was modified")
     return problems
+
+
+def _mixed_sorts(tokens: list[Token]) -> list[str]:
+    """``sort`` problems: each SORT's terms (split at commas of its own depth) must all be
+    ASC (the default) or all DESC."""
+    out = []
+    for k, t in enumerate(tokens):
+        if t.upper != "SORT" or t.kind != "name":
+            continue
+        directions, current = [], "ASC"
+        for u in tokens[k + 1:]:
+            if u.depth < t.depth or (u.depth == t.depth and u.kind == "name"
+                                     and u.upper in ("LIMIT", "RETURN", "FILTER", "LET", "FOR",
+                                                     "COLLECT", "SORT")):
+                break
+            if u.depth == t.depth and u.text == ",":
+                directions.append(current)
+                current = "ASC"
+            elif u.depth == t.depth and u.upper in ("ASC", "DESC"):
+                current = u.upper
+        directions.append(current)
+        if len(set(directions)) > 1:
+            out.append("sort: SORT mixes ASC and DESC (no index can serve it)")
+    return out
 
 
 def _is_statement(tokens: list[Token], k: int) -> bool:
