@@ -48,7 +48,7 @@ from torc_graph.errors import (
 from torc_graph import model
 from torc_graph.store import arango as arango_mod
 from torc_graph.store import arango_connection, open_store
-from torc_graph.store.aql import SEQ_FIELD, STAGED_FIELD
+from torc_graph.store.aql import BULK_FIELD, SEQ_FIELD, STAGED_FIELD
 from torc_graph.store.arango import ArangoStore, TransactionTooLarge, mask_url, parse_url, translate
 from torc_graph.store.arango_keys import RESERVE_AQL
 from torc_graph.store.arango_layout import JOBS_COMPUTED
@@ -205,6 +205,9 @@ class Server:
         self.tx_seq = 0
         self.workflows: dict[str, dict] = {}  # key -> workflow document (staged or not)
         self.touched: list[str] = []
+        self.guards: list = []  # (tx, workflow, True | None)
+        self.batches: list = []  # (tx, number of keys) of chunked updates
+        self.doc_bytes = 500
         self._coll = self._cursor_mock = self._tx_mock = None
 
     def queries(self, prefix=""):
@@ -299,6 +302,17 @@ class Server:
                                             "status": "x", SEQ_FIELD: 3}}]
         if "RETURN {n: LENGTH(u), bytes: SUM(u)}" in query:
             return [{"n": 0, "bytes": None}]
+        if f"UPDATE w WITH {{{BULK_FIELD}: @" in query:  # the bulk guard
+            key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
+            on = next(v for v in bind.values() if v is True or v is None)
+            self.guards.append((tx_id, key, on))
+            doc = self.workflows.setdefault(key, {"_key": key})
+            doc.pop(BULK_FIELD, None) if on is None else doc.update({BULK_FIELD: True})
+            return [1]
+        if "FILTER d._key IN @" in query and " UPDATE d WITH " in query:  # a key batch
+            keys = next(v for v in bind.values() if isinstance(v, list))
+            self.batches.append((tx_id, len(keys)))
+            return [{"k": k, "b": self.doc_bytes} for k in keys]
         if f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in query:  # publish
             keys = next(v for v in bind.values() if isinstance(v, list))
             published = [k for k in keys if self.workflows.get(k, {}).pop(STAGED_FIELD, None)]
@@ -333,8 +347,9 @@ class Server:
             mine = next((v for v in bind.values() if isinstance(v, list)), [])
             if STAGED_FIELD in self.workflows.get(key, {}) and key not in mine:
                 return []  # staged: visible only to its creator
-            return [{"w": {"_key": key, "_id": f"workflows/{key}", "_rev": "_r", SEQ_FIELD: 5},
-                     "c": {"_key": "1"}, "s": {"_key": "2"}}]
+            w = {"_key": key, "_id": f"workflows/{key}", "_rev": "_r", SEQ_FIELD: 5,
+                 **self.workflows.get(key, {})}
+            return [{"w": w, "c": {"_key": "1"}, "s": {"_key": "2"}}]
         if "REMOVE" in query and "RETURN OLD" in query and "LET targets" in query:
             return [{"_key": "7", "_id": "jobs__12/7", SEQ_FIELD: 3}]
         if "REMOVE" in query and query.rstrip().endswith("RETURN OLD"):
@@ -1258,3 +1273,81 @@ def test_new_jobs_collections_compute_the_claim_orders(store, fake):
     assert "_torc_claim_grm" not in store.insert("jobs", key, {"_torc_claim_grm": [9]})
     sent = fake.queries("FOR d IN @v")[-1][2]  # a caller cannot write the hidden attribute
     assert all("_torc_claim_grm" not in d for v in sent.values() if isinstance(v, list) for d in v)
+
+
+# -- bulk transactions: initialize_jobs at 10^6 in chunks, guarded (issue 12, item 1) --------------
+
+
+def test_bulk_update_larger_than_the_cap_runs_in_guarded_chunks(fake):
+    """A set-based update of 6,000 jobs x ~0.6 KB with a 1 MiB cap (10^6 jobs at 120 MiB,
+    scaled): targets read once on the state before, then key batches, each fitting the room
+    left with a 2x margin; several chunks; the guard is set inside the first chunk (before it
+    commits) and cleared inside the last one."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    fake.rows["RETURN d._key"] = [str(i) for i in range(6000)]
+    with store.bulk_transaction("12"):
+        n = store.update_many("jobs", "12", {"status": "blocked"}, {"status": "ready"})
+    assert n == 6000 and sum(k for _, k in fake.batches) == 6000
+    per_tx: dict = {}
+    for tx_id, k in fake.batches:
+        per_tx[tx_id] = per_tx.get(tx_id, 0) + k * (fake.doc_bytes + 128)
+    assert len(per_tx) >= 4 and max(per_tx.values()) <= 2**20
+    first, last = min(per_tx), max(per_tx)
+    assert fake.guards == [(first, "12", True), (last, "12", None)]
+    assert f"AND w.{BULK_FIELD} != null" not in next(e for e in fake.log if BULK_FIELD in e[1])[1]
+    commits = [e[1] for e in fake.tx_events if e[0] == "commit"]
+    assert commits == sorted(per_tx) and BULK_FIELD not in fake.workflows["12"]
+    targets = [e for e in fake.log if e[1].endswith("RETURN d._key")]
+    assert len(targets) == 1 and targets[0][0] == "tx"
+    assert_queries_sound(fake)
+
+
+def test_a_bulk_update_that_fits_one_transaction_is_unchanged(fake):
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    fake.rows["RETURN d._key"] = [str(i) for i in range(100)]
+    with store.bulk_transaction("12"):
+        store.update_many("jobs", "12", None, {"status": "ready"})
+    assert [e[0] for e in fake.tx_events if e[0] in ("begin", "commit")] == ["begin", "commit"]
+    assert fake.guards == [(1, "12", None)]  # the clear, conditional: writes only if set
+    clear = next(e for e in fake.log if BULK_FIELD in e[1])
+    assert f"AND w.{BULK_FIELD} != null UPDATE" in clear[1]
+
+
+def test_the_guard_holds_claims_off_until_a_rerun_completes(fake):
+    """Killed mid-way (here: an error in a later chunk), the committed chunks stay with the
+    guard: plain transactions that read the workflow (claims, completions) get 503 naming the
+    remedy; reads outside transactions work; a bulk rerun ignores the guard and clears it."""
+    from torc_graph.engine import initialize
+
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    fake.rows["RETURN d._key"] = [str(i) for i in range(6000)]
+    calls = []
+    real = fake.execute
+
+    def execute(db_name, tx_id, query, bind_vars=None, **options):
+        if " UPDATE d WITH " in query and "FILTER d._key IN @" in query:
+            calls.append(tx_id)
+            if len(set(calls)) == 3:
+                raise aql_error(errno.QUERY_KILLED, 410)
+        return real(db_name, tx_id, query, bind_vars, **options)
+
+    fake.execute = execute
+    with pytest.raises(StoreUnavailable):
+        with store.bulk_transaction("12"):
+            store.update_many("jobs", "12", None, {"status": "ready"})
+    fake.execute = real
+    assert fake.workflows["12"][BULK_FIELD] is True and fake.tx_events[-1][0] == "abort"
+    assert store.workflow_space("12").workflow["_key"] == "12"  # reads outside: fine
+    with pytest.raises(StoreUnavailable, match="run initialize_jobs again"):
+        with store.transaction("12"):
+            store.workflow_space("12")
+    with store.bulk_transaction("12"):  # the rerun
+        assert store.workflow_space("12").workflow["_key"] == "12"
+        store.update_many("jobs", "12", None, {"status": "ready"})
+    assert BULK_FIELD not in fake.workflows["12"]
+    with store.transaction("12"):
+        store.workflow_space("12")
+    # The engine's initialize_jobs is such a bulk operation (its closing guard clear).
+    guards = len(fake.guards)
+    initialize.initialize_jobs(store, "12")
+    assert fake.guards[guards:] == [(fake.tx_seq, "12", None)]

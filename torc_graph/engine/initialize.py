@@ -220,7 +220,7 @@ def initialize_jobs(
     Raises NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a
     dependency cycle, :mod:`.integrity` — in which case nothing is changed).
     """
-    with store.transaction(workflow):
+    with store.bulk_transaction(workflow):  # ArangoDB: may chunk; idempotent when rerun
         space = workspace(store, workflow)
         require_not_archived(space, "initialize_jobs")
         integrity.check_no_cycle(store, workflow)

@@ -37,6 +37,9 @@ SEQ_FIELD = "_torc_seq"
 #: Hidden attribute of a workflow document that is not published yet (epoch ms of the last sign
 #: of life of its creation; :mod:`torc_graph.store.arango_staging`).
 STAGED_FIELD = "_torc_staged"
+#: Hidden attribute of a workflow document while a bulk transaction has it half-applied
+#: (:mod:`torc_graph.store.arango_chunks`).
+BULK_FIELD = "_torc_bulk"
 #: Claim orders of jobs: hidden attribute -> the fields a claim sorts by, all descending, ties
 #: in insertion order (engine.claims.SORT_METHODS). The server computes the attribute on every
 #: insert and update of a job (collection ``computedValues``, ArangoDB 3.10+;
@@ -49,7 +52,7 @@ CLAIM_ORDERS: dict[str, tuple[str, ...]] = {
     "_torc_claim_gmr": ("internal.num_gpus", "internal.memory_bytes", "internal.runtime_seconds"),
 }
 #: Attributes the store keeps on documents and never returns nor accepts from callers.
-HIDDEN_FIELDS = frozenset({SEQ_FIELD, STAGED_FIELD, *CLAIM_ORDERS})
+HIDDEN_FIELDS = frozenset({SEQ_FIELD, STAGED_FIELD, BULK_FIELD, *CLAIM_ORDERS})
 #: Fields a patch never writes (the store ignores them).
 SYSTEM_FIELDS = frozenset({"_key", "_id", "_rev", "_from", "_to", "_oldRev"}) | HIDDEN_FIELDS
 #: Targets of the global edges (all start at ``workflows``).

@@ -72,6 +72,7 @@ from torc_graph.store.arango_connection import (
     translating,
 )
 from torc_graph.store.arango_graph import ID_PATTERN, GraphOps, clean
+from torc_graph.store.arango_chunks import ChunkOps
 from torc_graph.store.arango_staging import StagingOps
 from torc_graph.store.arango_workflows import WorkflowOps, missing_workflow
 from torc_graph.store.arango_layout import (
@@ -105,9 +106,14 @@ class _Tx:
     pid: int
     depth: int = 1
     used: int = 0
-    #: Chunked (a staged workflow's creation): commit and continue instead of refusing.
     workflow: str | None = None
-    begin: dict[str, Any] | None = None
+    #: The begin_transaction arguments (a chunk continues with the same ones).
+    args: dict[str, Any] | None = None
+    #: Chunked (a staged creation or a bulk transaction): commit and continue instead of
+    #: refusing a write that would cross the cap.
+    chunked: bool = False
+    #: A bulk transaction of a published workflow committed a chunk: the guard is set.
+    guarded: bool = False
     chunks: int = 1
 
 
@@ -131,7 +137,7 @@ def _is_edge(name: str) -> bool:
     return model.is_edge(name) or name in GLOBAL_EDGES
 
 
-class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
+class ArangoStore(ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphStore):
     """Graph store on an ArangoDB database. Create it with :meth:`from_url`."""
 
     def __init__(self, host: str, database: str, username: str = "root", password: str = "", *,
@@ -198,7 +204,7 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
         if after and tx is None:
             return
         total = nbytes + (tx.used if tx is not None else 0)
-        if total > cap and not after and tx is not None and tx.begin is not None and tx.used:
+        if total > cap and not after and tx is not None and tx.chunked and tx.used:
             self._next_chunk(tx)
             total = nbytes
         if total > cap:
@@ -230,17 +236,23 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
         self._run(f"RETURN LENGTH(({text}))", q, f"workflow {workflow}", db=self._conn.db())
 
     def _next_chunk(self, tx: _Tx) -> None:
-        """Chunked transaction: commit what it holds (invisible: a staged workflow) and go on
-        in a new stream transaction with the same collections; refresh the staged stamp."""
+        """Chunked transaction: commit what it holds and go on in a new stream transaction with
+        the same collections. What it commits is invisible (a staged workflow: the stamp is
+        refreshed) or guarded (a bulk transaction: the first chunk sets the workflow's guard,
+        :mod:`.arango_chunks`)."""
         what = f"workflow {tx.workflow}"
+        if not self.is_staged_here(tx.workflow) and not tx.guarded:
+            self.set_guard(str(tx.workflow), True)
+            tx.guarded = True
         with translating(what, self.settings.max_transaction_bytes):
             tx.db.commit_transaction()
         tx.db = None  # committed: an error below must not abort it again
         with translating(what):
-            tx.db = self._conn.db().begin_transaction(**tx.begin)
+            tx.db = self._conn.db().begin_transaction(**tx.args)
         tx.used = 0
         tx.chunks += 1
-        self.touch_staged(str(tx.workflow))
+        if self.is_staged_here(tx.workflow):
+            self.touch_staged(str(tx.workflow))
 
     def _reserve(self, n: int, floor: int = 0) -> list[int]:
         """``n`` fresh sequence numbers above ``floor`` (a standalone query, see arango_keys)."""
@@ -300,9 +312,8 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
                 handle = base.begin_transaction(**begin)
         except NotFound:
             raise missing_workflow(str(workflow)) from None
-        tx = _Tx(handle, os.getpid(), workflow=workflow)
-        if self.is_staged_here(workflow):
-            tx.begin = begin
+        tx = _Tx(handle, os.getpid(), workflow=workflow, args=begin,
+                 chunked=self.is_staged_here(workflow))
         self._local.tx = tx
         try:
             yield
@@ -355,7 +366,7 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
         with translating(f"collection {name}"):  # a value JSON refuses -> InvalidInput
             sizes = [len(dumps(d)) + DOC_OVERHEAD for d in docs]
         tx = self._tx()
-        if tx is None or tx.begin is None:
+        if tx is None or not tx.chunked:
             self._charge(sum(sizes))
         seqs = self._reserve(len(docs), arango_keys.floor_of([d.get("_key", "") for d in docs]))
         for d, s in zip(docs, seqs):
@@ -363,7 +374,7 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
             d.setdefault("_key", str(s))
         rows: list[Any] = []
         for lo, hi, nbytes in self._pieces(sizes, tx):
-            if tx is not None and tx.begin is not None:
+            if tx is not None and tx.chunked:
                 self._charge(nbytes)
             q = Query()
             text = f"FOR d IN {q.value(docs[lo:hi])} INSERT d INTO {q.collection(name)} RETURN NEW"
@@ -378,7 +389,7 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
     def _pieces(self, sizes: list[int], tx: _Tx | None) -> Iterator[tuple[int, int, int]]:
         """``(lo, hi, bytes)`` slices of an insert: the whole insert, or in a chunked
         transaction pieces of at most half the cap (so a chunk is at least half full)."""
-        if tx is None or tx.begin is None:
+        if tx is None or not tx.chunked:
             yield 0, len(sizes), sum(sizes)
             return
         limit = self.settings.max_transaction_bytes // 2
@@ -456,6 +467,11 @@ class ArangoStore(StagingOps, WorkflowOps, GraphOps, GraphStore):
         flt = self._filter(q, name, where, edges, workflow)
         obj = q.patch("d", patch)  # validates every path first
         nested = any("." in p for p in patch)
+        tx = self._tx()
+        if tx is not None and tx.chunked:  # targets on the state before, then key batches
+            k = Query()
+            text = f"FOR d IN {k.collection(name)} {self._filter(k, name, where, edges, workflow)} RETURN d._key"
+            return len(self.update_keys(name, self._run(text, k, name), patch))
         # Targets first: a HasEdge filter may read this collection (DOCUMENT()), and AQL
         # forbids reading a collection after modifying it in the same query.
         text = (

@@ -198,6 +198,11 @@ class GraphOps:
         q = Query()
         vc = q.collection(target)
         flt = " ".join(f"AND {x}" for x in q.where("d", where))
+        tx = self._tx()
+        if tx is not None and tx.chunked:  # the matching targets in order, then key batches
+            text = (f"FOR k IN {q.value(keys)} FOR d IN {vc} FILTER d._key == k {flt} "
+                    f"SORT {seq_expr('d')} RETURN d._key")
+            return self.update_keys(target, self._run(text, q, f"edges {edge}"), patch)
         text = (
             f"LET targets = (FOR k IN {q.value(keys)} FOR d IN {vc} FILTER d._key == k {flt} "
             f"SORT {seq_expr('d')} RETURN d) "

@@ -171,6 +171,7 @@ class WorkflowOps:
         if not rows:
             raise missing_workflow(key)
         row = rows[0]
+        self.check_guard(key, row["w"])
         if row["c"] is None or row["s"] is None:
             log.error("workflow %s lacks its config or status document", key)
             raise StoreError("storage error: workflow config or status missing")

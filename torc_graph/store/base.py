@@ -221,6 +221,18 @@ class GraphStore(abc.ABC):
         """
         yield
 
+    def bulk_transaction(self, workflow: str) -> contextlib.AbstractContextManager[None]:
+        """:meth:`transaction` for a bulk update of a workflow (initialize_jobs) that may
+        exceed what one backend transaction can hold.
+
+        ArangoDB may commit it in chunks; until the last one commits, the workflow is guarded:
+        other transactions that read the workflow get ``StoreUnavailable`` (503, retry), and
+        if the process dies mid-way the guard stays until the same operation runs again
+        (which must therefore be idempotent over any partial state). This default (SQLite) is
+        :meth:`transaction`: one transaction, all or nothing.
+        """
+        return self.transaction(workflow)
+
     @abc.abstractmethod
     def info(self) -> dict[str, Any]:
         """Facts for diagnostics and benchmarks: backend name, version, journal/sync modes."""
