@@ -470,7 +470,8 @@ class ArangoStore(ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphStore):
         tx = self._tx()
         if tx is not None and tx.chunked:  # targets on the state before, then key batches
             k = Query()
-            text = f"FOR d IN {k.collection(name)} {self._filter(k, name, where, edges, workflow)} RETURN d._key"
+            text = (f"FOR d IN {k.collection(name)} {self._filter(k, name, where, edges, workflow)} "
+                    "RETURN {k: d._key, b: LENGTH(TO_STRING(d))}")
             return len(self.update_keys(name, self._run(text, k, name), patch))
         # Targets first: a HasEdge filter may read this collection (DOCUMENT()), and AQL
         # forbids reading a collection after modifying it in the same query.

@@ -6,7 +6,8 @@ most ``max_transaction_bytes``. :meth:`ChunkOps.bulk_transaction` is ``transacti
 that may **chunk**: when the next write would cross the cap, the store commits what it holds
 and continues in a new stream transaction with the same locks. Set-based updates in a chunked
 transaction read their targets first (one query, on the state before the update, as the
-single query does) and update them by key in batches that fit the room left.
+single query does, with each target's current size) and update them by key in batches packed
+to fill the room left.
 
 **The guard.** Before its first chunk commits, a bulk transaction marks the workflow
 document (hidden attribute ``_torc_bulk``); its last chunk removes the mark. While the mark
@@ -28,12 +29,13 @@ from typing import Any
 from torc_graph import model
 from torc_graph.errors import StoreUnavailable
 from torc_graph.store.aql import BULK_FIELD, Query
+from torc_graph.store.arango_connection import dumps
 
 _WF = model.GlobalCollection.WORKFLOWS.value
-#: First guess of the bytes one updated document adds to a transaction (refined per batch).
-FIRST_ESTIMATE = 4096
 #: Per updated document beyond its JSON text (as :data:`.arango.DOC_OVERHEAD`).
 OVERHEAD = 128
+#: Bytes the server's computed values may add to a job (two claim-order arrays of 4 numbers).
+COMPUTED_MARGIN = 256
 
 
 class ChunkOps:
@@ -74,27 +76,36 @@ class ChunkOps:
                 f"workflow {workflow} is being initialized in several ArangoDB transactions "
                 "(or such a run was interrupted: run initialize_jobs again); retry later")
 
-    def update_keys(self, name: str, keys: list[str], patch: Mapping[str, Any]) -> list[str]:
-        """Apply ``patch`` to the documents ``keys`` of ``name`` in batches that fit the room
-        left in the current chunk (a new chunk when none is left); return the keys updated."""
+    def update_keys(self, name: str, targets: list[dict[str, Any]], patch: Mapping[str, Any]) -> list[str]:
+        """Apply ``patch`` to the documents ``targets`` (``{k: key, b: current JSON bytes}``,
+        read before the first write) of ``name``, in batches packed to fill the room left in
+        the current chunk (a new chunk when the next document does not fit); return the keys
+        updated. Raises TransactionTooLarge for one document larger than the cap."""
         tx = self._tx()
         cap = self.settings.max_transaction_bytes
-        estimate, done, i = FIRST_ESTIMATE, [], 0
-        while i < len(keys):
-            room = cap - tx.used
-            count = min(len(keys) - i, room // (2 * estimate))
-            if count < 1:
+        # Upper bound of what the update adds: the patch, the overhead, the claim orders the
+        # server may compute (:data:`.aql.CLAIM_ORDERS`).
+        growth = len(dumps(dict(patch))) + OVERHEAD + COMPUTED_MARGIN
+        done: list[str] = []
+        i = 0
+        while i < len(targets):
+            room, j, nbytes = cap - tx.used, i, 0
+            while j < len(targets) and nbytes + targets[j]["b"] + growth <= room:
+                nbytes += targets[j]["b"] + growth
+                j += 1
+            if j == i:
+                if tx.used == 0:
+                    self._charge(targets[i]["b"] + growth)  # raises: one document too large
                 self._next_chunk(tx)
                 continue
             q = Query()
             c = q.collection(name)
-            text = (f"FOR d IN {c} FILTER d._key IN {q.value(keys[i:i + count])} "
+            text = (f"FOR d IN {c} FILTER d._key IN {q.value([t['k'] for t in targets[i:j]])} "
                     f"UPDATE d WITH {q.patch('d', patch)} IN {c} "
                     "OPTIONS {mergeObjects: false, keepNull: true} "
                     "RETURN {k: NEW._key, b: LENGTH(TO_STRING(NEW))}")
             rows = self._run(text, q, name)
             tx.used += sum(r["b"] + OVERHEAD for r in rows)
-            estimate = max([estimate] + [r["b"] + OVERHEAD for r in rows])
             done += [r["k"] for r in rows]
-            i += count
+            i = j
         return done

@@ -201,7 +201,7 @@ class GraphOps:
         tx = self._tx()
         if tx is not None and tx.chunked:  # the matching targets in order, then key batches
             text = (f"FOR k IN {q.value(keys)} FOR d IN {vc} FILTER d._key == k {flt} "
-                    f"SORT {seq_expr('d')} RETURN d._key")
+                    f"SORT {seq_expr('d')} RETURN {{k: d._key, b: LENGTH(TO_STRING(d))}}")
             return self.update_keys(target, self._run(text, q, f"edges {edge}"), patch)
         text = (
             f"LET targets = (FOR k IN {q.value(keys)} FOR d IN {vc} FILTER d._key == k {flt} "
