@@ -1351,3 +1351,50 @@ def test_the_guard_holds_claims_off_until_a_rerun_completes(fake):
     guards = len(fake.guards)
     initialize.initialize_jobs(store, "12")
     assert fake.guards[guards:] == [(fake.tx_seq, "12", None)]
+
+
+@pytest.mark.slow
+def test_chunks_per_call_scale_with_bytes_over_the_cap(monkeypatch, capsys):
+    """The chunk figures of docs/arango-at-scale.md (``pytest -s -k chunks_per_call``): the
+    real engine's creation and a bulk update of every job, at 1 MiB caps, for two sizes. Every
+    chunk stays under the cap; chunks grow linearly with bytes / cap."""
+    from torc_graph.engine import specifications
+
+    rows = []
+    for n in (6000, 12000):
+        server = Server()
+        db = server.database()
+        client = create_autospec(ArangoClient)
+        client.side_effect = lambda *a, **k: _client_for(db, server)
+        monkeypatch.setattr(arango_connection, "ArangoClient", client)
+        store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+        wf = specifications.create_from_specification(store, big_spec(n))["_key"]
+        chunks = [e for e in server.tx_events
+                  if e[0] == "begin" and e[1].get("exclusive") == [f"jobs__{wf}"]]
+        total = sum(server.tx_written.values())
+        assert max(server.tx_written.values()) <= 2**20
+        rows.append(("create spec", n, total, len(chunks), len(server.log)))
+        server.rows["LENGTH(TO_STRING(d))}"] = [{"k": str(i), "b": 470} for i in range(n)]
+        log0 = len(server.log)
+        with store.bulk_transaction(wf):
+            store.update_many("jobs", wf, None, {"status": "ready"})
+        per_tx: dict = {}
+        for tx_id, k in server.batches:
+            per_tx[tx_id] = per_tx.get(tx_id, 0) + k * (server.doc_bytes + 128)
+        assert max(per_tx.values()) <= 2**20
+        rows.append(("bulk update of every job", n, sum(per_tx.values()), len(per_tx),
+                     len(server.log) - log0))
+    with capsys.disabled():
+        print(f"\n{'call (1 MiB cap)':26} {'N':>6} {'MiB':>6} {'chunks':>6} {'queries':>7}")
+        for label, n, total, chunks, queries in rows:
+            print(f"{label:26} {n:>6} {total / 2**20:>6.2f} {chunks:>6} {queries:>7}")
+    for label in ("create spec", "bulk update of every job"):
+        (a, b) = [r for r in rows if r[0] == label]
+        assert a[3] >= 4 and 1.5 <= b[3] / a[3] <= 2.5  # linear in bytes / cap
+
+
+def _client_for(db, server):
+    client = spec(ArangoClient, "client")
+    client.db.side_effect = lambda name, **_: db if name == "torc" else server.system
+    server.system = spec(StandardDatabase, "system")
+    return client
