@@ -98,6 +98,10 @@ class Pricing(CountingStore):
 
         return Tx()
 
+    def bulk_transaction(self, workflow):
+        """Priced as one transaction: the bytes it writes (chunked on ArangoDB) in total."""
+        return self.transaction(workflow)
+
     def __getattr__(self, name):
         attr = super().__getattr__(name)  # counts the call
         if not callable(attr):
