@@ -181,3 +181,49 @@ def test_transaction_over_the_cap_writes_nothing():
     finally:
         store.delete_workflow(wf)
         store.close()
+
+
+def _with_option(option: str) -> str:
+    return URL + ("&" if "?" in URL else "?") + option
+
+
+def test_chunked_creation_and_initialization_on_the_server():
+    """A specification ~3x a 1 MiB cap is created in chunks and initialized in chunks: every
+    job is there once, statuses are right, no guard is left, nothing staged remains."""
+    from torc_graph.engine import initialize, specifications
+
+    store = open_store(_with_option("max_transaction_mib=1"))
+    jobs = [{"name": f"j{i}", "command": "echo " + "x" * 500,
+             **({"blocked_by": [f"j{i - 1}"]} if i % 100 else {})} for i in range(3000)]
+    wf = specifications.create_from_specification(store, {"name": "chunks", "jobs": jobs})["_key"]
+    try:
+        assert store.workflow_exists(wf) and store.count("jobs", wf) == 3000
+        initialize.initialize_jobs(store, wf)
+        assert store.count("jobs", wf, {"status": "ready"}) == 30
+        assert store.count("jobs", wf, {"status": "blocked"}) == 2970
+        q = Query()
+        text = (f"FOR w IN {q.collection('workflows')} FILTER w._key == {q.value(wf)} "
+                "RETURN [w._torc_staged, w._torc_bulk]")
+        assert store._run(text, q) == [[None, None]]
+    finally:
+        store.delete_workflow(wf)
+        store.close()
+
+
+def test_abandoned_creation_is_swept_on_the_server():
+    """A creation killed mid-way (its staged block never exits) is invisible, and the sweep
+    removes its documents and collections after the grace period."""
+    store = open_store(URL)
+    block = store.staged_creation()
+    block.__enter__()
+    key = store.create_workflow({"name": "abandoned"}, {}, {}).workflow["_key"]
+    store._local.staging = None  # the process is gone
+    other = open_store(_with_option("staging_grace=1"))
+    try:
+        assert not other.workflow_exists(key)
+        assert key in other.sweep(now=2**52)
+        names = {c["name"] for c in other._conn.db().collections()}
+        assert not [n for n in names if n.endswith(f"__{key}")]
+    finally:
+        store.close()
+        other.close()
