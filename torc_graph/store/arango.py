@@ -25,6 +25,11 @@ queries (outside a block) declare the same cap and disable intermediate commits,
 up on. Cursors inside a transaction never continue (python-arango sends continuation requests
 without the transaction header): results come in one batch, and :meth:`iter_find` pages by
 keyset. DDL (create/delete workflow) is not transactional and runs outside, with compensation.
+
+Bulk paths: a staged creation (:mod:`.arango_staging`: invisible until published, swept after
+a crash) and a bulk transaction (:mod:`.arango_chunks`: guarded until its last chunk) may
+commit in chunks, each under the cap. Claims read a server-computed claim-order attribute
+through a sparse index (:data:`.aql.CLAIM_ORDERS`, :func:`claim_order`).
 """
 
 from __future__ import annotations

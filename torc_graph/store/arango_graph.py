@@ -18,7 +18,6 @@ from torc_graph.errors import InvalidInput
 from torc_graph.store.aql import (
     HIDDEN_FIELDS,
     NO_LIMIT,
-    SEQ_FIELD,
     Query,
     collection_name,
     edge_collection_name,

@@ -37,7 +37,7 @@ from torc_graph import model
 from torc_graph.errors import StoreError
 from torc_graph.store.aql import STAGED_FIELD, Query
 from torc_graph.store.arango_connection import translating
-from torc_graph.store.arango_layout import GLOBAL_DOCS, GLOBAL_EDGES, TICKS, graph_name
+from torc_graph.store.arango_layout import TICKS, graph_name
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 60.0
 
 _WF = model.GlobalCollection.WORKFLOWS.value
-_OWN = model.GlobalCollection.WORKFLOW_OWNERS.value
 _BASES = frozenset(c.value for c in model.Collection) | frozenset(e.value for e in model.Edge)
 
 
@@ -69,7 +68,7 @@ def orphan_workflows(collection_names: list[str], graph_names: list[str]) -> set
 
 class StagingOps:
     """Mixin of :class:`~torc_graph.store.arango.ArangoStore` (uses its ``_run``, ``_conn``,
-    ``_layout``, ``_local``, ``_write_global`` and ``settings``)."""
+    ``_layout``, ``_local``, ``_remove_global`` and ``settings``)."""
 
     _last_sweep: float = float("-inf")
 
@@ -150,27 +149,6 @@ class StagingOps:
         with translating(f"workflow {key}"):
             self._layout.drop(db, key)
         return self._remove_global(key)
-
-    def _remove_global(self, key: str) -> Any:
-        """Remove the workflow document, its config and status, their edges and the owner
-        record in one transaction; return the workflow document as it was (None if absent)."""
-        q = Query()
-        w, c, s, hc, hs = (q.collection(n) for n in GLOBAL_DOCS[:3] + GLOBAL_EDGES[:2])
-        own = q.collection(_OWN)
-        wid = q.value(f"{_WF}/{key}")
-        text = (
-            f"LET cs = (FOR e IN {hc} FILTER e._from == {wid} REMOVE e IN {hc} RETURN OLD._to) "
-            f"LET ss = (FOR e IN {hs} FILTER e._from == {wid} REMOVE e IN {hs} RETURN OLD._to) "
-            f"LET rc = (FOR i IN cs REMOVE PARSE_IDENTIFIER(i).key IN {c} "
-            "OPTIONS {ignoreErrors: true} RETURN 1) "
-            f"LET rs = (FOR i IN ss REMOVE PARSE_IDENTIFIER(i).key IN {s} "
-            "OPTIONS {ignoreErrors: true} RETURN 1) "
-            f"LET ro = (FOR o IN {own} FILTER o._key == {q.value(key)} REMOVE o IN {own} "
-            "RETURN 1) "
-            f"LET rw = (FOR x IN {w} FILTER x._key == {q.value(key)} REMOVE x IN {w} RETURN OLD) "
-            "RETURN FIRST(rw)"
-        )
-        return self._write_global(key, text, q)
 
     # -- the sweep ----------------------------------------------------------------------------
 

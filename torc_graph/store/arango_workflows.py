@@ -154,6 +154,27 @@ class WorkflowOps:
             raise missing_workflow(key)
         return clean(doc)
 
+    def _remove_global(self, key: str) -> Any:
+        """Remove the workflow document, its config and status, their edges and the owner
+        record in one transaction; return the workflow document as it was (None if absent)."""
+        q = Query()
+        w, c, s, hc, hs = _space_collections(q)
+        own = q.collection(_OWN)
+        wid = q.value(f"{_WF}/{key}")
+        text = (
+            f"LET cs = (FOR e IN {hc} FILTER e._from == {wid} REMOVE e IN {hc} RETURN OLD._to) "
+            f"LET ss = (FOR e IN {hs} FILTER e._from == {wid} REMOVE e IN {hs} RETURN OLD._to) "
+            f"LET rc = (FOR i IN cs REMOVE PARSE_IDENTIFIER(i).key IN {c} "
+            "OPTIONS {ignoreErrors: true} RETURN 1) "
+            f"LET rs = (FOR i IN ss REMOVE PARSE_IDENTIFIER(i).key IN {s} "
+            "OPTIONS {ignoreErrors: true} RETURN 1) "
+            f"LET ro = (FOR o IN {own} FILTER o._key == {q.value(key)} REMOVE o IN {own} "
+            "RETURN 1) "
+            f"LET rw = (FOR x IN {w} FILTER x._key == {q.value(key)} REMOVE x IN {w} RETURN OLD) "
+            "RETURN FIRST(rw)"
+        )
+        return self._write_global(key, text, q)
+
     def workflow_space(self, key: str) -> WorkflowSpace:
         check_key(key, "workflow key")
         q = Query()
