@@ -304,10 +304,10 @@ class Server:
             return [{"n": 0, "bytes": None}]
         if f"UPDATE w WITH {{{BULK_FIELD}: @" in query:  # the bulk guard
             key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
-            on = next(v for v in bind.values() if v is True or v is None)
+            on = next(v for k, v in bind.items() if f"{BULK_FIELD}: @{k}" in query)
             self.guards.append((tx_id, key, on))
             doc = self.workflows.setdefault(key, {"_key": key})
-            doc.pop(BULK_FIELD, None) if on is None else doc.update({BULK_FIELD: True})
+            doc.pop(BULK_FIELD, None) if on is None else doc.update({BULK_FIELD: on})
             return [1]
         if "FILTER d._key IN @" in query and " UPDATE d WITH " in query:  # a key batch
             keys = next(v for v in bind.values() if isinstance(v, list))
@@ -1293,7 +1293,7 @@ def test_bulk_update_larger_than_the_cap_runs_in_guarded_chunks(fake):
         per_tx[tx_id] = per_tx.get(tx_id, 0) + k * (fake.doc_bytes + 128)
     assert len(per_tx) >= 4 and max(per_tx.values()) <= 2**20
     first, last = min(per_tx), max(per_tx)
-    assert fake.guards == [(first, "12", True), (last, "12", None)]
+    assert fake.guards == [(first, "12", "initialize_jobs"), (last, "12", None)]
     assert f"AND w.{BULK_FIELD} != null" not in next(e for e in fake.log if BULK_FIELD in e[1])[1]
     commits = [e[1] for e in fake.tx_events if e[0] == "commit"]
     assert commits == sorted(per_tx) and BULK_FIELD not in fake.workflows["12"]
@@ -1336,7 +1336,8 @@ def test_the_guard_holds_claims_off_until_a_rerun_completes(fake):
         with store.bulk_transaction("12"):
             store.update_many("jobs", "12", None, {"status": "ready"})
     fake.execute = real
-    assert fake.workflows["12"][BULK_FIELD] is True and fake.tx_events[-1][0] == "abort"
+    assert fake.workflows["12"][BULK_FIELD] == "initialize_jobs"
+    assert fake.tx_events[-1][0] == "abort"
     assert store.workflow_space("12").workflow["_key"] == "12"  # reads outside: fine
     with pytest.raises(StoreUnavailable, match="run initialize_jobs again"):
         with store.transaction("12"):
@@ -1398,3 +1399,17 @@ def _client_for(db, server):
     client.db.side_effect = lambda name, **_: db if name == "torc" else server.system
     server.system = spec(StandardDatabase, "system")
     return client
+
+
+def test_reset_job_status_is_a_bulk_operation_named_by_its_guard(fake):
+    """reset_job_status may chunk too; an interrupted one is named in the 503, and running it
+    again (a bulk operation) lifts the guard."""
+    from torc_graph.engine import lifecycle
+
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    fake.workflows["12"] = {"_key": "12", BULK_FIELD: "reset_job_status"}
+    with pytest.raises(StoreUnavailable, match="run reset_job_status again"):
+        with store.transaction("12"):
+            store.workflow_space("12")
+    lifecycle.reset_job_status(store, "12")
+    assert BULK_FIELD not in fake.workflows["12"]

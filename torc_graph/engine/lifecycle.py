@@ -409,9 +409,10 @@ def reset_job_status(
 
     All jobs not ``uninitialized`` → ``uninitialized``; with ``failed_only``, only the jobs
     with a result of the current run whose ``return_code != 0``, plus everything downstream of
-    them (§3.4). Set-based, one transaction. Raises NotFound, BadRequest (archived).
+    them (§3.4). Set-based, one transaction (ArangoDB: may chunk; completes when rerun).
+    Raises NotFound, BadRequest (archived).
     """
-    with store.transaction(workflow):
+    with store.bulk_transaction(workflow, "reset_job_status"):
         space = workspace(store, workflow)
         require_not_archived(space, "reset_job_status")
         if not failed_only:

@@ -119,6 +119,8 @@ class _Tx:
     chunked: bool = False
     #: A bulk transaction of a published workflow committed a chunk: the guard is set.
     guarded: bool = False
+    #: The bulk transaction's operation (named by its guard).
+    operation: str = "initialize_jobs"
     chunks: int = 1
 
 
@@ -247,7 +249,7 @@ class ArangoStore(ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphStore):
         :mod:`.arango_chunks`)."""
         what = f"workflow {tx.workflow}"
         if not self.is_staged_here(tx.workflow) and not tx.guarded:
-            self.set_guard(str(tx.workflow), True)
+            self.set_guard(str(tx.workflow), tx.operation)
             tx.guarded = True
         with translating(what, self.settings.max_transaction_bytes):
             tx.db.commit_transaction()

@@ -10,13 +10,16 @@ single query does, with each target's current size) and update them by key in ba
 to fill the room left.
 
 **The guard.** Before its first chunk commits, a bulk transaction marks the workflow
-document (hidden attribute ``_torc_bulk``); its last chunk removes the mark. While the mark
+document (hidden attribute ``_torc_bulk``: the name of the operation); its last chunk removes
+the mark. While the mark
 is there, every other transaction on the workflow that reads the workflow
 (:meth:`~.arango_workflows.WorkflowOps.workflow_space`: claims, completions, resets, ...)
 gets ``StoreUnavailable`` (503, retry) naming the cause: nothing is handed out from a half-
 initialized workflow. If the process dies mid-way (kill -9) the mark stays until the same
-bulk operation runs again: initialize_jobs recomputes every job's status from the graph,
-so rerunning it over any partial state completes it; bulk transactions ignore the mark. A
+bulk operation runs again: initialize_jobs recomputes every job's status from the graph, and
+reset_job_status resets what is not reset yet (its selection does not depend on the statuses
+it writes), so rerunning either over its own partial state completes it; bulk transactions
+ignore the mark. A
 bulk update that fits one chunk never sets it (as before: one transaction).
 """
 
@@ -43,7 +46,7 @@ class ChunkOps:
     ``_next_chunk``, ``transaction`` and ``settings``)."""
 
     @contextlib.contextmanager
-    def bulk_transaction(self, workflow: str) -> Iterator[None]:
+    def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs") -> Iterator[None]:
         """See :meth:`GraphStore.bulk_transaction` (module doc). Raises as
         :meth:`transaction`; on an exception the current chunk rolls back and the guard of
         committed chunks stays (rerun the operation)."""
@@ -53,17 +56,19 @@ class ChunkOps:
         with self.transaction(workflow):
             tx = self._tx()
             tx.chunked = True
+            tx.operation = operation
             yield
-            self.set_guard(workflow, False)  # ours, or one an interrupted run left
+            self.set_guard(workflow, None)  # ours, or one an interrupted run left
 
-    def set_guard(self, workflow: str, on: bool) -> None:
-        """Set or clear the bulk guard on the workflow document, in the current transaction
-        (clearing writes only when it is set: the document's ``_rev`` stays otherwise)."""
+    def set_guard(self, workflow: str, operation: str | None) -> None:
+        """Set the bulk guard (naming the operation to rerun) on the workflow document, or
+        clear it (``None``; writes only when it is set: the ``_rev`` stays otherwise), in the
+        current transaction."""
         q = Query()
         w = q.collection(_WF)
-        unless = "" if on else f"AND w.{BULK_FIELD} != null "
+        unless = "" if operation else f"AND w.{BULK_FIELD} != null "
         text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} {unless}"
-                f"UPDATE w WITH {{{BULK_FIELD}: {q.value(True if on else None)}}} IN {w} "
+                f"UPDATE w WITH {{{BULK_FIELD}: {q.value(operation or None)}}} IN {w} "
                 "OPTIONS {keepNull: false} RETURN 1")
         self._run(text, q, f"workflow {workflow}")
 
@@ -71,10 +76,12 @@ class ChunkOps:
         """StoreUnavailable if a bulk operation has the workflow half-applied and the caller is
         a plain transaction (claims, completions, ...)."""
         tx = self._tx()
-        if doc.get(BULK_FIELD) and tx is not None and not tx.chunked:
+        operation = doc.get(BULK_FIELD)
+        if operation and tx is not None and not tx.chunked:
             raise StoreUnavailable(
-                f"workflow {workflow} is being initialized in several ArangoDB transactions "
-                "(or such a run was interrupted: run initialize_jobs again); retry later")
+                f"workflow {workflow} is being changed by {operation} in several ArangoDB "
+                f"transactions (or such a run was interrupted: run {operation} again); "
+                "retry later")
 
     def update_keys(self, name: str, targets: list[dict[str, Any]], patch: Mapping[str, Any]) -> list[str]:
         """Apply ``patch`` to the documents ``targets`` (``{k: key, b: current JSON bytes}``,

@@ -221,15 +221,16 @@ class GraphStore(abc.ABC):
         """
         yield
 
-    def bulk_transaction(self, workflow: str) -> contextlib.AbstractContextManager[None]:
-        """:meth:`transaction` for a bulk update of a workflow (initialize_jobs) that may
-        exceed what one backend transaction can hold.
+    def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs"
+                         ) -> contextlib.AbstractContextManager[None]:
+        """:meth:`transaction` for a bulk update of a workflow that may exceed what one
+        backend transaction can hold; ``operation`` names the API call.
 
         ArangoDB may commit it in chunks; until the last one commits, the workflow is guarded:
-        other transactions that read the workflow get ``StoreUnavailable`` (503, retry), and
-        if the process dies mid-way the guard stays until the same operation runs again
-        (which must therefore be idempotent over any partial state). This default (SQLite) is
-        :meth:`transaction`: one transaction, all or nothing.
+        other transactions that read the workflow get ``StoreUnavailable`` (503, retry, naming
+        ``operation``), and if the process dies mid-way the guard stays until a bulk operation
+        runs again (``operation`` must therefore complete when rerun over its own partial
+        state). This default (SQLite) is :meth:`transaction`: one transaction, all or nothing.
         """
         return self.transaction(workflow)
 
