@@ -671,6 +671,37 @@ def test_transaction_commit_and_rollback(store, wf):
     assert store.get("jobs", wf, a["_key"])["status"] == "ready"
 
 
+def test_bulk_transaction_within_one_transaction_is_all_or_nothing(store, wf):
+    """A bulk transaction that fits one backend transaction is exactly a transaction."""
+    with store.bulk_transaction(wf):
+        a = store.insert("jobs", wf, {"name": "a"})
+        store.update_many("jobs", wf, None, {"status": "ready"})
+    assert store.get("jobs", wf, a["_key"])["status"] == "ready"
+    with pytest.raises(Boom):
+        with store.bulk_transaction(wf, "reset_job_status"):
+            store.update_many("jobs", wf, None, {"status": "uninitialized"})
+            store.insert("jobs", wf, {"name": "b"})
+            raise Boom()
+    assert names(store.find("jobs", wf)) == ["a"]
+    assert store.get("jobs", wf, a["_key"])["status"] == "ready"
+    with store.transaction(wf):  # no guard left behind
+        store.workflow_space(wf)
+
+
+def test_staged_creation_publishes_on_normal_exit(store):
+    """Workflows created inside ``staged_creation`` exist (and are listed) after the block."""
+    with store.staged_creation():
+        key = store.create_workflow({"name": "staged"}, {}, {"run_id": 0}).workflow["_key"]
+        with store.transaction(key):
+            store.insert_many("jobs", key, [{"name": "a"}, {"name": "b"}])
+    try:
+        assert store.workflow_exists(key)
+        assert key in [w["_key"] for w in store.find("workflows", None)]
+        assert store.count("jobs", key) == 2
+    finally:
+        store.delete_workflow(key)
+
+
 def test_transaction_nesting(store, wf):
     with pytest.raises(Boom):
         with store.transaction(wf):
