@@ -1130,6 +1130,7 @@ def test_staged_workflows_are_invisible_until_published(fake):
     assert seen_by_other_thread == [False]
     assert other.workflow_space(key).workflow["_key"] == key
     assert any(f"{STAGED_FIELD}: null" in e[1] for e in fake.log)  # published
+    assert_queries_sound(fake)
 
 
 def test_the_sweep_removes_abandoned_creations_and_orphan_collections(fake):
@@ -1165,6 +1166,7 @@ def test_the_sweep_removes_abandoned_creations_and_orphan_collections(fake):
     fake.collections["jobs__orphan3"] = False
     fresh.create_workflow({"name": "b"}, {}, {})
     assert "jobs__orphan3" in fake.collections
+    assert_queries_sound(fake)
 
 
 def test_a_crash_between_documents_and_ddl_leaves_only_a_staged_document(fake):
