@@ -44,6 +44,7 @@ class StubArango(HTTPClient):
         self.cursors: dict[str, list] = {}
         self.errors: list[tuple[str, int, int]] = []  # (path fragment, http, errorNum)
         self._ids = itertools.count(1000)
+        self.trx = 76  # stream transaction ids: 77, 78, ...
 
     def create_session(self, host):
         return requests.Session()  # never used for I/O
@@ -116,10 +117,11 @@ class StubArango(HTTPClient):
         if path == "/_api/version":
             return 200, {"server": "arango", "version": "3.12.4", "license": "community"}
         if path == "/_api/transaction/begin":
-            return 201, {"result": {"id": "77", "status": "running"}}
+            self.trx += 1
+            return 201, {"result": {"id": str(self.trx), "status": "running"}}
         if path.startswith("/_api/transaction/"):
             status = "committed" if method == "put" else "aborted"
-            return 200, {"result": {"id": "77", "status": status}}
+            return 200, {"result": {"id": path.rsplit("/", 1)[1], "status": status}}
         if path == "/_api/cursor" and method == "post":
             rows = list(self.answer(body["query"], body.get("bindVars", {})))
             return self._batch(rows, min(body.get("batchSize") or 1000, self.max_batch))
@@ -325,3 +327,35 @@ def test_find_after_is_one_indexed_seek_through_the_real_driver(stub):
     assert f"FILTER d.{SEQ_FIELD} > a AND (d[@" in text and f"SORT d.{SEQ_FIELD} ASC LIMIT @" in text
     assert "2400" in bind.values() and "events__12" in bind.values()
     assert lint(text, bind) == []
+
+
+def test_a_chunked_creation_commits_and_begins_again_through_the_real_driver(stub):
+    """A staged creation over a 1 MiB cap through the real driver: each chunk is its own
+    stream transaction (begin, queries with its id, commit), the begin bodies carry the same
+    collections and cap, every insert is under the cap, and the publish runs last, outside."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1",
+                                 http_client=stub)
+    doc = {"name": "x" * 1000}
+    with store.staged_creation():
+        key = store.create_workflow({"name": "w"}, {}, {}).workflow["_key"]
+        with store.transaction(key):
+            for _ in range(6):
+                store.insert_many("jobs", key, [doc] * 400)  # ~0.45 MiB each
+    begins = [i for i, r in enumerate(stub.requests) if r["path"].endswith("/transaction/begin")]
+    chunks = [stub.requests[i] for i in begins[1:]]  # the first: the global documents
+    assert len(chunks) >= 3
+    assert all(c["body"] == chunks[0]["body"] for c in chunks)
+    assert chunks[0]["body"]["collections"]["exclusive"] == [f"jobs__{key}"]
+    assert chunks[0]["body"]["maxTransactionSize"] == 2**20
+    for n, start in enumerate(begins[1:]):
+        trx = str(77 + 1 + n)
+        end = begins[n + 2] if n + 2 < len(begins) else len(stub.requests)
+        inside = stub.requests[start + 1:end]
+        inserts = [r for r in inside if r["body"] and " INSERT d INTO " in r["body"].get("query", "")]
+        assert all(r["headers"][TRX] == trx for r in inserts)
+        assert sum(len(json.dumps(r["body"]["bindVars"])) for r in inserts) < 2**20
+        assert any(r["method"] == "put" and r["path"].endswith(f"/_api/transaction/{trx}")
+                   for r in inside)
+    publish = stub.requests[-1]
+    assert f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in publish["body"]["query"]
+    assert TRX not in publish["headers"]
