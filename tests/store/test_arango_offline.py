@@ -315,19 +315,26 @@ class Server:
             return [{"k": k, "b": self.doc_bytes} for k in keys]
         if f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in query:  # publish
             keys = next(v for v in bind.values() if isinstance(v, list))
-            published = [k for k in keys if self.workflows.get(k, {}).pop(STAGED_FIELD, None)]
+            published = [k for k in keys if self.workflows.get(k, {}).get(STAGED_FIELD, 0) > 0]
+            for k in published:
+                del self.workflows[k][STAGED_FIELD]
             return [1] * len(published)
         if f"UPDATE w WITH {{{STAGED_FIELD}: @" in query:  # a chunk's sign of life
             key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
             stamp = next(v for v in bind.values() if isinstance(v, int))
             self.touched.append(key)
-            if STAGED_FIELD in self.workflows.get(key, {}):
+            if self.workflows.get(key, {}).get(STAGED_FIELD, 0) > 0:
                 self.workflows[key][STAGED_FIELD] = stamp
                 return [1]
             return []
-        if f"w.{STAGED_FIELD} < @" in query:  # the sweep: abandoned staged workflows
+        if f"w.{STAGED_FIELD} < @" in query:  # the sweep condemns abandoned staged workflows
             cutoff = next(v for v in bind.values() if isinstance(v, int))
-            return [k for k, w in self.workflows.items() if w.get(STAGED_FIELD, cutoff) < cutoff]
+            mine = next((v for v in bind.values() if isinstance(v, list)), [])
+            keys = [k for k, w in self.workflows.items()
+                    if w.get(STAGED_FIELD, cutoff) < cutoff and k not in mine]
+            for k in keys:
+                self.workflows[k][STAGED_FIELD] = 0
+            return keys
         if query.startswith("FOR w IN") and query.endswith("RETURN w._key"):  # which exist
             keys = next(v for v in bind.values() if isinstance(v, list))
             return [k for k in keys if k in self.workflows]
@@ -1415,3 +1422,22 @@ def test_reset_job_status_is_a_bulk_operation_named_by_its_guard(fake):
             store.workflow_space("12")
     lifecycle.reset_job_status(store, "12")
     assert BULK_FIELD not in fake.workflows["12"]
+
+
+def test_a_creation_the_sweep_condemned_is_never_published(fake):
+    """A creation slower than the grace period: the sweep condemns it (stamp 0) and removes
+    it; the creator's publish then finds nothing to publish and fails (StoreError), and its
+    compensation runs: nothing acknowledged is lost, nothing half-made is published."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    other = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?staging_grace=60")
+    with pytest.raises(StoreError, match="staging grace"):
+        with store.staged_creation():
+            key = store.create_workflow({"name": "slow"}, {}, {}).workflow["_key"]
+            fake.workflows[key][STAGED_FIELD] -= 61_000
+            assert other.sweep() == [key]
+    assert key not in fake.workflows
+    publish = [e for e in fake.log if f"{STAGED_FIELD}: null" in e[1]]
+    assert len(publish) == 1 and f"w.{STAGED_FIELD} > 0" in publish[0][1]
+    condemn = next(e for e in fake.log if f"UPDATE w WITH {{{STAGED_FIELD}: 0}}" in e[1])
+    assert f"w.{STAGED_FIELD} < @" in condemn[1]
+    assert_queries_sound(fake)

@@ -16,7 +16,10 @@ Every workflow, staged or not, gets its documents before its collections (DDL), 
 ``create_workflow`` publishes at once. Hence after a crash (kill -9 at any point):
 
 * a staged workflow document whose stamp is older than ``staging_grace`` is abandoned: the
-  sweep purges it;
+  sweep condemns it (stamp 0, one atomic query) and purges it. Publishing and the stamp
+  refresh require a stamp > 0, so a creation finishing at that moment either publishes first
+  (the sweep's query then conflicts and condemns nothing) or fails and compensates: a
+  published workflow is never swept;
 * a per-workflow collection (``<base>__<WF>``) or graph without any workflow document ``WF``
   is an orphan (its creation always wrote the document first, its deletion drops the
   collections first): the sweep drops it.
@@ -118,13 +121,15 @@ class StagingOps:
             self._local.staging = None
 
     def _publish(self, keys: list[str]) -> None:
-        """Make staged workflows visible: one standalone query (atomic)."""
+        """Make staged workflows visible: one standalone query (atomic). A workflow the sweep
+        condemned (stamp 0) is not published: StoreError; a concurrent sweep is a write-write
+        conflict (503); either way the caller's compensation removes it."""
         if not keys:
             return
         q = Query()
         w = q.collection(_WF)
         text = (
-            f"FOR w IN {w} FILTER w._key IN {q.value(keys)} AND w.{STAGED_FIELD} != null "
+            f"FOR w IN {w} FILTER w._key IN {q.value(keys)} AND w.{STAGED_FIELD} > 0 "
             f"UPDATE w WITH {{{STAGED_FIELD}: null}} IN {w} OPTIONS {{keepNull: false}} RETURN 1"
         )
         if len(self._run(text, q, "workflows", db=self._conn.db())) != len(keys):
@@ -135,7 +140,7 @@ class StagingOps:
         """Refresh a staged workflow's stamp (a chunk boundary: the creation is alive)."""
         q = Query()
         w = q.collection(_WF)
-        text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} AND w.{STAGED_FIELD} != null "
+        text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} AND w.{STAGED_FIELD} > 0 "
                 f"UPDATE w WITH {{{STAGED_FIELD}: {q.value(now_ms())}}} IN {w} RETURN 1")
         self._run(text, q, "workflows", db=self._conn.db())
 
@@ -170,12 +175,16 @@ class StagingOps:
         cutoff = (now_ms() if now is None else now) - int(self.settings.staging_grace * 1000)
         q = Query()
         w = q.collection(_WF)
+        mine = sorted(self._staging() or ())
+        not_mine = f"AND w._key NOT IN {q.value(mine)} " if mine else ""
+        # Condemn first (stamp 0, atomically, only if still abandoned): a creation publishing
+        # at the same moment either wins (then this query conflicts: 503, nothing condemned)
+        # or finds its stamp 0 and fails (its caller compensates): never both.
         text = (f"FOR w IN {w} FILTER w.{STAGED_FIELD} != null AND w.{STAGED_FIELD} < "
-                f"{q.value(cutoff)} RETURN w._key")
+                f"{q.value(cutoff)} {not_mine}UPDATE w WITH {{{STAGED_FIELD}: 0}} IN {w} "
+                "RETURN NEW._key")
         removed = []
         for key in self._run(text, q, "workflows", db=db):
-            if self.is_staged_here(key):
-                continue
             log.warning("removing workflow %s: its creation was abandoned", key)
             self.purge_workflow(key)
             removed.append(key)
