@@ -22,7 +22,8 @@ Every workflow, staged or not, gets its documents before its collections (DDL), 
   published workflow is never swept;
 * a per-workflow collection (``<base>__<WF>``) or graph without any workflow document ``WF``
   is an orphan (its creation always wrote the document first, its deletion drops the
-  collections first): the sweep drops it.
+  collections first): the sweep drops it. This assumes the database belongs to torc_graph
+  (a torc v0.6.4 server or an older torc_graph creates collections before the document).
 
 :meth:`StagingOps.sweep` runs in the first ``create_workflow`` of a process and then at most
 every ``SWEEP_INTERVAL`` seconds (it lists collections: one request, plus one query).
