@@ -110,8 +110,7 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
     """``GET /workflows/{wf}/dashboard/summary`` (docs/dashboard.md §3). Raises NotFound."""
     require_workflow(store, workflow)
     space = store.workflow_space(workflow)
-    index = stage_index.stage_index(store, workflow)
-    jobs = store.values(JOBS, workflow, ("_key", "status"))
+    index, jobs = stage_index.snapshot(store, workflow)
     # Column lists and C-level counting: a refresh of 10^5 jobs costs tens of milliseconds
     # of Python.
     keys, statuses = (list(c) for c in zip(*jobs)) if jobs else ([], [])
@@ -323,14 +322,12 @@ def stage_jobs(store: GraphStore, workflow: str, stage: str, *, skip: int = 0,
         raise InvalidInput(f"unknown status {status!r}: one of "
                            f"{', '.join([s.value for s in model.JobStatus] + [FAILED])}")
     require_workflow(store, workflow)
-    index = stage_index.stage_index(store, workflow)
+    index, jobs = stage_index.snapshot(store, workflow)
     wanted = next((i for i, st in enumerate(index.stages) if st["stage"] == stage), None)
     if wanted is None:
         raise NotFound(f"workflow {workflow} has no stage {stage!r}")
     where = index.stage_of_key
-    members = [(k, index.names.get(k), s) for k, s in store.values(JOBS, workflow,
-                                                                     ("_key", "status"))
-               if where.get(k) == wanted]
+    members = [(k, index.names.get(k), s) for k, s in jobs if where.get(k) == wanted]
     latest: dict[str, tuple] = {}
     if status in (FAILED, DONE, TERMINATED):
         latest = _latest_results(store, workflow)

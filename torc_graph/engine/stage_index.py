@@ -23,10 +23,11 @@ a lock (gthread workers serve requests in threads).
 from __future__ import annotations
 
 import datetime as _dt
+import operator
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -40,8 +41,9 @@ RESULTS = model.Collection.RESULTS.value
 BLOCKS = model.Edge.BLOCKS.value
 #: Workflows with at most this many jobs are drawn job by job; larger ones by stage.
 STAGE_THRESHOLD = 300
-#: Seconds a stage structure is trusted while its fingerprint is unchanged.
-STRUCTURE_TTL = 10.0
+#: Seconds a stage structure is trusted while its fingerprint is unchanged (a rebuild of a
+#: 10^5-job workflow costs about a second of CPU: at most once a minute per process).
+STRUCTURE_TTL = 60.0
 #: Workflows whose indexes a process keeps (least recently used ones are dropped).
 MAX_WORKFLOWS = 8
 #: Result fields kept per job: return code, completion time, cause, run id.
@@ -145,9 +147,11 @@ def last_key(store: GraphStore, collection: str, workflow: str, count: int) -> s
     return docs[0]["_key"] if docs else None
 
 
-def stage_index(store: GraphStore, workflow: str, *, clock: Callable[[], float] = time.monotonic
-                ) -> StageIndex:
-    """The workflow's stage structure, from the cache when its fingerprint still matches."""
+def snapshot(store: GraphStore, workflow: str, *, clock: Callable[[], float] = time.monotonic
+             ) -> tuple[StageIndex, list[tuple[str, str]]]:
+    """``(stage structure, [(job key, status), ...] in insertion order)``: the structure from
+    the cache when its fingerprint still matches, else rebuilt from the same read as the
+    statuses (one pass over the jobs either way)."""
     jobs_count = store.count(JOBS, workflow)
     fingerprint = (jobs_count, last_key(store, JOBS, workflow, jobs_count),
                    store.count(BLOCKS, workflow))
@@ -156,36 +160,34 @@ def stage_index(store: GraphStore, workflow: str, *, clock: Callable[[], float] 
     now = clock()
     if cached is not None and cached.fingerprint == fingerprint \
             and now - cached.built < STRUCTURE_TTL:
-        return cached
-    index = _build_stage_index(store, workflow, fingerprint, now)
+        return cached, store.values(JOBS, workflow, ("_key", "status"))
+    rows = store.values(JOBS, workflow, ("_key", "name", "status"))
+    index = _build_stage_index(store, workflow, rows, fingerprint, now)
     _STAGES.put(key, index)
-    return index
+    return index, [(k, s) for k, _, s in rows]
 
 
-def _build_stage_index(store: GraphStore, workflow: str, fingerprint: tuple,
+def _build_stage_index(store: GraphStore, workflow: str, rows: list[tuple], fingerprint: tuple,
                        now: float) -> StageIndex:
-    rows = store.values(JOBS, workflow, ("_key", "name"))
+    """From ``rows`` = ``[(job key, name, ...)]`` and the ``blocks`` edges."""
     aggregated = len(rows) > STAGE_THRESHOLD
-    names = dict(rows)
-    position: dict[str, int] = {}
-    stages: list[dict[str, Any]] = []
-    stage_of_key: dict[str, int] = {}
-    for k, name in rows:
-        label = stage_of(name) if aggregated else k
-        i = position.get(label)
-        if i is None:
-            i = position[label] = len(stages)
-            stages.append({"stage": label} if aggregated else
-                          {"stage": label, "key": k, "name": name})
-        stage_of_key[k] = i
-    counts: dict[tuple[int, int], int] = {}
-    for frm, to in store.values(BLOCKS, workflow, ("_from", "_to")):
-        a = stage_of_key.get(frm[frm.find("/") + 1:])
-        b = stage_of_key.get(to[to.find("/") + 1:])
-        if a is not None and b is not None:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
+    keys = [r[0] for r in rows]
+    names = dict(zip(keys, (r[1] for r in rows)))
+    labels = [stage_of(r[1]) for r in rows] if aggregated else keys
+    order = list(dict.fromkeys(labels))  # stages in order of first appearance
+    position = {label: i for i, label in enumerate(order)}
+    stage_of_key = dict(zip(keys, map(position.__getitem__, labels)))
+    stages: list[dict[str, Any]] = [{"stage": label} for label in order] if aggregated else \
+        [{"stage": k, "key": k, "name": names[k]} for k in keys]
+    edges = store.values(BLOCKS, workflow, ("_from", "_to"))
+    froms, tos = zip(*edges) if edges else ((), ())
+    # Every blocks endpoint is ``jobs__<WF>/<key>``: cut the prefix and count the stage pairs
+    # with C-level maps (another id maps to no stage and is left out).
+    cut = operator.itemgetter(slice(len(model.make_id(JOBS, workflow, "")), None))
+    counts = Counter(zip(map(stage_of_key.get, map(cut, froms)),
+                         map(stage_of_key.get, map(cut, tos))))
     edges = [{"from": stages[a]["stage"], "to": stages[b]["stage"], "count": n}
-             for (a, b), n in counts.items()]
+             for (a, b), n in counts.items() if a is not None and b is not None]
     return StageIndex(fingerprint, now, aggregated, names, stage_of_key, stages, edges)
 
 
