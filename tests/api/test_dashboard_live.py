@@ -124,11 +124,17 @@ def test_bad_login_is_401_and_bad_bodies_400_setting_no_cookie(server):
     assert browser.get(server.base_url + "/dashboard/workflows").status_code == 401
 
 
-def test_revoking_the_token_kills_its_sessions(server):
+def reader_session(server):
+    """A fresh reader token, a browser session logged in with it that reads, the list URL."""
     token, key = make_token(server, "reader")
     browser = server.browser(token)
     url = server.base_url + "/dashboard/workflows"
     assert browser.get(url).status_code == 200
+    return token, key, browser, url
+
+
+def test_revoking_the_token_kills_its_sessions(server):
+    _, key, browser, url = reader_session(server)
     server.client().delete(f"/tokens/{key}")
     resp = browser.get(url)
     assert resp.status_code == 401 and "log in again" in resp.json()["errorMessage"]
@@ -136,10 +142,7 @@ def test_revoking_the_token_kills_its_sessions(server):
 
 
 def test_an_expired_session_is_refused(server):
-    token, _ = make_token(server, "reader")
-    browser = server.browser(token)
-    url = server.base_url + "/dashboard/workflows"
-    assert browser.get(url).status_code == 200
+    token, _, browser, url = reader_session(server)
     store = open_store(f"sqlite:///{server.db_path}")
     try:
         stored = store.find(sessions.SESSIONS, None)
