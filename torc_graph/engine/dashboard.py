@@ -69,9 +69,7 @@ def _latest_results(store: GraphStore, workflow: str) -> dict[str, tuple]:
 
 
 def _has_failed(status: str, latest: tuple | None) -> bool:
-    """Failed for display: done with a non-zero return code, or terminated."""
-    if status == TERMINATED:
-        return True
+    """Failed for display (docs/execution-model.md §1): done with a non-zero return code."""
     return status == DONE and latest is not None and latest[0] not in (0, None)
 
 
@@ -88,12 +86,12 @@ def workflows(store: GraphStore) -> dict[str, Any]:
         key = wf["_key"]
         counts = {s.value: n for s in model.JobStatus
                   if (n := store.count(JOBS, key, {"status": s.value}))}
-        counts[FAILED] = counts.get(TERMINATED, 0)
+        counts[FAILED] = 0
         if counts.get(DONE):
             latest = _latest_results(store, key)
             nonzero = [k for k, r in latest.items() if r[0] not in (0, None)]
             if nonzero:
-                counts[FAILED] += store.count(JOBS, key, {"_key": In(nonzero), "status": DONE})
+                counts[FAILED] = store.count(JOBS, key, {"_key": In(nonzero), "status": DONE})
         items.append({"key": key, "name": wf.get("name"), "user": wf.get("user"),
                       "timestamp": wf.get("timestamp"),
                       "total": sum(n for s, n in counts.items() if s != FAILED),
@@ -116,7 +114,7 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
     keys, statuses = (list(c) for c in zip(*jobs)) if jobs else ([], [])
     status_of = dict(jobs)
     latest = _latest_results(store, workflow)
-    failed_keys = _failed(keys, statuses, status_of, latest)
+    failed_keys = _failed(status_of, latest)
     counts = dict(Counter(statuses))
     counts[FAILED] = len(failed_keys)
     wf = space.workflow
@@ -130,20 +128,17 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
         "stages": _stages(index, keys, statuses, failed_keys),
         "stage_edges": index.stage_edges,
         "progress": _progress(status_of, latest),
-        "failures": _failures(store, workflow, index.names, latest, failed_keys),
+        "failures": _failures(store, workflow, index.names, latest, failed_keys | set(
+            itertools.compress(keys, map(TERMINATED.__eq__, statuses)))),
         **_running(store, workflow),
         "allocations": _allocations(store, workflow),
         "last_event_id": _last_event_id(store, workflow),
     }
 
 
-def _failed(keys: list[str], statuses: list[str], status_of: Mapping[str, str],
-            latest: Mapping[str, tuple]) -> set[str]:
-    """Keys of the jobs shown as failed: done with a non-zero latest return code, or
-    terminated."""
-    failed = {k for k, r in latest.items() if r[0] not in (0, None) and status_of.get(k) == DONE}
-    failed.update(itertools.compress(keys, map(TERMINATED.__eq__, statuses)))
-    return failed
+def _failed(status_of: Mapping[str, str], latest: Mapping[str, tuple]) -> set[str]:
+    """Keys of the failed jobs: done with a non-zero latest return code."""
+    return {k for k, r in latest.items() if r[0] not in (0, None) and status_of.get(k) == DONE}
 
 
 def _stages(index: stage_index.StageIndex, keys: list[str], statuses: list[str],
@@ -328,12 +323,10 @@ def stage_jobs(store: GraphStore, workflow: str, stage: str, *, skip: int = 0,
         raise NotFound(f"workflow {workflow} has no stage {stage!r}")
     where = index.stage_of_key
     members = [(k, index.names.get(k), s) for k, s in jobs if where.get(k) == wanted]
-    latest: dict[str, tuple] = {}
-    if status in (FAILED, DONE, TERMINATED):
+    if status == FAILED:
         latest = _latest_results(store, workflow)
-        if status == FAILED:
-            members = [j for j in members if _has_failed(j[2], latest.get(j[0]))]
-    if status is not None and status != FAILED:
+        members = [j for j in members if _has_failed(j[2], latest.get(j[0]))]
+    elif status is not None:
         members = [j for j in members if j[2] == status]
     page = members[skip:skip + limit]
     keys = [k for k, _, _ in page]
