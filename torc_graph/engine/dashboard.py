@@ -115,7 +115,11 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
     status_of = dict(jobs)
     latest = _latest_results(store, workflow)
     failed_keys = _failed(status_of, latest)
-    counts = dict(Counter(statuses))
+    per_stage = Counter(zip(map(index.stage_of_key.get, keys), statuses))
+    counts: dict[str, int] = {}
+    for (_, status), n in per_stage.items():
+        if status is not None:
+            counts[status] = counts.get(status, 0) + n
     counts[FAILED] = len(failed_keys)
     wf = space.workflow
     return {
@@ -125,7 +129,7 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
         "counts": counts,
         "is_complete": _is_complete(counts),
         "aggregated": index.aggregated,
-        "stages": _stages(index, keys, statuses, failed_keys),
+        "stages": _stages(index, per_stage, failed_keys),
         "stage_edges": index.stage_edges,
         "progress": _progress(status_of, latest),
         "failures": _failures(store, workflow, index.names, latest, failed_keys | set(
@@ -141,16 +145,15 @@ def _failed(status_of: Mapping[str, str], latest: Mapping[str, tuple]) -> set[st
     return {k for k, r in latest.items() if r[0] not in (0, None) and status_of.get(k) == DONE}
 
 
-def _stages(index: stage_index.StageIndex, keys: list[str], statuses: list[str],
-            failed: set[str]) -> list[dict[str, Any]]:
-    """The index's stages with their current counts (a job unknown to the index, inserted
-    since it was built, is left out until the next rebuild)."""
-    where = index.stage_of_key
-    per = Counter(zip(map(where.get, keys), statuses))
-    failed_per = Counter(map(where.get, failed))
+def _stages(index: stage_index.StageIndex, per_stage: Counter, failed: set[str]
+            ) -> list[dict[str, Any]]:
+    """The index's stages with their counts from ``per_stage`` (``(stage index, status) ->
+    jobs``; a job unknown to the index, inserted while the summary was read, has stage None
+    and is left out until the next request)."""
+    failed_per = Counter(map(index.stage_of_key.get, failed))
     out = [{**st, "total": 0, "counts": {}} for st in index.stages]
-    for (i, status), n in per.items():
-        if i is not None:
+    for (i, status), n in per_stage.items():
+        if i is not None and status is not None:
             out[i]["total"] += n
             out[i]["counts"][status] = n
     for i, entry in enumerate(out):
