@@ -255,3 +255,18 @@ def test_terminated_jobs_are_listed_with_failures_but_not_counted_failed(store):
     assert dashboard.stage_jobs(store, wf, s["failures"][0]["key"], status="failed")["total"] == 0
     assert dashboard.stage_jobs(store, wf, s["failures"][0]["key"],
                                 status="terminated")["total"] == 1
+
+
+def test_routes_in_process_stage_names_in_urls_and_auth_off(store):
+    wf = staged_workflow(store, 400, finished=20)
+    client = testing.TestClient(create_app(store, load_settings({}, auth=False), served=True),
+                                headers=HOST)
+    assert client.simulate_post("/dashboard/session", json={"token": "x"}).status_code == 204
+    assert client.simulate_get("/dashboard/session").json["role"] == "admin"
+    for stage in ("sim_%2A", "sim_*"):
+        page = client.simulate_get(f"/workflows/{wf}/dashboard/stages/{stage}/jobs",
+                                   params={"limit": "3"})
+        assert page.status_code == 200, page.text
+        assert page.json["total"] == 199 and len(page.json["items"]) == 3
+    summary = client.simulate_get(f"/workflows/{wf}/dashboard/summary").json
+    assert summary["counts"]["done"] == 20
