@@ -129,6 +129,12 @@ SETTINGS += (
             "API token sent by the CLI and runners (Authorization: Bearer). Unset: read from "
             "TORC_GRAPH_TOKEN_FILE, else ~/.config/torc_graph/token."),
     Setting("token_file", None, "File holding the API token (see TORC_GRAPH_TOKEN)."),
+    Setting("dashboard_session_seconds", 43200.0,
+            "Lifetime of a web dashboard session (its cookie) in seconds; a session also "
+            "ends when its token is revoked or expires.", _positive_float),
+    Setting("dashboard_dir", None,
+            "Directory of the built web dashboard (index.html, assets/). Default: the one "
+            "shipped in the package (torc_graph/web/dist)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -61,6 +61,8 @@ class GlobalCollection(str, enum.Enum):
     #: API tokens (hashed) and workflow owners (torc_graph.engine.tokens).
     AUTH_TOKENS = "auth_tokens"
     WORKFLOW_OWNERS = "workflow_owners"
+    #: Web dashboard sessions (hashed ids; torc_graph.engine.sessions).
+    DASHBOARD_SESSIONS = "dashboard_sessions"
 
     def __str__(self) -> str:
         return self.value

@@ -134,6 +134,20 @@ class LiveServer:
             client.session.headers["Authorization"] = f"Bearer {self.token}"
         return client
 
+    def browser(self, token: str | None = None, *, login: bool = True) -> requests.Session:
+        """A ``requests`` session that behaves like the web dashboard in a browser: it sends
+        the page's own ``Origin`` and no ``Authorization`` header; with ``login`` it first
+        logs in (``POST /dashboard/session`` with ``token``, default the admin token) and
+        then carries only the session cookie. Raises ``requests.HTTPError`` if the login
+        fails."""
+        session = requests.Session()
+        session.headers["Origin"] = self.base_url
+        if login:
+            resp = session.post(self.base_url + "/dashboard/session",
+                                json={"token": token or self.token}, timeout=30)
+            resp.raise_for_status()
+        return session
+
     def torc_api(self):
         """The published torc client (``torc.openapi_client.DefaultApi``) of this server."""
         from torc.api import make_api

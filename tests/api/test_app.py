@@ -209,7 +209,8 @@ def test_action_paths_do_not_clash_with_crud(store, settings):
     fixed = {r.path for r in routes._fixed_routes(store, 1)}
     for action in routes.actions():
         assert action.path not in fixed, action.operation_id
-        assert action.path.startswith(("/workflows", "/workflow_specifications", "/tokens")), \
+        assert action.path.startswith(("/workflows", "/workflow_specifications", "/tokens",
+                                       "/dashboard/")), \
             action.path
 
 

@@ -52,6 +52,8 @@ def table() -> list[tuple[str, str, object]]:
         try:
             rows = []
             for route in routes.route_table(store, load_settings({})):
+                if auth.is_public(route.path):
+                    continue  # the dashboard's page, assets, login (tests/api/test_dashboard*)
                 for m in METHODS:
                     responder = "on_get" if m == "HEAD" else f"on_{m.lower()}"
                     if hasattr(route.resource, responder):

@@ -28,6 +28,11 @@ executor   ``read``/``execute`` on its one workflow (plus ``/ping``, ``/version`
 admin      everything
 =========  ========================================================================
 
+Web dashboard (docs/dashboard.md): the page, its assets and the session endpoints
+(:data:`PUBLIC_PATHS`, :data:`PUBLIC_PREFIXES`) need no credential; a ``torc_graph_session``
+cookie (:mod:`torc_graph.engine.sessions`) authenticates GET/HEAD requests only, with its
+token's permissions, so a forged cross-site POST/PUT/DELETE carrying only the cookie is 401.
+
 401: no credential, or an unknown, revoked or expired one. 403: a valid token whose role does
 not allow the request. Every request that changes state is logged on ``torc_graph.audit``
 (token key and name, role, method, path, status).
@@ -43,7 +48,7 @@ from typing import Any
 
 import falcon
 
-from torc_graph.engine import tokens
+from torc_graph.engine import sessions, tokens
 from torc_graph.engine.tokens import Role
 from torc_graph.errors import Forbidden, Unauthorized
 from torc_graph.store.base import GraphStore
@@ -53,6 +58,14 @@ audit = logging.getLogger("torc_graph.audit")
 _CONTEXT = "torc_graph.token"
 _DB_SEGMENT = re.compile(r"^/_db/([^/]+)/torc-service(?=/|$)")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Methods a dashboard session cookie authenticates (never a state change: no CSRF).
+_COOKIE_METHODS = frozenset({"GET", "HEAD"})
+#: The dashboard session cookie's name.
+SESSION_COOKIE = "torc_graph_session"
+#: Paths served without a credential: the dashboard page and its session endpoints (which
+#: check credentials themselves), and (:data:`PUBLIC_PREFIXES`) its static assets.
+PUBLIC_PATHS = frozenset({"/dashboard", "/dashboard/session"})
+PUBLIC_PREFIXES = ("/dashboard/assets/",)
 
 #: Static path segments of the actions an executor may call (claim, start, complete, ...).
 EXECUTE_ACTIONS = frozenset({
@@ -156,11 +169,40 @@ def credential(req: falcon.Request) -> str | None:
     return None
 
 
+def is_public(path: str) -> bool:
+    """Whether ``path`` is served without a credential (see :data:`PUBLIC_PATHS`)."""
+    path = path.rstrip("/") or "/"
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def session_id(req: falcon.Request) -> str | None:
+    """The dashboard session id of the request's cookie, or None."""
+    values = req.get_cookie_values(SESSION_COOKIE)
+    return values[0] if values else None
+
+
+def authenticate(store: GraphStore, req: falcon.Request) -> dict[str, Any] | None:
+    """The token document ``req`` authenticates as, or None: its token if it sends one
+    (:func:`credential`), else, for GET/HEAD only, its dashboard session cookie."""
+    value = credential(req)
+    if value is not None:
+        return tokens.verify(store, value)
+    cookie = session_id(req)
+    if cookie and req.method in _COOKIE_METHODS:
+        return sessions.verify(store, cookie)
+    return None
+
+
 def request_owner(req: falcon.Request) -> dict[str, Any] | None:
     """The owner record of a workflow created by ``req``: its authenticated token's
     (:func:`torc_graph.engine.tokens.owner_record`), or None when authentication is off."""
     token = req.context.get(_CONTEXT)
     return None if token is None else tokens.owner_record(token)
+
+
+def set_request_token(req: falcon.Request, token: dict[str, Any]) -> None:
+    """Record the token a public route authenticated itself (for the audit log)."""
+    req.context[_CONTEXT] = token
 
 
 class AuthMiddleware:
@@ -170,15 +212,23 @@ class AuthMiddleware:
         self.store = store
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if resp.complete:  # an answered CORS preflight
+        if resp.complete or is_public(req.path):  # an answered CORS preflight; the dashboard
             return
-        value = credential(req)
-        token = tokens.verify(self.store, value) if value else None
+        token = authenticate(self.store, req)
         if token is None:
             resp.set_header("WWW-Authenticate", 'Bearer realm="torc_graph"')
-            raise Unauthorized("authentication required: send a valid token (Authorization: "
-                               "Bearer TOKEN)" if value is None else
-                               "the token is unknown, revoked or expired")
+            if credential(req) is not None:
+                message = "the token is unknown, revoked or expired"
+            elif session_id(req) and req.method not in _COOKIE_METHODS:
+                message = (f"a dashboard session authenticates only GET and HEAD, not "
+                           f"{req.method}: send a token (Authorization: Bearer TOKEN)")
+            elif session_id(req):
+                message = "the dashboard session is unknown or expired, or its token was " \
+                          "revoked: log in again (POST /dashboard/session)"
+            else:
+                message = "authentication required: send a valid token (Authorization: " \
+                          "Bearer TOKEN)"
+            raise Unauthorized(message)
         req.context[_CONTEXT] = token
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource,

@@ -6,9 +6,10 @@ request under a foreign host name. :class:`BrowserGuard` closes both doors befor
 
 * ``Host`` must name an allowed host (default: the bound address and the localhost names;
   ``allowed_hosts`` adds more, ``*`` allows any) — else 403;
-* a request carrying ``Origin`` is refused (403) unless that origin is in ``allowed_origins``
-  (empty by default: the API serves no pages, so no browser origin is its own). Allowed origins
-  get CORS headers and their preflight (``OPTIONS``) is answered;
+* a request carrying ``Origin`` is refused (403) unless that origin is the server's own
+  (``<scheme>://<Host>``, the Host being allowed: the web dashboard's page, docs/dashboard.md)
+  or is in ``allowed_origins`` (empty by default). Listed origins get CORS headers and their
+  preflight (``OPTIONS``) is answered;
 * a request with a body must declare ``application/json`` (or ``+json``) — else 415;
 * ``HEAD`` is served by the ``GET`` responder, without the body.
 
@@ -64,6 +65,11 @@ def _host_name(header: str) -> str:
     return header
 
 
+def _is_own_origin(req: falcon.Request, origin: str, host: str) -> bool:
+    """``origin`` is the server's own (``<scheme>://<Host>``): a page it served itself."""
+    return bool(host) and origin.rstrip("/").lower() == f"{req.scheme}://{host.strip()}".lower()
+
+
 def _is_json(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/")
@@ -89,7 +95,7 @@ class BrowserGuard:
             raise Forbidden(f"Host {host!r} is not allowed; add it to TORC_GRAPH_ALLOWED_HOSTS "
                             "(torc-graph serve --allowed-host) if it names this server")
         origin = req.get_header("Origin")
-        if origin is not None:
+        if origin is not None and not _is_own_origin(req, origin, host):
             if origin.rstrip("/").lower() not in self.origins:
                 raise Forbidden(f"cross-origin request from {origin!r} refused; allow the "
                                 "origin with TORC_GRAPH_ALLOWED_ORIGINS if it is trusted")

@@ -5,6 +5,7 @@
 * workflows, config, status, collection names, bulk jobs, job keys, ping, version
   (:mod:`.workflows`);
 * the live event stream ``/workflows/{workflow}/events/stream`` (:mod:`.stream`);
+* the web dashboard's page, assets and session endpoints (:mod:`.dashboard`);
 * every non-CRUD endpoint, as :class:`~torc_graph.api.route.Action` rows collected from the
   ``ACTIONS`` lists of :data:`ACTION_MODULES` and served by
   :class:`~torc_graph.api.resources.ActionResource`.
@@ -26,7 +27,7 @@ from typing import Any
 import falcon
 
 from torc_graph import model
-from torc_graph.api import crud, stream, workflows
+from torc_graph.api import crud, dashboard, stream, workflows
 from torc_graph.api.resources import ActionResource
 from torc_graph.api.route import Action
 from torc_graph.store.base import GraphStore
@@ -39,6 +40,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "torc_graph.api.execution",
     "torc_graph.api.tokens",
     "torc_graph.api.observability",
+    "torc_graph.api.dashboard",
 )
 
 WF = "/workflows/{workflow}"
@@ -63,6 +65,7 @@ def route_table(store: GraphStore, settings: dict[str, Any]) -> list[Route]:
     max_body = settings["max_body_bytes"]
     routes: list[Route] = list(_fixed_routes(store, max_body))
     routes.append(Route(stream.PATH, stream.EventStreamResource(store, settings)))
+    routes.extend(Route(p, r) for p, r in dashboard.resources(store, settings))
     by_path: dict[str, list[Action]] = defaultdict(list)
     for action in actions():
         by_path[action.path].append(action)

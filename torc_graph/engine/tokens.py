@@ -105,12 +105,23 @@ def verify(store: GraphStore, token: str) -> Document | None:
         return None
     if not hmac.compare_digest(_digest(secret), str(doc.get("secret_sha256", ""))):
         return None
-    if doc.get("revoked"):
-        return None
+    return doc if _usable(doc) else None
+
+
+def _usable(doc: Document) -> bool:
+    """Not revoked and not expired."""
     expires = doc.get("expires")
-    if expires is not None and expires <= time.time():
+    return not doc.get("revoked") and (expires is None or expires > time.time())
+
+
+def by_key(store: GraphStore, key: str) -> Document | None:
+    """The document of the token ``key`` if that token is valid now (not revoked, not
+    expired), else None (what a dashboard session checks on every request)."""
+    try:
+        doc = store.get(TOKENS, None, key)
+    except (NotFound, InvalidInput):
         return None
-    return doc
+    return doc if _usable(doc) else None
 
 
 def list_tokens(store: GraphStore) -> list[Document]:
@@ -146,9 +157,7 @@ def revoke_executor(store: GraphStore, workflow: str, key: str) -> Document:
 
 def has_admin(store: GraphStore) -> bool:
     """True if a usable admin token exists."""
-    now = time.time()
-    return any(not d.get("revoked") and (d.get("expires") is None or d["expires"] > now)
-               for d in store.find(TOKENS, None, {"role": Role.ADMIN.value}))
+    return any(_usable(d) for d in store.find(TOKENS, None, {"role": Role.ADMIN.value}))
 
 
 def owner_record(token: Document) -> Document:

@@ -416,6 +416,33 @@ class GraphStore(abc.ABC):
     ) -> int:
         """Number of matching documents."""
 
+    def values(
+        self,
+        collection: str,
+        workflow: str | None,
+        fields: Sequence[str],
+        where: Where | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """The values of ``fields`` (field paths, also ``_key``, ``_id``, ``_from``, ``_to``)
+        of every matching document, one tuple per document, in insertion order; a missing
+        field is None. For aggregations over large collections without building documents
+        (the dashboard's counts per stage). Meant for string and number fields: an object,
+        array or boolean may come back encoded (backend-specific).
+
+        This generic version reads the documents in batches; backends override it with a
+        projection query.
+        """
+        parts = [f.split(".") for f in fields]
+
+        def pick(doc: Document, path: list[str]) -> Any:
+            value: Any = doc
+            for p in path:
+                value = value.get(p) if isinstance(value, dict) else None
+            return value
+
+        return [tuple(pick(d, p) for p in parts)
+                for d in self.iter_find(collection, workflow, where, batch_size=5000)]
+
     def page(
         self,
         collection: str,

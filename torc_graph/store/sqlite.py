@@ -519,6 +519,19 @@ class SQLiteStore(GraphStore):
         text = f"SELECT count(*) FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)}"
         return self._db.read(lambda conn: conn.execute(text, b.params).fetchone()[0])
 
+    def values(self, collection: str, workflow: str | None, fields: Sequence[str],
+               where: Where | None = None) -> list[tuple[Any, ...]]:
+        """See :meth:`GraphStore.values`: one projection query (columns and ``json_extract``;
+        no document is decoded in Python)."""
+        c, wf = self._coll(collection, workflow)
+        b = q.Binder()
+        prefix = b(self._prefix(c, wf))
+        exprs = [q.doc_field("t", q.check_path(f), edge=c.edge, id_prefix=prefix,
+                             coll=c.name).value for f in fields]
+        cond = self._select(c, wf, where, (), b)
+        text = f"SELECT {', '.join(exprs)} FROM {c.table} t WHERE {cond} ORDER BY t.seq"
+        return self._db.read(lambda conn: conn.execute(text, b.params).fetchall())
+
     def find_after(self, collection: str, workflow: str | None, after_key: str | None,
                    where: Where | None = None, *, limit: int = 1000) -> list[Document]:
         """See :meth:`GraphStore.find_after`: a seek on ``seq`` (the rowid), one read."""

@@ -145,11 +145,12 @@ def _job_columns() -> list[str]:
     return stmts
 
 
-def _auth_tokens() -> list[str]:
-    """The token and owner tables (:mod:`torc_graph.engine.tokens`). A database created after
-    this migration was written already has them from ``0001_initial``: hence IF NOT EXISTS."""
+def _global_tables(*names: str) -> list[str]:
+    """CREATE statements of global document tables added after ``0001_initial``. A database
+    created after such a migration was written already has them from ``0001_initial``: hence
+    IF NOT EXISTS."""
     stmts = []
-    for name in (GlobalCollection.AUTH_TOKENS.value, GlobalCollection.WORKFLOW_OWNERS.value):
+    for name in names:
         t = doc_table(name)
         stmts.append(
             f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, wf TEXT NOT NULL, "
@@ -157,6 +158,17 @@ def _auth_tokens() -> list[str]:
         )
         stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{t}_seq ON {t} (wf) WHERE seq > 0")
     return stmts
+
+
+def _auth_tokens() -> list[str]:
+    """The token and owner tables (:mod:`torc_graph.engine.tokens`)."""
+    return _global_tables(GlobalCollection.AUTH_TOKENS.value,
+                          GlobalCollection.WORKFLOW_OWNERS.value)
+
+
+def _dashboard_sessions() -> list[str]:
+    """The dashboard's session table (:mod:`torc_graph.engine.sessions`)."""
+    return _global_tables(GlobalCollection.DASHBOARD_SESSIONS.value)
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0002_scale_indexes", _scale_indexes),
     Migration("0003_job_columns", _job_columns),
     Migration("0004_auth_tokens", _auth_tokens),
+    Migration("0005_dashboard_sessions", _dashboard_sessions),
 )
 
 _CREATE_MIGRATIONS = (
