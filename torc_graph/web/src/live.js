@@ -10,9 +10,11 @@ const CATEGORIES = ['job', 'workflow', 'compute_node', 'scheduler', 'worker',
 // While the stream is down (server restart, 503 busy), poll instead.
 const FALLBACK_POLL_MS = 5000;
 
-/** A throttle: `trigger()` runs `fn` at most once per `interval` ms, never two at once, and
- * always once more after the last trigger (no update is dropped). */
+/** A throttle: `trigger()` runs `fn` at most once per `interval` ms (a number, or a function
+ * returning one), never two at once, and always once more after the last trigger (no update
+ * is dropped). */
 export function throttle(fn, interval) {
+  const gap = typeof interval === 'function' ? interval : () => interval;
   let running = false;
   let pending = false;
   let last = 0;
@@ -30,7 +32,7 @@ export function throttle(fn, interval) {
   const schedule = () => {
     if (running) { pending = true; return; }
     if (timer) return;
-    timer = setTimeout(run, Math.max(0, last + interval - Date.now()));
+    timer = setTimeout(run, Math.max(0, last + gap() - Date.now()));
   };
   schedule.cancel = () => { if (timer) clearTimeout(timer); timer = null; pending = false; };
   return schedule;

@@ -106,7 +106,7 @@ function WorkflowsPage({ onAuthLost }) {
   if (error) return <div class="error" role="alert">{error}</div>;
   if (!data) return <p class="muted">Loading workflows…</p>;
   return (
-    <section class="card">
+    <section class="card workflows-page">
       <h1>Workflows</h1>
       <Table rows={data.items} rowKey={(w) => w.key} cls="workflows" empty="No workflows yet." columns={[
         ['key', (w) => <a href={`#/workflows/${encodeURIComponent(w.key)}`}>{w.key}</a>],

@@ -31,8 +31,8 @@ export function CountChips({ counts, total }) {
     <div class="chips">
       <span class="chip total">total <b data-count="total">{total}</b></span>
       {Object.entries(shown).map(([s, n]) => (
-        <span class={`chip st-${s}`} key={s}>
-          {LABELS[s]} <b data-count={s}>{n}</b>
+        <span class="chip" key={s}>
+          <i class={`sw st-${s}`} />{LABELS[s]} <b data-count={s}>{n}</b>
         </span>
       ))}
     </div>
@@ -57,7 +57,7 @@ export function ProgressChart({ progress, total }) {
   const plot = useRef(null);
   useEffect(() => {
     const t = progress.map((p) => p.t);
-    const ok = progress.map((p) => p.done - p.failed);
+    const ok = progress.map((p) => p.done); // done: finished with return code 0
     const failed = progress.map((p) => p.failed);
     const data = [t, ok, failed];
     if (!plot.current) {
