@@ -159,8 +159,9 @@ def large_workflow(client, n: int, *, finished: int = 400, failed: int = 25,
 
 def run_some(client, wf: str, *, finished: int, failed: int, running: int) -> dict[str, Any]:
     """Claim ``finished + running`` ready jobs as one compute node ("bench-node") through the
-    batched execution API, complete ``finished`` of them (the first ``failed`` with return
-    code 1) and leave the rest running. Returns the node document."""
+    batched execution API, complete ``finished`` of them (the last ``failed`` with return
+    code 1: the first ones unblock the rest) and leave the rest running. Returns the node
+    document."""
     node = client.add_document(wf, "compute_nodes", {
         "hostname": "bench-node", "pid": os.getpid(), "start_time": "now", "is_active": True,
         "resources": {"num_cpus": 10_000, "memory_gb": 1024.0, "num_gpus": 0, "num_nodes": 1}})
@@ -174,7 +175,7 @@ def run_some(client, wf: str, *, finished: int, failed: int, running: int) -> di
             break
         client.complete_jobs(wf, node["_key"], 1, [
             {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"], "status": "done",
-             "cause": "exit", "result": {"return_code": 1 if done + i < failed else 0,
+             "cause": "exit", "result": {"return_code": 1 if done + i >= finished - failed else 0,
                                          "exec_time_minutes": 0.5 + (done + i) % 7,
                                          "completion_time": (start + _dt.timedelta(
                                              seconds=4 * (done + i))).isoformat()}}

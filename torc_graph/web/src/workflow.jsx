@@ -17,11 +17,11 @@ export function WorkflowPage({ wf, onAuthLost, go }) {
     let stop = null;
     const ctl = { gone: false, cpMs: 0, finished: null };
     // The critical path may take seconds on 10^5 jobs: fetched after the first paint, then
-    // again when jobs finish, at most once per max(5 s, 10 x its last duration).
+    // again when jobs finish, at most once per max(5 s, 20 x its last duration).
     const refreshCp = throttle(async () => {
       const ms = await loadCriticalPath(wf, setCp, ctl);
       ctl.cpMs = ms;
-    }, () => Math.max(5000, 10 * ctl.cpMs));
+    }, () => Math.max(5000, 20 * ctl.cpMs));
     const load = async () => {
       try {
         const s = await getJSON(paths.summary(wf));
@@ -107,7 +107,7 @@ function WorkflowView({ summary, live, updated, error, cp, reloadCp, go }) {
         <CountsBar counts={summary.counts} total={summary.total} />
       </section>
 
-      <section class="card failures">
+      <section class="card failures scroll">
         <h2>Failures <span class="muted">({summary.counts.failed || 0})</span></h2>
         <Table rows={summary.failures} empty="No failed jobs." rowKey={(f) => f.key} cls="failures" columns={[
           ['job', (f) => <span><b>{f.name}</b> <span class="muted">#{f.key}</span></span>],
@@ -127,7 +127,7 @@ function WorkflowView({ summary, live, updated, error, cp, reloadCp, go }) {
             ? <ProgressChart progress={summary.progress} total={summary.total} />
             : <p class="muted">No job has finished yet.</p>}
         </section>
-        <section class="card">
+        <section class="card scroll">
           <h2>Running <span class="muted">({summary.running_total ?? summary.running.length})</span></h2>
           <Table rows={summary.running} empty="No running jobs." rowKey={(r) => r.key} cls="running" columns={[
             ['job', (r) => <span>{r.name} <span class="muted">#{r.key}</span></span>],
