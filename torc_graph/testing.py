@@ -297,3 +297,60 @@ def run_processes(target, args: list[tuple], timeout: float) -> list:
             if p.is_alive():
                 p.kill()
     return reports
+
+
+def staged_workflow(store, num_jobs: int, *, finished: int = 0, failed_every: int = 0,
+                    running: int = 0, name: str | None = None) -> str:
+    """Build a workflow of ``num_jobs`` jobs in four stages on ``store`` (engine calls, no
+    server) for dashboard tests and benchmarks; returns its key.
+
+    Stages: ``prep`` (1 job) -> ``sim_<i>`` (half) -> ``analyze_<i>`` (the rest but one, each
+    blocked by one sim job) -> ``report`` (blocked by every analyze job). Initialized; then the
+    first ``finished`` ready jobs (prep first, then sims) are claimed and completed through the
+    batched execution API, every ``failed_every``-th with return code 1, completion times one
+    second apart; then ``running`` more are claimed and left running."""
+    from torc_graph.engine import execution, initialize, jobs, workflows
+
+    wf = workflows.create_workflow(store, {"user": "bench", "name": name or f"staged-{num_jobs}"}
+                                   )["_key"]
+    status = store.workflow_space(wf).status
+    store.update("workflow_statuses", None, status["_key"], {"run_id": 1})
+    sims = max(1, (num_jobs - 2) // 2)
+    analyses = max(0, num_jobs - 2 - sims)
+    [prep] = jobs.add_jobs(store, wf, {"jobs": [{"name": "prep", "command": "true"}]})["items"]
+    sim_docs = jobs.add_jobs(store, wf, {"jobs": [
+        {"name": f"sim_{i}", "command": "true", "blocked_by": [prep["_id"]]}
+        for i in range(sims)]})["items"]
+    ana_docs = jobs.add_jobs(store, wf, {"jobs": [
+        {"name": f"analyze_{i}", "command": "true", "blocked_by": [sim_docs[i % sims]["_id"]]}
+        for i in range(analyses)]})["items"]
+    jobs.add_jobs(store, wf, {"jobs": [{"name": "report", "command": "true",
+                                         "blocked_by": [d["_id"] for d in ana_docs]}]})
+    initialize.initialize_jobs(store, wf)
+    node = store.insert("compute_nodes", wf, {
+        "hostname": "bench-node", "pid": 1, "start_time": "t", "is_active": True,
+        "resources": {"num_cpus": 10**6, "memory_gb": 10.0**6, "num_gpus": 0, "num_nodes": 1},
+        "scheduler": {"output_dir": "/nonexistent"}})["_key"]
+    resources = {"num_cpus": 10**6, "memory_gb": 10.0**6}
+    done, t0 = 0, 1.767e9
+    while done < finished:
+        claimed = execution.claim_jobs(store, wf, {"compute_node_key": node, "resources":
+                                                   resources, "limit": min(5000,
+                                                                           finished - done)})
+        if not claimed["jobs"]:
+            break
+        completions = []
+        for j in claimed["jobs"]:
+            done += 1
+            rc = 1 if failed_every and done % failed_every == 0 else 0
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0 + done))
+            completions.append({"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
+                                "status": "done", "cause": "exit",
+                                "result": {"return_code": rc, "exec_time_minutes": 0.1,
+                                           "completion_time": stamp}})
+        execution.complete_jobs(store, wf, {"compute_node_key": node, "run_id": 1,
+                                            "completions": completions})
+    if running:
+        execution.claim_jobs(store, wf, {"compute_node_key": node, "resources": resources,
+                                         "limit": running})
+    return wf

@@ -39,7 +39,10 @@ def dist(tmp_path_factory):
 def server(tmp_path_factory, dist):
     d = tmp_path_factory.mktemp("dash")
     with LiveServer(f"sqlite:///{d / 'db.sqlite'}", workers=2, cwd=d,
-                    env={"TORC_GRAPH_DASHBOARD_DIR": str(dist)},
+                    env={"TORC_GRAPH_DASHBOARD_DIR": str(dist),
+                         # a closed stream is noticed at the next keepalive: stop promptly
+                         "TORC_GRAPH_STREAM_HEARTBEAT_SECONDS": "0.2",
+                         "TORC_GRAPH_STREAM_POLL_SECONDS": "0.05"},
                     log_path=d / "server.log") as s:
         s.db_path = d / "db.sqlite"
         s.dir = d
@@ -121,11 +124,17 @@ def test_bad_login_is_401_and_bad_bodies_400_setting_no_cookie(server):
     assert browser.get(server.base_url + "/dashboard/workflows").status_code == 401
 
 
-def test_revoking_the_token_kills_its_sessions(server):
+def reader_session(server):
+    """A fresh reader token, a browser session logged in with it that reads, the list URL."""
     token, key = make_token(server, "reader")
     browser = server.browser(token)
     url = server.base_url + "/dashboard/workflows"
     assert browser.get(url).status_code == 200
+    return token, key, browser, url
+
+
+def test_revoking_the_token_kills_its_sessions(server):
+    _, key, browser, url = reader_session(server)
     server.client().delete(f"/tokens/{key}")
     resp = browser.get(url)
     assert resp.status_code == 401 and "log in again" in resp.json()["errorMessage"]
@@ -133,10 +142,7 @@ def test_revoking_the_token_kills_its_sessions(server):
 
 
 def test_an_expired_session_is_refused(server):
-    token, _ = make_token(server, "reader")
-    browser = server.browser(token)
-    url = server.base_url + "/dashboard/workflows"
-    assert browser.get(url).status_code == 200
+    token, _, browser, url = reader_session(server)
     store = open_store(f"sqlite:///{server.db_path}")
     try:
         stored = store.find(sessions.SESSIONS, None)
@@ -271,3 +277,21 @@ def test_bad_input_is_4xx_in_the_one_error_body(server):
         body = resp.json()
         assert set(body) == {"error", "errorNum", "errorMessage", "code"}
         assert body["code"] == status
+
+
+def test_the_event_stream_works_with_the_cookie(server):
+    """EventSource cannot send Authorization: the session cookie opens the SSE stream."""
+    wf = small_workflow(server, "streamed")
+    browser = server.browser()
+    server.client().add_event(wf, {"category": "job", "message": "hello"})
+    events = [e["_key"] for e in server.client().iter_items(f"/workflows/{wf}/events")]
+    assert events
+    url = f"{server.base_url}/workflows/{wf}/events/stream"
+    with browser.get(url, stream=True, timeout=30) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry:")
+        assert next(line for line in lines if line.startswith("id:")) == f"id: {events[0]}"
+    anon = server.browser(login=False)
+    assert anon.get(url, stream=True, timeout=30).status_code == 401

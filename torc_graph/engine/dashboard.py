@@ -5,23 +5,26 @@ of set-based store calls per request, whatever the workflow's size: job keys, na
 statuses, the latest result of each job and the ``blocks`` edges come as projections
 (:meth:`~torc_graph.store.base.GraphStore.values`, no document decoded), and only the few
 documents shown in full (failures, running jobs, allocations, one page of a stage) are read
-whole. A 10^5-job workflow's summary is a few hundred milliseconds on SQLite.
+whole. The stage structure and the latest results are cached per process between refreshes
+(:mod:`.stage_index`), so a refresh of a 10^5-job workflow reads only its job statuses and
+the new results.
 
-Large workflows (more than :data:`STAGE_THRESHOLD` jobs) are aggregated by **stage**: a job's
-name with its numeric/parameter suffix collapsed (:func:`stage_of`).
+Large workflows (more than :data:`~.stage_index.STAGE_THRESHOLD` jobs) are aggregated by
+**stage**: a job's name with its numeric/parameter suffix collapsed
+(:func:`~.stage_index.stage_of`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import itertools
 import os
-import re
 import stat
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torc_graph import model
+from torc_graph.engine import stage_index
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store.base import Document, GraphStore, In
@@ -39,8 +42,6 @@ TERMINATED = model.JobStatus.TERMINATED.value
 FAILED = "failed"
 RUNNING_STATUSES = (model.JobStatus.SUBMITTED_PENDING.value, model.JobStatus.SUBMITTED.value)
 
-#: Workflows with at most this many jobs are drawn job by job; larger ones by stage.
-STAGE_THRESHOLD = 300
 MAX_PROGRESS_POINTS = 200
 MAX_FAILURES = 50
 MAX_RUNNING = 100
@@ -52,38 +53,19 @@ STDERR_TAIL_BYTES = 2048
 #: may not import the runner, a test keeps the two in step).
 JOB_STDIO_DIR = "job-stdio"
 
-# The first digit and the separator before it: ``sim_a1_b2`` -> ``sim_``; ``step3`` -> none.
-_SUFFIX = re.compile(r"^([^\d]*[_\-.])?[^\d_\-.]*\d")
-
-
-def stage_of(name: Any) -> str:
-    """A job name's stage: from the first name part (split on ``_ - .``) that contains a
-    digit on, everything is ``*``: ``work_17`` -> ``work_*``, ``sim_a1_b2`` -> ``sim_*``,
-    ``train_0.01`` -> ``train_*``, ``step3`` -> ``step*``; a name without digits is its own
-    stage."""
-    name = "" if name is None else str(name)
-    m = _SUFFIX.match(name)
-    if m is None:
-        return name
-    return (m.group(1) or name[:m.end() - 1]) + "*"
-
-
-def _status_counts(statuses: Iterable[str], failed: int) -> dict[str, int]:
-    counts = dict(Counter(s for s in statuses if s is not None))
-    counts[FAILED] = failed
-    return counts
-
-
 def _is_complete(counts: Mapping[str, int]) -> bool:
     return all(n == 0 for s, n in counts.items()
                if s != FAILED and s not in model.FINISHED_STATUSES)
 
 
+#: A job without a result, as a :func:`_latest_results` entry.
+_NO_RESULT = (None, None, None, None, None)
+
+
 def _latest_results(store: GraphStore, workflow: str) -> dict[str, tuple]:
-    """job key -> ``(return_code, completion_time, cause, run_id)`` of its latest result."""
-    rows = store.values(RESULTS, workflow, ("job_key", "return_code", "completion_time",
-                                            "cause", "run_id"))
-    return {r[0]: r[1:] for r in rows}
+    """job key -> ``(return_code, completion_time, cause, run_id, completion epoch seconds)``
+    of its latest result."""
+    return stage_index.result_index(store, workflow).latest
 
 
 def _has_failed(status: str, latest: tuple | None) -> bool:
@@ -99,20 +81,23 @@ def _has_failed(status: str, latest: tuple | None) -> bool:
 
 
 def workflows(store: GraphStore) -> dict[str, Any]:
-    """``GET /dashboard/workflows``: every workflow, newest first, with its job counts."""
+    """``GET /dashboard/workflows``: every workflow, newest first, with its job counts (one
+    indexed count per status, and the failed ones from the cached latest results)."""
     items = []
     for wf in reversed(store.find(WORKFLOWS, None)):
         key = wf["_key"]
-        jobs = store.values(JOBS, key, ("_key", "status"))
-        statuses = [s for _, s in jobs]
-        failed = 0
-        if DONE in statuses or TERMINATED in statuses:
+        counts = {s.value: n for s in model.JobStatus
+                  if (n := store.count(JOBS, key, {"status": s.value}))}
+        counts[FAILED] = counts.get(TERMINATED, 0)
+        if counts.get(DONE):
             latest = _latest_results(store, key)
-            failed = sum(1 for k, s in jobs if _has_failed(s, latest.get(k)))
-        counts = _status_counts(statuses, failed)
+            nonzero = [k for k, r in latest.items() if r[0] not in (0, None)]
+            if nonzero:
+                counts[FAILED] += store.count(JOBS, key, {"_key": In(nonzero), "status": DONE})
         items.append({"key": key, "name": wf.get("name"), "user": wf.get("user"),
-                      "timestamp": wf.get("timestamp"), "total": len(jobs), "counts": counts,
-                      "is_complete": _is_complete(counts)})
+                      "timestamp": wf.get("timestamp"),
+                      "total": sum(n for s, n in counts.items() if s != FAILED),
+                      "counts": counts, "is_complete": _is_complete(counts)})
     return {"items": items}
 
 
@@ -125,12 +110,15 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
     """``GET /workflows/{wf}/dashboard/summary`` (docs/dashboard.md §3). Raises NotFound."""
     require_workflow(store, workflow)
     space = store.workflow_space(workflow)
-    jobs = store.values(JOBS, workflow, ("_key", "name", "status"))
+    index, jobs = stage_index.snapshot(store, workflow)
+    # Column lists and C-level counting: a refresh of 10^5 jobs costs tens of milliseconds
+    # of Python.
+    keys, statuses = (list(c) for c in zip(*jobs)) if jobs else ([], [])
+    status_of = dict(jobs)
     latest = _latest_results(store, workflow)
-    failed_keys = {k for k, _, s in jobs if _has_failed(s, latest.get(k))}
-    counts = _status_counts((s for _, _, s in jobs), len(failed_keys))
-    aggregated = len(jobs) > STAGE_THRESHOLD
-    stage = {k: (stage_of(n) if aggregated else k) for k, n, _ in jobs}
+    failed_keys = _failed(keys, statuses, status_of, latest)
+    counts = dict(Counter(statuses))
+    counts[FAILED] = len(failed_keys)
     wf = space.workflow
     return {
         "workflow": {"key": wf["_key"], "name": wf.get("name"), "user": wf.get("user"),
@@ -138,70 +126,51 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
         "total": len(jobs),
         "counts": counts,
         "is_complete": _is_complete(counts),
-        "aggregated": aggregated,
-        "stages": _stages(jobs, stage, failed_keys, aggregated),
-        "stage_edges": _stage_edges(store, workflow, stage),
-        "progress": _progress(jobs, latest),
-        "failures": _failures(store, workflow, jobs, latest, failed_keys),
+        "aggregated": index.aggregated,
+        "stages": _stages(index, keys, statuses, failed_keys),
+        "stage_edges": index.stage_edges,
+        "progress": _progress(status_of, latest),
+        "failures": _failures(store, workflow, index.names, latest, failed_keys),
         **_running(store, workflow),
         "allocations": _allocations(store, workflow),
         "last_event_id": _last_event_id(store, workflow),
     }
 
 
-def _stages(jobs: list[tuple], stage: Mapping[str, str], failed: set[str],
-            aggregated: bool) -> list[dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for key, name, status in jobs:
-        s = stage[key]
-        entry = out.get(s)
-        if entry is None:
-            entry = out[s] = {"stage": s, "total": 0, "counts": Counter()}
-            if not aggregated:
-                entry.update(key=key, name=name)
-        entry["total"] += 1
-        entry["counts"][status] += 1
-        if key in failed:
-            entry["counts"][FAILED] += 1
-    for entry in out.values():
-        counts = dict(entry["counts"])
-        counts.setdefault(FAILED, 0)
-        entry["counts"] = counts
-    return list(out.values())
+def _failed(keys: list[str], statuses: list[str], status_of: Mapping[str, str],
+            latest: Mapping[str, tuple]) -> set[str]:
+    """Keys of the jobs shown as failed: done with a non-zero latest return code, or
+    terminated."""
+    failed = {k for k, r in latest.items() if r[0] not in (0, None) and status_of.get(k) == DONE}
+    failed.update(itertools.compress(keys, map(TERMINATED.__eq__, statuses)))
+    return failed
 
 
-def _stage_edges(store: GraphStore, workflow: str, stage: Mapping[str, str]
-                 ) -> list[dict[str, Any]]:
-    counter: Counter[tuple[str, str]] = Counter()
-    for frm, to in store.values(BLOCKS, workflow, ("_from", "_to")):
-        a = stage.get(frm.rpartition("/")[2])
-        b = stage.get(to.rpartition("/")[2])
-        if a is not None and b is not None:
-            counter[(a, b)] += 1
-    return [{"from": a, "to": b, "count": n} for (a, b), n in counter.items()]
+def _stages(index: stage_index.StageIndex, keys: list[str], statuses: list[str],
+            failed: set[str]) -> list[dict[str, Any]]:
+    """The index's stages with their current counts (a job unknown to the index, inserted
+    since it was built, is left out until the next rebuild)."""
+    where = index.stage_of_key
+    per = Counter(zip(map(where.get, keys), statuses))
+    failed_per = Counter(map(where.get, failed))
+    out = [{**st, "total": 0, "counts": {}} for st in index.stages]
+    for (i, status), n in per.items():
+        if i is not None:
+            out[i]["total"] += n
+            out[i]["counts"][status] = n
+    for i, entry in enumerate(out):
+        entry["counts"][FAILED] = failed_per.get(i, 0)
+    return out
 
 
-def _epoch(value: Any) -> float | None:
-    """An ISO 8601 time (naive = this machine's local time) or epoch number as epoch seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) / (1000.0 if value > 1e11 else 1.0)
-    if isinstance(value, str) and value:
-        try:
-            return _dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def _progress(jobs: list[tuple], latest: Mapping[str, tuple]) -> list[dict[str, Any]]:
+def _progress(status_of: Mapping[str, str], latest: Mapping[str, tuple]
+              ) -> list[dict[str, Any]]:
     """Cumulative finished jobs over time, at most :data:`MAX_PROGRESS_POINTS` points."""
     finished = []
-    for key, _, status in jobs:
-        res = latest.get(key)
-        if status in model.COMPLETE_STATUSES and res is not None:
-            t = _epoch(res[1])
-            if t is not None:
-                finished.append((t, res[0] not in (0, None) or status == TERMINATED))
+    for key, res in latest.items():
+        status = status_of.get(key)
+        if status in model.COMPLETE_STATUSES and res[4] is not None:
+            finished.append((res[4], res[0] not in (0, None) or status == TERMINATED))
     finished.sort()
     n = len(finished)
     if n == 0:
@@ -218,17 +187,16 @@ def _progress(jobs: list[tuple], latest: Mapping[str, tuple]) -> list[dict[str, 
     return points
 
 
-def _failures(store: GraphStore, workflow: str, jobs: list[tuple],
+def _failures(store: GraphStore, workflow: str, names: Mapping[str, Any],
               latest: Mapping[str, tuple], failed: set[str]) -> list[dict[str, Any]]:
-    names = {k: n for k, n, _ in jobs if k in failed}
-    recent = sorted(names, key=lambda k: (_epoch((latest.get(k) or (None, None))[1]) or 0.0,
-                                          int(k) if k.isdigit() else 0), reverse=True)
+    recent = sorted(failed, key=lambda k: ((latest.get(k) or _NO_RESULT)[4] or 0.0,
+                                           int(k) if k.isdigit() else 0), reverse=True)
     recent = recent[:MAX_FAILURES]
     dirs = _output_dirs(store, workflow, recent)
     out = []
     for key in recent:
-        rc, completion, cause, run_id = latest.get(key) or (None, None, None, None)
-        out.append({"key": key, "name": names[key], "return_code": rc, "cause": cause,
+        rc, completion, cause, run_id, _ = latest.get(key) or _NO_RESULT
+        out.append({"key": key, "name": names.get(key), "return_code": rc, "cause": cause,
                     "completion_time": completion,
                     "stderr_tail": _stderr_tail(dirs.get((key, run_id)), key, run_id)})
     return out
@@ -331,12 +299,7 @@ def _scheduler_name(store: GraphStore, workflow: str, config_id: str) -> Any:
 
 
 def _last_event_id(store: GraphStore, workflow: str) -> str | None:
-    total = store.count(EVENTS, workflow)
-    if total == 0:
-        return None
-    last = store.values(EVENTS, workflow, ("_key",), None)[-1:] if total <= 1000 else \
-        [(d["_key"],) for d in store.find(EVENTS, workflow, skip=total - 1, limit=1)]
-    return last[0][0] if last else None
+    return stage_index.last_key(store, EVENTS, workflow, store.count(EVENTS, workflow))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,11 +322,12 @@ def stage_jobs(store: GraphStore, workflow: str, stage: str, *, skip: int = 0,
         raise InvalidInput(f"unknown status {status!r}: one of "
                            f"{', '.join([s.value for s in model.JobStatus] + [FAILED])}")
     require_workflow(store, workflow)
-    jobs = store.values(JOBS, workflow, ("_key", "name", "status"))
-    aggregated = len(jobs) > STAGE_THRESHOLD
-    members = [j for j in jobs if (stage_of(j[1]) if aggregated else j[0]) == stage]
-    if not members:
+    index, jobs = stage_index.snapshot(store, workflow)
+    wanted = next((i for i, st in enumerate(index.stages) if st["stage"] == stage), None)
+    if wanted is None:
         raise NotFound(f"workflow {workflow} has no stage {stage!r}")
+    where = index.stage_of_key
+    members = [(k, index.names.get(k), s) for k, s in jobs if where.get(k) == wanted]
     latest: dict[str, tuple] = {}
     if status in (FAILED, DONE, TERMINATED):
         latest = _latest_results(store, workflow)
