@@ -8,13 +8,11 @@ own browser downloads are never used. ``skip_reason()`` says why a machine canno
         login(page, server.base_url, server.token)
         ms = open_workflow(page, server.base_url, wf)    # ms until the summary view rendered
 
-``large_workflow`` builds the benchmark's workload through the HTTP API: a staged workflow of
-``n`` jobs, some finished, failed and running.
+The large workflow of the tests and the benchmark is ``torc_graph.testing.staged_workflow``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import shutil
 from typing import Any
@@ -115,72 +113,3 @@ def count(page, status: str) -> int | None:
     ...), None when it shows none."""
     loc = page.locator(f".chips [data-count='{status}']")
     return int(loc.inner_text()) if loc.count() else None
-
-
-# ------------------------------------------------------------------------------------------
-# The benchmark's workload
-# ------------------------------------------------------------------------------------------
-
-BATCH = 10_000
-
-
-def large_workflow(client, n: int, *, finished: int = 400, failed: int = 25,
-                   running: int = 30) -> str:
-    """Create, initialize and partly run a staged workflow of ``n`` jobs through the HTTP API:
-    ``prepare`` -> ``sim_<i>`` (60 %) -> ``post_<i>`` (each after its sim) and ``report_<j>``
-    (after 1,000 sims each). ``finished`` jobs complete (``failed`` of them with return code
-    1) and ``running`` more stay claimed by one compute node. Returns the workflow key."""
-    wf = client.post("/workflows", {"name": f"dashboard-{n}", "user": "bench",
-                                    "description": f"{n:,} jobs in stages"})["_key"]
-    status = client.get_status(wf)
-    client.put(f"/workflows/{wf}/status", {**status, "run_id": 1})
-    [prep] = client.post(f"/workflows/{wf}/bulk_jobs",
-                         {"jobs": [{"name": "prepare", "command": "true"}]})["items"]
-    reports = max(1, n // 100_000 * 5)
-    sims = (n - 1 - reports) * 6 // 10
-    posts = n - 1 - reports - sims
-    sim_ids: list[str] = []
-    for start in range(0, sims, BATCH):
-        batch = [{"name": f"sim_{i}", "command": "true", "blocked_by": [prep["_id"]]}
-                 for i in range(start, min(sims, start + BATCH))]
-        sim_ids += [d["_id"] for d in client.post(f"/workflows/{wf}/bulk_jobs",
-                                                  {"jobs": batch})["items"]]
-    for start in range(0, posts, BATCH):
-        batch = [{"name": f"post_{i}", "command": "true", "blocked_by": [sim_ids[i]]}
-                 for i in range(start, min(posts, start + BATCH))]
-        client.post(f"/workflows/{wf}/bulk_jobs", {"jobs": batch})
-    client.post(f"/workflows/{wf}/bulk_jobs", {"jobs": [
-        {"name": f"report_{j}", "command": "true", "blocked_by": sim_ids[j * 1000:(j + 1) * 1000]}
-        for j in range(reports)]})
-    client.initialize_jobs(wf)
-    run_some(client, wf, finished=finished, failed=failed, running=running)
-    return wf
-
-
-def run_some(client, wf: str, *, finished: int, failed: int, running: int) -> dict[str, Any]:
-    """Claim ``finished + running`` ready jobs as one compute node ("bench-node") through the
-    batched execution API, complete ``finished`` of them (the last ``failed`` with return
-    code 1: the first ones unblock the rest) and leave the rest running. Returns the node
-    document."""
-    node = client.add_document(wf, "compute_nodes", {
-        "hostname": "bench-node", "pid": os.getpid(), "start_time": "now", "is_active": True,
-        "resources": {"num_cpus": 10_000, "memory_gb": 1024.0, "num_gpus": 0, "num_nodes": 1}})
-    resources = {"num_cpus": 10_000, "memory_gb": 1024.0, "num_gpus": 0, "num_nodes": 1}
-    # Completion times spread over the last minutes, so the progress chart has a shape.
-    start = _dt.datetime.now() - _dt.timedelta(seconds=4 * finished)
-    done = 0
-    while done < finished:
-        claimed = client.claim_jobs(wf, node["_key"], resources, limit=finished - done)["jobs"]
-        if not claimed:
-            break
-        client.complete_jobs(wf, node["_key"], 1, [
-            {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"], "status": "done",
-             "cause": "exit", "result": {"return_code": 1 if done + i >= finished - failed else 0,
-                                         "exec_time_minutes": 0.5 + (done + i) % 7,
-                                         "completion_time": (start + _dt.timedelta(
-                                             seconds=4 * (done + i))).isoformat()}}
-            for i, j in enumerate(claimed)])
-        done += len(claimed)
-    if running:
-        client.claim_jobs(wf, node["_key"], resources, limit=running)
-    return node

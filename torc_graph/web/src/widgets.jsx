@@ -131,7 +131,7 @@ export function DagView({ stages, edges, aggregated, highlight, onStage }) {
                 + Object.entries(shown).map(([k, v]) => `${LABELS[k]}: ${v}`).join('\n')}</title>
               <rect x={n.x - NODE_W / 2} y={n.y - NODE_H / 2} width={NODE_W} height={NODE_H} rx="6" />
               <text class="node-name" x={n.x} y={n.y - 5}>{clip(s.name || n.stage, 22)}</text>
-              <text class="node-total" x={n.x} y={n.y + 9}>{aggregated ? `${s.total} jobs` : `#${s.key ?? n.stage}`}</text>
+              <text class="node-total" x={n.x} y={n.y + 9}>{aggregated ? `${s.total} job${s.total === 1 ? "" : "s"}` : `#${s.key ?? n.stage}`}</text>
               {Object.entries(shown).map(([k, v]) => {
                 const w = ((NODE_W - 12) * v) / Math.max(s.total, 1);
                 const r = <rect key={k} class={`st-${k}`} x={x} y={n.y + NODE_H / 2 - 9} width={w} height="5" />;
