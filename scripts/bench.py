@@ -576,22 +576,24 @@ def dashboard_render(server: LiveServer, database: str, args, fig) -> None:
     finally:
         store.close()
     times: dict[str, list[float]] = {small: [], big: []}
-    server_ms: list[float] = []
+    server_ms: dict[str, list[float]] = {small: [], big: []}  # the summary request's share
     with headless.Chromium() as chromium:
         page = chromium.new_page()
         headless.login(page, server.base_url, server.token)
         for wf in (small, big):
             for _ in range(args.dashboard_repeats):
                 times[wf].append(headless.open_workflow(page, server.base_url, wf))
-                if wf == big:
-                    server_ms.append(page.evaluate(
-                        "performance.getEntriesByType('resource').filter(e => "
-                        "e.name.endsWith('/dashboard/summary'))[0].duration"))
+                server_ms[wf].append(page.evaluate(
+                    "performance.getEntriesByType('resource').filter(e => "
+                    "e.name.endsWith('/dashboard/summary'))[0].duration"))
                 page.wait_for_selector(".critical-path table, .critical-path .error",
                                        timeout=300_000)
     med_big, med_small = (round(statistics.median(times[w])) for w in (big, small))
+    req_big, req_small = (round(statistics.median(server_ms[w])) for w in (big, small))
     fig(12, f"dashboard summary view of {n:,} jobs in headless Chromium, median of "
-            f"{args.dashboard_repeats} (its summary request {statistics.median(server_ms):.0f} ms)",
+            f"{args.dashboard_repeats}; of which the summary request {req_big} ms "
+            f"(10 jobs: {req_small} ms), the page's own part {med_big - req_big} ms "
+            f"(10 jobs: {med_small - req_small} ms)",
         med_big, med_small, round(med_big / med_small, 2), "< 2000 ms", med_big < 2000, "ms")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
 
 #: The system Chromium; ``TORC_GRAPH_CHROMIUM`` overrides.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
