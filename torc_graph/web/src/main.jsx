@@ -83,27 +83,31 @@ function Login({ onDone }) {
   );
 }
 
-/** Load `path` as JSON on mount and whenever `deps` change. */
-function useJSON(path, onAuthLost, deps) {
+/** Load `path` as JSON on mount, whenever `deps` change and, with `everyMs`, periodically. */
+function useJSON(path, onAuthLost, deps, everyMs = 0) {
   const [state, setState] = useState({ data: null, error: null });
   useEffect(() => {
     const ac = new AbortController();
-    getJSON(path, ac.signal).then(
+    const load = () => getJSON(path, ac.signal).then(
       (data) => setState({ data, error: null }),
       (e) => {
         if (e.name === 'AbortError') return;
         if (e.status === 401) onAuthLost();
-        else setState({ data: null, error: e.message });
+        else setState((st) => ({ data: st.data, error: e.message }));
       },
     );
-    return () => ac.abort();
+    load();
+    const timer = everyMs ? setInterval(load, everyMs) : null;
+    return () => { ac.abort(); if (timer) clearInterval(timer); };
   }, deps);
   return state;
 }
 
+const LIST_REFRESH_MS = 10_000;
+
 function WorkflowsPage({ onAuthLost }) {
-  const { data, error } = useJSON(paths.workflows(), onAuthLost, []);
-  if (error) return <div class="error" role="alert">{error}</div>;
+  const { data, error } = useJSON(paths.workflows(), onAuthLost, [], LIST_REFRESH_MS);
+  if (error && !data) return <div class="error" role="alert">{error}</div>;
   if (!data) return <p class="muted">Loading workflows…</p>;
   return (
     <section class="card workflows-page">
