@@ -387,6 +387,9 @@ def run(args) -> dict:
 
     try:
         info = api.call("GET", "/version")
+        if args.dashboard_only:
+            dashboard_render(server, database, args, fig)
+            return {"machine": machine_info(args, info, load_start), "figures": figures}
         # Figure 6 runs on the workflow nearest 10^5 jobs, figure 7 on the largest; the others
         # are deleted as soon as figures 1, 2 and the figure-8 throughput probe are done.
         query_n = min(sizes, key=lambda n: abs(n - 10**5))
@@ -597,25 +600,6 @@ def dashboard_render(server: LiveServer, database: str, args, fig) -> None:
         med_big, med_small, round(med_big / med_small, 2), "< 2000 ms", med_big < 2000, "ms")
 
 
-def run_dashboard(args) -> dict:
-    """``--dashboard-only``: figure 12 alone on a fresh server."""
-    workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_"))
-    load_start = os.getloadavg()
-    database = args.database or f"sqlite:///{workdir / 'bench.db'}"
-    figures: list[dict] = []
-    fig = recorder(figures)
-    server = LiveServer(database, workers=args.server_workers, log_path=workdir / "server.log",
-                        env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": args.synchronous}).start()
-    try:
-        info = server.client().get("/version")
-        dashboard_render(server, database, args, fig)
-    finally:
-        server.stop()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return {"machine": machine_info(args, info, load_start), "figures": figures}
-
-
 def table(report: dict) -> str:
     m = report["machine"]
     lines = [f"Machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, SQLite {m['sqlite']}, "
@@ -686,7 +670,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    report = run_dashboard(args) if args.dashboard_only else run(args)
+    report = run(args)
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
