@@ -100,14 +100,14 @@ def test_stage_drill_down_pages_and_filters(store):
         dashboard.stage_jobs(store, "999999", "sim_*")
 
 
-def _complete(store, wf: str, n: int, rc: int = 0) -> None:
+def _complete(store, wf: str, n: int, rc: int = 0, status: str = "done") -> None:
     node = store.find("compute_nodes", wf)[0]["_key"]
     res = {"num_cpus": 10**6, "memory_gb": 10.0**6}
     claimed = execution.claim_jobs(store, wf, {"compute_node_key": node, "resources": res,
                                                "limit": n})["jobs"]
     execution.complete_jobs(store, wf, {"compute_node_key": node, "run_id": 1, "completions": [
-        {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"], "status": "done",
-         "cause": "exit", "result": {"return_code": rc, "exec_time_minutes": 0.1,
+        {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"], "status": status,
+         "cause": "exit" if status == "done" else "timeout", "result": {"return_code": rc, "exec_time_minutes": 0.1,
                                      "completion_time": "2030-01-01T00:00:00"}}
         for j in claimed]})
 
@@ -243,3 +243,30 @@ def test_sessions_are_stored_hashed_and_pruned(store):
     sessions.delete(store, new)
     assert sessions.verify(store, new) is None
 
+
+
+def test_terminated_jobs_are_listed_with_failures_but_not_counted_failed(store):
+    wf = staged_workflow(store, 30, finished=1)  # prep done: the sims are ready
+    _complete(store, wf, 2, rc=-15, status="terminated")
+    s = dashboard.summary(store, wf)
+    assert s["counts"]["terminated"] == 2 and s["counts"]["failed"] == 0
+    assert {f["return_code"] for f in s["failures"]} == {-15} and len(s["failures"]) == 2
+    assert s["progress"][-1] == {"t": s["progress"][-1]["t"], "done": 1, "failed": 2}
+    assert dashboard.stage_jobs(store, wf, s["failures"][0]["key"], status="failed")["total"] == 0
+    assert dashboard.stage_jobs(store, wf, s["failures"][0]["key"],
+                                status="terminated")["total"] == 1
+
+
+def test_routes_in_process_stage_names_in_urls_and_auth_off(store):
+    wf = staged_workflow(store, 400, finished=20)
+    client = testing.TestClient(create_app(store, load_settings({}, auth=False), served=True),
+                                headers=HOST)
+    assert client.simulate_post("/dashboard/session", json={"token": "x"}).status_code == 204
+    assert client.simulate_get("/dashboard/session").json["role"] == "admin"
+    for stage in ("sim_%2A", "sim_*"):
+        page = client.simulate_get(f"/workflows/{wf}/dashboard/stages/{stage}/jobs",
+                                   params={"limit": "3"})
+        assert page.status_code == 200, page.text
+        assert page.json["total"] == 199 and len(page.json["items"]) == 3
+    summary = client.simulate_get(f"/workflows/{wf}/dashboard/summary").json
+    assert summary["counts"]["done"] == 20

@@ -28,7 +28,7 @@ def dist(tmp_path_factory):
     (d / "index.html").write_text(PAGE)
     (d / "assets" / "app-Ab12Cd34.js").write_text("console.log('hi')")
     (d / "assets" / "style-Zz9_yy-8.css").write_text("body{}")
-    (d / "assets" / "LICENSES.txt").write_text("MIT")
+    (d / "assets" / "third-party-licenses.txt").write_text("MIT")
     (d / "assets" / "sub" / "logo.svg").write_text("<svg/>")
     (d / "secret.txt").write_text("outside assets")
     (d / "assets" / "escape").symlink_to(d / "secret.txt")
@@ -189,7 +189,7 @@ def test_page_and_assets_are_served_without_credentials(server):
     css = anon.get(server.base_url + "/dashboard/assets/style-Zz9_yy-8.css")
     assert css.headers["content-type"].startswith("text/css") and "immutable" in \
         css.headers["cache-control"]
-    lic = anon.get(server.base_url + "/dashboard/assets/LICENSES.txt")
+    lic = anon.get(server.base_url + "/dashboard/assets/third-party-licenses.txt")
     assert lic.headers["content-type"].startswith("text/plain")
     assert lic.headers["cache-control"] == "no-cache"  # not a hashed name
     svg = anon.get(server.base_url + "/dashboard/assets/sub/logo.svg")

@@ -45,8 +45,11 @@ CONTENT_TYPES = {
     ".webp": "image/webp", ".ico": "image/x-icon", ".woff": "font/woff", ".woff2": "font/woff2",
     ".ttf": "font/ttf", ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
 }
-#: A bundler's content-hashed file name (``index-B3x_9aQz.js``): cached for a year.
-_HASHED = re.compile(r"[-.][A-Za-z0-9_-]{8,}\.[A-Za-z0-9]+$")
+#: A bundler's content-hashed file name, cached for a year: after a ``-`` or ``.``, 8+
+#: upper-case letters and digits (esbuild: ``main-ENVPUXEI.css``) or 8+ URL-safe characters
+#: with a digit (Vite: ``index-B3x_9aQz.js``). ``third-party-licenses.txt`` is not one.
+_HASHED = re.compile(r"[-.](?:[A-Z0-9]{8,}|(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{8,})"
+                     r"\.[A-Za-z0-9]+$")
 #: A cookie expiring then is deleted by the browser (logout).
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -69,9 +69,7 @@ def _latest_results(store: GraphStore, workflow: str) -> dict[str, tuple]:
 
 
 def _has_failed(status: str, latest: tuple | None) -> bool:
-    """Failed for display: done with a non-zero return code, or terminated."""
-    if status == TERMINATED:
-        return True
+    """Failed for display (docs/execution-model.md §1): done with a non-zero return code."""
     return status == DONE and latest is not None and latest[0] not in (0, None)
 
 
@@ -88,12 +86,12 @@ def workflows(store: GraphStore) -> dict[str, Any]:
         key = wf["_key"]
         counts = {s.value: n for s in model.JobStatus
                   if (n := store.count(JOBS, key, {"status": s.value}))}
-        counts[FAILED] = counts.get(TERMINATED, 0)
+        counts[FAILED] = 0
         if counts.get(DONE):
             latest = _latest_results(store, key)
             nonzero = [k for k, r in latest.items() if r[0] not in (0, None)]
             if nonzero:
-                counts[FAILED] += store.count(JOBS, key, {"_key": In(nonzero), "status": DONE})
+                counts[FAILED] = store.count(JOBS, key, {"_key": In(nonzero), "status": DONE})
         items.append({"key": key, "name": wf.get("name"), "user": wf.get("user"),
                       "timestamp": wf.get("timestamp"),
                       "total": sum(n for s, n in counts.items() if s != FAILED),
@@ -116,8 +114,12 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
     keys, statuses = (list(c) for c in zip(*jobs)) if jobs else ([], [])
     status_of = dict(jobs)
     latest = _latest_results(store, workflow)
-    failed_keys = _failed(keys, statuses, status_of, latest)
-    counts = dict(Counter(statuses))
+    failed_keys = _failed(status_of, latest)
+    per_stage = Counter(zip(map(index.stage_of_key.get, keys), statuses))
+    counts: dict[str, int] = {}
+    for (_, status), n in per_stage.items():
+        if status is not None:
+            counts[status] = counts.get(status, 0) + n
     counts[FAILED] = len(failed_keys)
     wf = space.workflow
     return {
@@ -127,35 +129,31 @@ def summary(store: GraphStore, workflow: str) -> dict[str, Any]:
         "counts": counts,
         "is_complete": _is_complete(counts),
         "aggregated": index.aggregated,
-        "stages": _stages(index, keys, statuses, failed_keys),
+        "stages": _stages(index, per_stage, failed_keys),
         "stage_edges": index.stage_edges,
         "progress": _progress(status_of, latest),
-        "failures": _failures(store, workflow, index.names, latest, failed_keys),
+        "failures": _failures(store, workflow, index.names, latest, failed_keys | set(
+            itertools.compress(keys, map(TERMINATED.__eq__, statuses)))),
         **_running(store, workflow),
         "allocations": _allocations(store, workflow),
         "last_event_id": _last_event_id(store, workflow),
     }
 
 
-def _failed(keys: list[str], statuses: list[str], status_of: Mapping[str, str],
-            latest: Mapping[str, tuple]) -> set[str]:
-    """Keys of the jobs shown as failed: done with a non-zero latest return code, or
-    terminated."""
-    failed = {k for k, r in latest.items() if r[0] not in (0, None) and status_of.get(k) == DONE}
-    failed.update(itertools.compress(keys, map(TERMINATED.__eq__, statuses)))
-    return failed
+def _failed(status_of: Mapping[str, str], latest: Mapping[str, tuple]) -> set[str]:
+    """Keys of the failed jobs: done with a non-zero latest return code."""
+    return {k for k, r in latest.items() if r[0] not in (0, None) and status_of.get(k) == DONE}
 
 
-def _stages(index: stage_index.StageIndex, keys: list[str], statuses: list[str],
-            failed: set[str]) -> list[dict[str, Any]]:
-    """The index's stages with their current counts (a job unknown to the index, inserted
-    since it was built, is left out until the next rebuild)."""
-    where = index.stage_of_key
-    per = Counter(zip(map(where.get, keys), statuses))
-    failed_per = Counter(map(where.get, failed))
+def _stages(index: stage_index.StageIndex, per_stage: Counter, failed: set[str]
+            ) -> list[dict[str, Any]]:
+    """The index's stages with their counts from ``per_stage`` (``(stage index, status) ->
+    jobs``; a job unknown to the index, inserted while the summary was read, has stage None
+    and is left out until the next request)."""
+    failed_per = Counter(map(index.stage_of_key.get, failed))
     out = [{**st, "total": 0, "counts": {}} for st in index.stages]
-    for (i, status), n in per.items():
-        if i is not None:
+    for (i, status), n in per_stage.items():
+        if i is not None and status is not None:
             out[i]["total"] += n
             out[i]["counts"][status] = n
     for i, entry in enumerate(out):
@@ -328,12 +326,10 @@ def stage_jobs(store: GraphStore, workflow: str, stage: str, *, skip: int = 0,
         raise NotFound(f"workflow {workflow} has no stage {stage!r}")
     where = index.stage_of_key
     members = [(k, index.names.get(k), s) for k, s in jobs if where.get(k) == wanted]
-    latest: dict[str, tuple] = {}
-    if status in (FAILED, DONE, TERMINATED):
+    if status == FAILED:
         latest = _latest_results(store, workflow)
-        if status == FAILED:
-            members = [j for j in members if _has_failed(j[2], latest.get(j[0]))]
-    if status is not None and status != FAILED:
+        members = [j for j in members if _has_failed(j[2], latest.get(j[0]))]
+    elif status is not None:
         members = [j for j in members if j[2] == status]
     page = members[skip:skip + limit]
     keys = [k for k, _, _ in page]
