@@ -108,7 +108,9 @@ function WorkflowView({ summary, live, updated, error, cp, reloadCp, go }) {
       </section>
 
       <section class="card failures scroll">
-        <h2>Failures <span class="muted">({summary.counts.failed || 0})</span></h2>
+        {/* failed (done, non-zero return code) and terminated jobs, newest first */}
+        <h2>Failures <span class="muted">({(summary.counts.failed || 0)
+          + (summary.counts.terminated || 0)})</span></h2>
         <Table rows={summary.failures} empty="No failed jobs." rowKey={(f) => f.key} cls="failures" columns={[
           ['job', (f) => <span><b>{f.name}</b> <span class="muted">#{f.key}</span></span>],
           ['return code', (f) => <code class="rc">{f.return_code ?? ''}</code>],
