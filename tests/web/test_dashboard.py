@@ -38,11 +38,11 @@ def test_counts_of_a_run_workflow_update_live(server, page, tmp_path, screenshot
              "blocked_by": ["prepare"]},
             {"name": "wait_gate", "command": f"sh -c 'while [ ! -e {gate} ]; do sleep 0.1; done'"},
         ]})["_key"]
-    runner = subprocess.Popen(
-        cli_argv("jobs", "run", wf, "--num-cpus", "4", "--output", str(tmp_path / "out"),
-                 "--poll-interval", "0.2", "--no-process-stats"),
-        env=clean_env(**server.env()), cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    with open(tmp_path / "runner.log", "wb") as log:
+        runner = subprocess.Popen(
+            cli_argv("jobs", "run", wf, "--num-cpus", "4", "--output", str(tmp_path / "out"),
+                     "--poll-interval", "0.2", "--no-process-stats"),
+            env=clean_env(**server.env()), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
         # Three jobs finish, wait_gate keeps running until the gate file exists.
         assert wait_for(lambda: _summary(server, wf)["counts"].get("done") == 3
