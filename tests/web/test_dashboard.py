@@ -137,4 +137,12 @@ def test_a_100k_job_workflow_summary_renders_within_bound(server, page, screensh
     assert page.locator("table.failures tbody tr").count() == 25
     page.wait_for_selector(".critical-path table", timeout=60_000)
     screenshot(page, "dashboard-100k")
+    # Still responsive: a stage opens its first page of jobs (of 49,999).
+    started = time.perf_counter()
+    page.click("svg.dag .node[data-stage='sim_*']")
+    page.wait_for_selector("table.jobs tbody tr")
+    opened = time.perf_counter() - started
+    assert page.locator("table.jobs tbody tr").count() == 100
+    assert "49999 job(s)" in page.inner_text(".card")
+    assert opened < 10, opened
     assert page.errors == []
