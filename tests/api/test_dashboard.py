@@ -40,6 +40,15 @@ def test_stage_of(name, stage):
     assert stage_index.stage_of(name) == stage
 
 
+def test_stages_of_equals_stage_of_per_name():
+    import random
+
+    rng = random.Random(7)
+    names = ["".join(rng.choice("ab_-.019\n") for _ in range(rng.randint(0, 10)))
+             for _ in range(20000)] + [None, "x", "x1", "x12", "x_", "x_1"]
+    assert stage_index.stages_of(names) == [stage_index.stage_of(n) for n in names]
+
+
 def test_summary_of_a_large_workflow_is_aggregated_by_stage(store):
     wf = staged_workflow(store, 1000, finished=300, failed_every=7, running=5)
     s = dashboard.summary(store, wf)

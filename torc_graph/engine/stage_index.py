@@ -79,6 +79,25 @@ def epoch(value: Any) -> float | None:
     return None
 
 
+def stages_of(names: list[Any]) -> list[str]:
+    """``[stage_of(n) for n in names]``, several times faster on generated names: a name's
+    stage depends only on the part before its first digit, so names that differ only in their
+    trailing digits (``sim_17``, ``sim_18``) share one computation."""
+    memo: dict[tuple[str, bool], str] = {}  # (name without trailing digits, had none)
+    out = []
+    for name in names:
+        if not isinstance(name, str):
+            out.append(stage_of(name))
+            continue
+        head = name.rstrip("0123456789")
+        key = (head, len(head) == len(name))  # "x" and "x<digits>" differ
+        stage = memo.get(key)
+        if stage is None:
+            stage = memo[key] = stage_of(name)
+        out.append(stage)
+    return out
+
+
 @dataclass
 class StageIndex:
     """A workflow's stage structure. ``stages[i]`` is ``{"stage", ...}`` (plus ``key`` and
@@ -173,7 +192,7 @@ def _build_stage_index(store: GraphStore, workflow: str, rows: list[tuple], fing
     aggregated = len(rows) > STAGE_THRESHOLD
     keys = [r[0] for r in rows]
     names = dict(zip(keys, (r[1] for r in rows)))
-    labels = [stage_of(r[1]) for r in rows] if aggregated else keys
+    labels = stages_of([r[1] for r in rows]) if aggregated else keys
     order = list(dict.fromkeys(labels))  # stages in order of first appearance
     position = {label: i for i, label in enumerate(order)}
     stage_of_key = dict(zip(keys, map(position.__getitem__, labels)))
