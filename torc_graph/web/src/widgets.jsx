@@ -1,5 +1,5 @@
 // Small display pieces shared by the pages.
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useMemo, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import { displayCounts, LABELS } from './status.js';
 import { layout, MAX_DRAWN, NODE_H, NODE_W } from './dag.js';
@@ -97,7 +97,14 @@ export function DagView({ stages, edges, aggregated, highlight, onStage }) {
   if (stages.length > MAX_DRAWN) {
     return <p class="muted">{stages.length} stages: too many to draw; see the stage table.</p>;
   }
-  const g = layout(stages, edges);
+  return <DagSvg stages={stages} edges={edges} aggregated={aggregated} highlight={highlight}
+    onStage={onStage} />;
+}
+
+function DagSvg({ stages, edges, aggregated, highlight, onStage }) {
+  // The layout depends only on the graph's shape: refreshes that change counts reuse it.
+  const shape = `${stages.map((s) => s.stage).join('\n')}\n\n${edges.map((e) => `${e.from}>${e.to}:${e.count}`).join('\n')}`;
+  const g = useMemo(() => layout(stages, edges), [shape]);
   const byStage = Object.fromEntries(stages.map((s) => [s.stage, s]));
   return (
     <div class="dag-wrap">
