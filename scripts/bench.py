@@ -25,6 +25,9 @@ Figures (see issue "Benchmark suite"):
  10 --peers: the same no-op jobs on Dask distributed (LocalCluster 2x1) vs xargs (if installed)
  11 a parameterized spec of N jobs (a few lines) vs the same N jobs listed, both POSTed to
     /workflow_specifications
+ 12 the web dashboard's summary view of a 10^5-job workflow rendered in headless Chromium
+    (navigation start -> summary painted) vs the same view of a 10-job workflow
+    (`--dashboard-only` runs just this one; skipped, saying why, without Chromium/Playwright)
 
 Figures 4, 9 and 10 live in ``bench_execution.py`` beside this script.
 """
@@ -41,6 +44,7 @@ import platform
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -353,6 +357,21 @@ def spec_expansion(api: Api, n: int) -> dict:
     return out
 
 
+def recorder(figures: list[dict]):
+    """``fig(num, name, value, baseline, ratio, target, met, unit="")`` appending to
+    ``figures`` and printing progress on stderr."""
+
+    def fig(num, name, value, baseline, ratio, target, met, unit=""):
+        figures.append({"figure": num, "name": name, "value": value, "baseline": baseline,
+                        "ratio": ratio, "target": target, "met": met, "unit": unit})
+        # Progress on stderr: a long run that fails late still shows what it measured.
+        print(f"[{time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.2f}] figure {num}: "
+              f"{name}: {value} {unit} (baseline {baseline}, ratio {ratio}, met {met})",
+              file=sys.stderr, flush=True)
+
+    return fig
+
+
 def run(args) -> dict:
     sizes = args.sizes
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_"))
@@ -364,16 +383,13 @@ def run(args) -> dict:
     figures: list[dict] = []
     per_job: dict[str, dict[int, float]] = {"create": {}, "initialize": {}, "throughput": {}}
 
-    def fig(num, name, value, baseline, ratio, target, met, unit=""):
-        figures.append({"figure": num, "name": name, "value": value, "baseline": baseline,
-                        "ratio": ratio, "target": target, "met": met, "unit": unit})
-        # Progress on stderr: a long run that fails late still shows what it measured.
-        print(f"[{time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.2f}] figure {num}: "
-              f"{name}: {value} {unit} (baseline {baseline}, ratio {ratio}, met {met})",
-              file=sys.stderr, flush=True)
+    fig = recorder(figures)
 
     try:
         info = api.call("GET", "/version")
+        if args.dashboard_only:
+            dashboard_render(server, database, args, fig)
+            return {"machine": machine_info(args, info, load_start), "figures": figures}
         # Figure 6 runs on the workflow nearest 10^5 jobs, figure 7 on the largest; the others
         # are deleted as soon as figures 1, 2 and the figure-8 throughput probe are done.
         query_n = min(sizes, key=lambda n: abs(n - 10**5))
@@ -511,22 +527,77 @@ def run(args) -> dict:
         fig(11, f"create {n:,} jobs from a 1-entry parameterized spec vs listed "
                f"({e['parameterized']:.1f} s vs {e['explicit']:.1f} s)", round(e["parameterized"], 2),
             round(e["explicit"], 2), round(r, 3), "ratio <= 1.5", r <= 1.5, "s")
+        if not args.no_dashboard:
+            dashboard_render(server, database, args, fig)
     finally:
         server.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    return {"machine": machine_info(args, info, load_start), "figures": figures}
+
+
+def machine_info(args, info: dict, load_start) -> dict:
+    """The run's machine, versions, settings and load average at start and end."""
     with contextlib.closing(sqlite3.connect(":memory:")) as con:
         sqlite_version = con.execute("select sqlite_version()").fetchone()[0]
-    machine = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "cpus": os.cpu_count(), "platform": platform.platform(),
-               "python": platform.python_version(), "sqlite": sqlite_version,
-               "synchronous": args.synchronous, "server_workers": args.server_workers,
-               "database": "arangodb" if args.database else "sqlite", "version": info.get("version"),
-               # Other processes share the machine: the 1/5/15-minute load at start and end.
-               "load_start": [round(x, 2) for x in load_start],
-               "load_end": [round(x, 2) for x in os.getloadavg()]}
-    return {"machine": machine, "figures": figures}
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "sqlite": sqlite_version,
+            "synchronous": args.synchronous, "server_workers": args.server_workers,
+            "database": "arangodb" if args.database else "sqlite", "version": info.get("version"),
+            # Other processes share the machine: the 1/5/15-minute load at start and end.
+            "load_start": [round(x, 2) for x in load_start],
+            "load_end": [round(x, 2) for x in os.getloadavg()]}
+
+
+# ------------------------------------------------------------------------------------------------
+# Figure 12: the web dashboard in headless Chromium
+# ------------------------------------------------------------------------------------------------
+
+
+def dashboard_render(server: LiveServer, database: str, args, fig) -> None:
+    """Figure 12: median milliseconds from navigation start until the dashboard painted the
+    summary view (the page's own performance mark) of a ``--dashboard-jobs`` workflow vs a
+    10-job one, over ``--dashboard-repeats`` fresh loads each (each load waits for the lazily
+    fetched critical path before the next). Skipped, saying why, without Chromium."""
+    from torc_graph import headless
+    from torc_graph.store import open_store
+    from torc_graph.testing import staged_workflow
+
+    reason = headless.skip_reason()
+    if reason:
+        print(f"figure 12 skipped: {reason}", file=sys.stderr)
+        return
+    n = args.dashboard_jobs
+    store = open_store(database)
+    try:
+        small = staged_workflow(store, 10, finished=4, failed_every=4, running=1,
+                                name="dashboard-small")
+        big = staged_workflow(store, n, finished=400, failed_every=16, running=30,
+                              name=f"dashboard-{n}")
+    finally:
+        store.close()
+    times: dict[str, list[float]] = {small: [], big: []}
+    server_ms: dict[str, list[float]] = {small: [], big: []}  # the summary request's share
+    with headless.Chromium() as chromium:
+        page = chromium.new_page()
+        headless.login(page, server.base_url, server.token)
+        for wf in (small, big):
+            for _ in range(args.dashboard_repeats):
+                times[wf].append(headless.open_workflow(page, server.base_url, wf))
+                server_ms[wf].append(page.evaluate(
+                    "performance.getEntriesByType('resource').filter(e => "
+                    "e.name.endsWith('/dashboard/summary'))[0].duration"))
+                page.wait_for_selector(".critical-path table, .critical-path .error",
+                                       timeout=300_000)
+    med_big, med_small = (round(statistics.median(times[w])) for w in (big, small))
+    req_big, req_small = (round(statistics.median(server_ms[w])) for w in (big, small))
+    fig(12, f"dashboard summary view of {n:,} jobs in headless Chromium, median of "
+            f"{args.dashboard_repeats}; of which the summary request {req_big} ms "
+            f"(10 jobs: {req_small} ms), the page's own part {med_big - req_big} ms "
+            f"(10 jobs: {med_small - req_small} ms)",
+        med_big, med_small, round(med_big / med_small, 2), "< 2000 ms", med_big < 2000, "ms")
 
 
 def table(report: dict) -> str:
@@ -568,6 +639,11 @@ def parse_args(argv=None):
     p.add_argument("--spec-jobs", type=int,
                    help="figure 11 job count (default: the largest size, at most 10^5)")
     p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--dashboard-jobs", type=int, default=10**5, help="figure 12 job count")
+    p.add_argument("--dashboard-repeats", type=int, default=3, help="figure 12 page loads")
+    dash = p.add_mutually_exclusive_group()
+    dash.add_argument("--dashboard-only", action="store_true", help="run figure 12 alone")
+    dash.add_argument("--no-dashboard", action="store_true", help="skip figure 12")
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
     p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")
     p.add_argument("--ping-seconds", type=float, default=3.0)

@@ -29,6 +29,7 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
         "--scale-jobs", "20", "--e2e-jobs", "20", "40", "--chain", "8", "--repeats", "2",
         "--ping-seconds", "0.3", "--server-workers", "2", "--batched-jobs", "60",
         "--batched-workers", "3", "--batch", "4", "--peers", "--peer-jobs", "10",
+        "--no-dashboard",  # figure 12: test_bench_dashboard_figure_at_tiny_scale
         "--json", str(out),
     ])
     assert rc == 0
@@ -58,3 +59,18 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| # | Figure | Value | Baseline | Ratio | Target | Met? |" in table
     assert report["machine"]["sqlite"] and report["machine"]["synchronous"] == "FULL"
+
+
+@pytest.mark.slow
+def test_bench_dashboard_figure_at_tiny_scale(tmp_path):
+    from torc_graph import headless
+
+    if headless.skip_reason():
+        pytest.skip(headless.skip_reason())
+    out = tmp_path / "bench.json"
+    assert _load_bench().main(["--dashboard-only", "--dashboard-jobs", "40",
+                               "--dashboard-repeats", "1", "--server-workers", "1",
+                               "--json", str(out)]) == 0
+    [figure] = json.loads(out.read_text())["figures"]
+    assert figure["figure"] == 12 and "40 jobs" in figure["name"]
+    assert figure["value"] > 0 and figure["baseline"] > 0 and figure["met"] is not None
