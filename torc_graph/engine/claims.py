@@ -137,8 +137,15 @@ def choose(
     time_limit = resources.get("time_limit")
     runtime = None if time_limit is None else duration_seconds(time_limit)
     scheduler_id = resources.get("scheduler_config_id") or ""
+    # Without scheduled jobs (the common case) the status is one value, so the store walks
+    # the claim-order index and stops after the batch; ``IN (ready, scheduled)`` makes SQLite
+    # read and sort every ready job per claim (O(ready), profiled at 7 ms with 4,000 ready).
+    scheduled = JobStatus.SCHEDULED.value
+    status: Any = JobStatus.READY.value
+    if store.find(JOBS, workflow, {"status": scheduled}, limit=1):
+        status = In(model.CLAIMABLE_STATUSES)
     where: dict[str, Any] = {
-        "status": In(model.CLAIMABLE_STATUSES),
+        "status": status,
         "internal.memory_bytes": Le(memory),
         "internal.num_cpus": Le(cpus),
         "internal.num_gpus": Le(gpus),

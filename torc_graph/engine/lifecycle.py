@@ -303,11 +303,15 @@ def record_completions(
     ``attempt_id`` and ``cause``) and its ``returned`` edge, the input hash, the status (if
     ``changed``) and the finished execution record. Returns the jobs in entry order. Runs
     inside the caller's transaction; the caller runs the downstream processing and writes the
-    events (:func:`complete_event`). Set-based but for one update per job (each job gets its
-    own hash): two inserts and three hash reads per batch.
+    events (:func:`complete_event`). Set-based: two inserts, three hash reads and one
+    :meth:`~GraphStore.update_each` per batch. RevisionConflict (nothing written) if ``rev``
+    is given and differs from a job's.
     """
     if not entries:
         return []
+    if rev is not None:
+        for job, *_ in entries:
+            _check_rev(job, rev, RevisionConflict)
     executions = [leases.finished_execution(job, cause) for job, _, _, cause, _ in entries]
     rows = [{**result, "attempt_id": ex["attempt_id"], "cause": cause}
             for (_, _, result, cause, _), ex in zip(entries, executions)]
@@ -315,15 +319,15 @@ def record_completions(
     store.insert_many(Edge.RETURNED.value, workflow, [
         {"_from": job["_id"], "_to": doc["_id"]} for (job, *_), doc in zip(entries, stored)])
     inputs = hash_inputs(store, workflow, [job["_id"] for job, *_ in entries])
-    updated = []
+    patches = []
     for (job, status, _, _, changed), ex in zip(entries, executions):
         internal = dict(job.get("internal") or {})
         internal["hash"] = input_hash(job, *inputs.get(job["_id"], ([], [], [])))
         patch: dict[str, Any] = {"internal": internal, "execution": ex}
         if changed:
             patch["status"] = status
-        updated.append(store.update(JOBS, workflow, job["_key"], patch, rev=rev))
-    return updated
+        patches.append((job["_key"], patch))
+    return store.update_each(JOBS, workflow, patches)
 
 
 def complete_event(store: GraphStore, workflow: str, job: Mapping[str, Any],

@@ -60,13 +60,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from torc_graph.errors import NotFound
 
 _MISSING = object()
+T = TypeVar("T")
 
 Document = dict[str, Any]
 Where = Mapping[str, Any]
@@ -205,6 +206,30 @@ class GraphStore(abc.ABC):
         outer transaction. On exception: roll back, re-raise. Never raises "database is locked":
         the backend waits (up to its busy timeout) and then raises ``StoreUnavailable``.
         """
+
+    def transact(self, workflow: str | None, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` (which calls this store) in a write transaction and return its result,
+        once that transaction committed.
+
+        Same guarantees as ``with self.transaction(workflow): return fn()``, which is this
+        default. A backend may instead commit the concurrent calls of one process together
+        (group commit: one lock hand-over and one fsync for many short writers): each ``fn``
+        then runs in a savepoint of its own (its exception rolls back only its own writes and
+        is re-raised to its caller, the others commit), possibly on another thread, and no
+        caller returns before the shared commit is durable. Inside an open transaction ``fn``
+        joins it.
+        """
+        with self.transaction(workflow):
+            return fn()
+
+    def update_each(self, collection: str, workflow: str | None,
+                    patches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Document]:
+        """Apply one top-level patch per document (``[(key, patch), ...]``, as :meth:`update`
+        without ``rev``) atomically; return the new documents in input order. Raises
+        ``NotFound`` (nothing written) if a key is missing. This default calls :meth:`update`
+        per document in one transaction; backends override it with set-based statements."""
+        with self.transaction(workflow):
+            return [self.update(collection, workflow, key, patch) for key, patch in patches]
 
     @abc.abstractmethod
     def info(self) -> dict[str, Any]:
