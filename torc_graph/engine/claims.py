@@ -9,7 +9,6 @@ jobs no longer match ``status in (ready, scheduled)``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,10 +62,12 @@ def claim(
     if not jobs:
         return []
     now = now_ms()
-    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    groups: dict[tuple, tuple[dict[str, Any], list[str]]] = {}
     for job in jobs:
         ex = leases.claimed_execution(job, now, node_key=node_key, config=config)
-        groups.setdefault(json.dumps(ex, sort_keys=True), (ex, []))[1].append(job["_key"])
+        # Its values are scalars (ints, strings, None): their reprs identify the record.
+        ident = tuple(sorted((k, repr(v)) for k, v in ex.items()))
+        groups.setdefault(ident, (ex, []))[1].append(job["_key"])
     for ex, keys in groups.values():
         store.update_many(JOBS, workflow, {"_key": In(keys)}, {"status": status, "execution": ex})
     keys = [j["_key"] for j in jobs]
