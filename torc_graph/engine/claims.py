@@ -98,16 +98,20 @@ def prepare_jobs_for_submission(
     ``time_limit`` (ISO duration or null = no limit), ``scheduler_config_id`` (''/null = only
     jobs without a scheduler). Returns ``{"jobs": [...], "reason": ""}``, or no jobs and a
     ``reason``. Raises BadRequest (unknown sort method, bad limit or time limit), NotFound.
-    Sweeps expired leases first; the claimed jobs get a runtime-based lease (leases §5).
+    Sweeps expired leases first; the claimed jobs get a runtime-based lease (leases §5). One
+    transaction, group-committed with the process's concurrent writers.
     """
     leases.expire(store, workflow)
-    with store.transaction(workflow):
+
+    def write() -> dict[str, Any]:
         space = workspace(store, workflow)
         chosen, reason = choose(store, workflow, resources, sort_method=sort_method, limit=limit)
         if space.status.get("is_canceled"):
             return {"jobs": [], "reason": CANCELED_REASON}
         jobs = claim(store, workflow, chosen, space.config)
-    return {"jobs": jobs, "reason": "" if jobs else reason}
+        return {"jobs": jobs, "reason": "" if jobs else reason}
+
+    return store.transact(workflow, write)
 
 
 def choose(
@@ -197,7 +201,8 @@ def prepare_next_jobs_for_submission(
     ``limit`` ready/scheduled jobs in insertion order, without resource checks."""
     count_limit = _limit(limit, 1)
     leases.expire(store, workflow)
-    with store.transaction(workflow):
+
+    def write() -> dict[str, Any]:
         space = workspace(store, workflow)
         if space.status.get("is_canceled"):
             return {"jobs": []}
@@ -208,6 +213,7 @@ def prepare_next_jobs_for_submission(
         )
         return {"jobs": claim(store, workflow, jobs, space.config)}
 
+    return store.transact(workflow, write)
 
 def prepare_jobs_for_scheduling(store: GraphStore, workflow: str) -> dict[str, Any]:
     """``POST /workflows/{wf}/prepare_jobs_for_scheduling`` (§4.5): every ``ready`` job with

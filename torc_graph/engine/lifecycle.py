@@ -111,8 +111,11 @@ def start_job(
     ``submitted_pending`` → ``submitted``, an ``executed`` edge node→job and a ``job/start``
     event, atomically. Raises NotFound (workflow, job, compute node), BadRequest (status not
     ``submitted_pending``; ``run_id`` mismatch), RevisionConflict (``rev`` stale, 409).
+    One transaction, group-committed with the process's concurrent writers
+    (:meth:`~GraphStore.transact`).
     """
-    with store.transaction(workflow):
+
+    def write() -> Document:
         space = workspace(store, workflow)
         job = _get_job(store, workflow, key)
         node = _get_compute_node(store, workflow, compute_node_key)
@@ -138,6 +141,8 @@ def start_job(
         )
         store.insert(Collection.EVENTS.value, workflow, start_event_doc(job, node))
         return job
+
+    return store.transact(workflow, write)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +246,13 @@ def complete_job(
 
     Raises BadRequest (status not done/canceled/terminated; ``run_id`` mismatch; no result for
     the current run), NotFound (workflow, job, compute node), RevisionConflict (stale ``rev``).
-    All checks happen before any write.
+    All checks happen before any write. One transaction, group-committed with the process's
+    concurrent writers (:meth:`~GraphStore.transact`).
     """
     if status not in model.COMPLETE_STATUSES:
         raise BadRequest(f"status={status} does not indicate completion")
-    with store.transaction(workflow):
+
+    def write() -> Document:
         space = workspace(store, workflow)
         node = _get_compute_node(store, workflow, compute_node_key)
         job = _get_job(store, workflow, key)
@@ -272,6 +279,8 @@ def complete_job(
             process_completion(store, workflow, job["_id"], return_code)
         complete_event(store, workflow, job, node, status, result["return_code"])
         return job
+
+    return store.transact(workflow, write)
 
 
 def record_completion(
