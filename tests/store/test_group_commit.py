@@ -1,4 +1,4 @@
-"""``GraphStore.transact`` and ``update_each``: the contract on every backend, and SQLite's group
+"""``GraphStore.transact`` and ``rewrite_each``: the contract on every backend, and SQLite's group
 commit (concurrent writers of one process share one transaction, each in its own savepoint)."""
 
 from __future__ import annotations
@@ -39,27 +39,35 @@ def test_transact_commits_the_result_or_nothing(store, wf):
     assert names(store, wf) == ["a"]
 
 
-def test_update_each_patches_each_document_and_returns_them_in_order(store, wf):
+def test_rewrite_each_writes_back_changed_documents_in_order(store, wf):
     a, b = store.insert_many("jobs", wf, [{"name": "a", "status": "ready", "n": 1},
                                           {"name": "b", "status": "ready", "n": 2}])
-    out = store.update_each("jobs", wf, [(b["_key"], {"status": "done", "x": {"y": 1}}),
-                                         (a["_key"], {"n": 5, "_key": "ignored"})])
+    with store.transaction(wf):
+        a, b = store.get("jobs", wf, a["_key"]), store.get("jobs", wf, b["_key"])
+        out = store.rewrite_each("jobs", wf, [{**b, "status": "done", "x": {"y": 1}},
+                                              {**a, "n": 5, "_id": "ignored"}])
     assert [d["_key"] for d in out] == [b["_key"], a["_key"]]
     assert out[0]["status"] == "done" and out[0]["x"] == {"y": 1} and out[0]["n"] == 2
-    assert out[1]["n"] == 5 and out[1]["status"] == "ready"
+    assert out[1]["n"] == 5 and out[1]["status"] == "ready" and out[1]["_id"] == a["_id"]
     assert out[0]["_oldRev"] == b["_rev"] and out[0]["_rev"] != b["_rev"]
     assert store.get("jobs", wf, b["_key"]) == {k: v for k, v in out[0].items() if k != "_oldRev"}
-    assert store.find("jobs", wf, {"status": "done"})[0]["_key"] == b["_key"]
-    assert store.update_each("jobs", wf, []) == []
+    assert keys_of(store.find("jobs", wf, {"status": "done"})) == [b["_key"]]
+    assert store.rewrite_each("jobs", wf, []) == []
 
 
-def test_update_each_with_a_missing_key_writes_nothing(store, wf):
+def keys_of(docs):
+    return [d["_key"] for d in docs]
+
+
+def test_rewrite_each_with_a_missing_or_repeated_key_writes_nothing(store, wf):
     a = store.insert("jobs", wf, {"name": "a", "n": 1})
     with pytest.raises(NotFound):
-        store.update_each("jobs", wf, [(a["_key"], {"n": 2}), ("999999", {"n": 3})])
-    assert store.get("jobs", wf, a["_key"])["_rev"] == a["_rev"]
+        store.rewrite_each("jobs", wf, [{**a, "n": 2}, {**a, "_key": "999999", "n": 3}])
     with pytest.raises(InvalidInput):
-        store.update_each("jobs", wf, [("bad key", {"n": 2})])
+        store.rewrite_each("jobs", wf, [{**a, "n": 2}, {**a, "n": 3}])
+    with pytest.raises(InvalidInput):
+        store.rewrite_each("jobs", wf, [{**a, "_key": "bad key"}])
+    assert store.get("jobs", wf, a["_key"]) == a
 
 
 # -- SQLite group commit -----------------------------------------------------------------------

@@ -57,22 +57,18 @@ def claim(
     node_key: str | None = None,
 ) -> list[Document]:
     """Set the jobs to ``status`` with their claim's ``execution`` record (leases §2) and return
-    them (new ``_rev``) in the given order. Set-based: one update per distinct execution record
-    (jobs claimed together mostly share one). Runs inside the caller's transaction."""
+    them (new ``_rev``) in the given order. The jobs must have been read in the caller's
+    transaction (they are written back whole, set-based, without a second read)."""
     if not jobs:
         return []
     now = now_ms()
-    groups: dict[tuple, tuple[dict[str, Any], list[str]]] = {}
-    for job in jobs:
-        ex = leases.claimed_execution(job, now, node_key=node_key, config=config)
-        # Its values are scalars (ints, strings, None): their reprs identify the record.
-        ident = tuple(sorted((k, repr(v)) for k, v in ex.items()))
-        groups.setdefault(ident, (ex, []))[1].append(job["_key"])
-    for ex, keys in groups.values():
-        store.update_many(JOBS, workflow, {"_key": In(keys)}, {"status": status, "execution": ex})
-    keys = [j["_key"] for j in jobs]
-    by_key = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(keys)})}
-    return [by_key[k] for k in keys]
+    claimed = store.rewrite_each(JOBS, workflow, [
+        {**job, "status": status,
+         "execution": leases.claimed_execution(job, now, node_key=node_key, config=config)}
+        for job in jobs])
+    for job in claimed:
+        del job["_oldRev"]  # claims return the stored documents, as a read would
+    return claimed
 
 
 def _limit(limit: float | int | None, default: int) -> int:

@@ -313,7 +313,8 @@ def record_completions(
     ``changed``) and the finished execution record. Returns the jobs in entry order. Runs
     inside the caller's transaction; the caller runs the downstream processing and writes the
     events (:func:`complete_event`). Set-based: two inserts, three hash reads and one
-    :meth:`~GraphStore.update_each` per batch. RevisionConflict (nothing written) if ``rev``
+    :meth:`~GraphStore.rewrite_each` per batch (the jobs must have been read in the caller's
+    transaction). RevisionConflict (nothing written) if ``rev``
     is given and differs from a job's.
     """
     if not entries:
@@ -328,15 +329,15 @@ def record_completions(
     store.insert_many(Edge.RETURNED.value, workflow, [
         {"_from": job["_id"], "_to": doc["_id"]} for (job, *_), doc in zip(entries, stored)])
     inputs = hash_inputs(store, workflow, [job["_id"] for job, *_ in entries])
-    patches = []
+    docs = []
     for (job, status, _, _, changed), ex in zip(entries, executions):
         internal = dict(job.get("internal") or {})
         internal["hash"] = input_hash(job, *inputs.get(job["_id"], ([], [], [])))
-        patch: dict[str, Any] = {"internal": internal, "execution": ex}
+        doc = {**job, "internal": internal, "execution": ex}
         if changed:
-            patch["status"] = status
-        patches.append((job["_key"], patch))
-    return store.update_each(JOBS, workflow, patches)
+            doc["status"] = status
+        docs.append(doc)
+    return store.rewrite_each(JOBS, workflow, docs)
 
 
 def complete_event(store: GraphStore, workflow: str, job: Mapping[str, Any],

@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from torc_graph.errors import NotFound
+from torc_graph.errors import InvalidInput, NotFound
 
 _MISSING = object()
 T = TypeVar("T")
@@ -222,14 +222,22 @@ class GraphStore(abc.ABC):
         with self.transaction(workflow):
             return fn()
 
-    def update_each(self, collection: str, workflow: str | None,
-                    patches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Document]:
-        """Apply one top-level patch per document (``[(key, patch), ...]``, as :meth:`update`
-        without ``rev``) atomically; return the new documents in input order. Raises
-        ``NotFound`` (nothing written) if a key is missing. This default calls :meth:`update`
-        per document in one transaction; backends override it with set-based statements."""
+    def rewrite_each(self, collection: str, workflow: str | None,
+                     docs: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """Write back documents the caller read IN THE CURRENT TRANSACTION and changed (fields
+        set or added, none removed), each under its ``_key``, atomically; return them with a
+        new ``_rev`` (and ``_oldRev``) in input order.
+
+        Equivalent to :meth:`update` of each document with its own fields (this default), but
+        lets a backend store them without reading them again (SQLite: one ``executemany``).
+        Raises ``NotFound`` (nothing written) if a key is missing, ``InvalidInput`` for a key
+        given twice. Document collections only.
+        """
+        keys = [d.get("_key") for d in docs]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput(f"rewrite_each: a document key is given twice in {collection}")
         with self.transaction(workflow):
-            return [self.update(collection, workflow, key, patch) for key, patch in patches]
+            return [self.update(collection, workflow, d["_key"], d) for d in docs]
 
     @abc.abstractmethod
     def info(self) -> dict[str, Any]:

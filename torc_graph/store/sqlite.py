@@ -414,47 +414,42 @@ class SQLiteStore(GraphStore):
         doc["_oldRev"] = old
         return doc
 
-    def update_each(self, collection: str, workflow: str | None,
-                    patches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Document]:
-        """See :meth:`GraphStore.update_each`: one read of every row and one ``executemany``
-        of the rewritten rows, whatever the number of documents."""
+    def rewrite_each(self, collection: str, workflow: str | None,
+                     docs: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """See :meth:`GraphStore.rewrite_each`: one ``executemany``, no read."""
         c, wf = self._coll(collection, workflow)
-        patches = list(patches)
-        for key, patch in patches:
-            _check_key(key)
-            if not isinstance(patch, Mapping):
-                raise InvalidInput("patch must be a JSON object")
-        if not patches:
-            return []
-        keys = list(dict.fromkeys(k for k, _ in patches))
-        with self._db.write() as conn:
-            found = {k: (seq, text) for k, seq, text in conn.execute(
-                f"SELECT t.key, t.seq, {c.doc('t')} FROM {c.table} t WHERE t.wf = ? AND "
-                "t.key IN (SELECT value FROM json_each(?))", (wf, q.dumps(keys)))}
-            missing = [k for k in keys if k not in found]
-            if missing:
-                raise NotFound(f"document {model.make_id(c.name, wf or None, missing[0])} "
-                               "not found")
-            docs: dict[str, Document] = {}
-            out = []
-            for key, patch in patches:
-                doc = docs.get(key) or _loads(found[key][1])
-                old = doc.get("_rev")
-                for k, v in patch.items():
-                    if k not in _SYSTEM:
-                        doc[k] = v
-                doc["_rev"] = _new_rev()
-                docs[key] = doc
-                out.append({**doc, "_oldRev": old})
+        if c.edge:
+            raise InvalidInput("rewrite_each writes documents, not edges")
+        prefix = self._prefix(c, wf)
+        revs = os.urandom(8 * len(docs)).hex()
+        out, rows, keys = [], [], set()
+        for i, d in enumerate(docs):
+            if not isinstance(d, Mapping):
+                raise InvalidInput("a document must be a JSON object")
+            key = _check_key(d.get("_key"))
+            if key in keys:
+                raise InvalidInput(f"rewrite_each: document {key} is given twice")
+            keys.add(key)
+            doc: Document = {k: v for k, v in d.items() if k not in _SYSTEM}
+            doc.update(_key=key, _id=prefix + key, _rev=revs[16 * i:16 * i + 16])
+            text = q.dumps(doc)
             if c.columns:
-                sets = ", ".join(f"{col.name} = ?" for col in c.columns)
-                conn.executemany(
-                    f"UPDATE {c.table} SET doc = ?, rev = ?, {sets} WHERE seq = ?",
-                    [(q.dumps(d), d["_rev"], *cols.row_values(c.name, d), found[k][0])
-                     for k, d in docs.items()])
+                rows.append((text, doc["_rev"], *cols.row_values(c.name, doc), wf, key))
             else:
-                conn.executemany(f"UPDATE {c.table} SET doc = ? WHERE seq = ?",
-                                 [(q.dumps(d), found[k][0]) for k, d in docs.items()])
+                rows.append((text, wf, key))
+            out.append({**doc, "_oldRev": d.get("_rev")})
+        if not rows:
+            return []
+        sets = "".join(f", {col.name} = ?" for col in c.columns)
+        rev = ", rev = ?" if c.columns else ""
+        with self._db.write() as conn:
+            cur = conn.executemany(
+                f"UPDATE {c.table} SET doc = ?{rev}{sets} WHERE wf = ? AND key = ?", rows)
+            if cur.rowcount != len(rows):
+                missing = [r[-1] for r in rows if conn.execute(
+                    f"SELECT 1 FROM {c.table} WHERE wf = ? AND key = ?", (wf, r[-1])
+                ).fetchone() is None]
+                raise NotFound(f"document {prefix}{missing[0] if missing else '?'} not found")
         return out
 
     def _matching(self, c: _Coll, wf: str, where, edges, b: q.Binder) -> str:
