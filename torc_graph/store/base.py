@@ -217,7 +217,8 @@ class GraphStore(abc.ABC):
         then runs in a savepoint of its own (its exception rolls back only its own writes and
         is re-raised to its caller, the others commit), possibly on another thread, and no
         caller returns before the shared commit is durable. Inside an open transaction ``fn``
-        joins it.
+        joins it. ``fn`` must not wait for another thread's write (it may be that thread's
+        leader).
         """
         with self.transaction(workflow):
             return fn()

@@ -430,8 +430,8 @@ class SQLiteStore(GraphStore):
             if key in keys:
                 raise InvalidInput(f"rewrite_each: document {key} is given twice")
             keys.add(key)
-            doc: Document = {k: v for k, v in d.items() if k not in _SYSTEM}
-            doc.update(_key=key, _id=prefix + key, _rev=revs[16 * i:16 * i + 16])
+            doc: Document = {"_key": key, "_id": prefix + key, "_rev": revs[16 * i:16 * i + 16]}
+            doc.update((k, v) for k, v in d.items() if k not in _SYSTEM)
             text = q.dumps(doc)
             if c.columns:
                 rows.append((text, doc["_rev"], *cols.row_values(c.name, doc), wf, key))
