@@ -202,3 +202,30 @@ def test_group_size_is_bounded(sqlite_store, sqlite_wf, monkeypatch):
         s, wf, [lambda i=i: s.insert("jobs", wf, {"name": f"b{i}"})["name"] for i in range(5)])
     assert sorted(r for r, _ in results) == [f"b{i}" for i in range(5)]
     assert len(names(s, wf)) == 6
+
+
+def test_group_commit_in_a_child_forked_while_a_parent_thread_held_the_queue(sqlite_store,
+                                                                             sqlite_wf):
+    s, wf = sqlite_store, sqlite_wf
+    s.transact(wf, lambda: s.insert("jobs", wf, {"name": "parent"}))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with s._db._group_cond:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        p = ctx.Process(target=_child, args=(s, wf, queue))
+        p.start()
+        assert queue.get(timeout=30) == "child"
+        p.join(30)
+    finally:
+        release.set()
+        holder.join(10)
+    assert names(s, wf) == ["child", "parent"]

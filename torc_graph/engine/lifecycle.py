@@ -314,8 +314,8 @@ def record_completions(
     inside the caller's transaction; the caller runs the downstream processing and writes the
     events (:func:`complete_event`). Set-based: two inserts, three hash reads and one
     :meth:`~GraphStore.rewrite_each` per batch (the jobs must have been read in the caller's
-    transaction). RevisionConflict (nothing written) if ``rev``
-    is given and differs from a job's.
+    transaction). RevisionConflict (nothing written) if ``rev`` is given and differs from a
+    job's.
     """
     if not entries:
         return []

@@ -363,9 +363,16 @@ class Connections:
             with self.transaction():
                 return fn()
         item = _Pending(fn)
+        pid = os.getpid()
+        if self._group_pid != pid:
+            # First use in this process (or a forked child: the parent's condition may have
+            # been held by one of its threads at the fork). The guard is reset at fork.
+            with _WRITE_LOCKS_GUARD:
+                if self._group_pid != pid:
+                    self._group_cond = threading.Condition()
+                    self._group_queue, self._group_leading = [], False
+                    self._group_pid = pid
         with self._group_cond:
-            if self._group_pid != os.getpid():  # a forked child: the parent's state is void
-                self._group_pid, self._group_queue, self._group_leading = os.getpid(), [], False
             self._group_queue.append(item)
         while True:
             with self._group_cond:
