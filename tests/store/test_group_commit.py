@@ -183,16 +183,21 @@ def _child(store, wf, queue):
     queue.put(store.transact(wf, lambda: store.insert("jobs", wf, {"name": "child"})["name"]))
 
 
-def test_group_commit_after_fork(sqlite_store, sqlite_wf):
-    s, wf = sqlite_store, sqlite_wf
-    s.transact(wf, lambda: s.insert("jobs", wf, {"name": "parent"}))
+def _write_in_a_forked_child(store, wf):
+    """A forked child group-commits a write; the parent sees it."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    p = ctx.Process(target=_child, args=(s, wf, queue))
+    p = ctx.Process(target=_child, args=(store, wf, queue))
     p.start()
     assert queue.get(timeout=30) == "child"
     p.join(30)
-    assert names(s, wf) == ["child", "parent"]
+    assert names(store, wf) == ["child", "parent"]
+
+
+def test_group_commit_after_fork(sqlite_store, sqlite_wf):
+    s, wf = sqlite_store, sqlite_wf
+    s.transact(wf, lambda: s.insert("jobs", wf, {"name": "parent"}))
+    _write_in_a_forked_child(s, wf)
 
 
 def test_group_size_is_bounded(sqlite_store, sqlite_wf, monkeypatch):
@@ -219,13 +224,7 @@ def test_group_commit_in_a_child_forked_while_a_parent_thread_held_the_queue(sql
     holder.start()
     assert held.wait(10)
     try:
-        ctx = multiprocessing.get_context("fork")
-        queue = ctx.Queue()
-        p = ctx.Process(target=_child, args=(s, wf, queue))
-        p.start()
-        assert queue.get(timeout=30) == "child"
-        p.join(30)
+        _write_in_a_forked_child(s, wf)
     finally:
         release.set()
         holder.join(10)
-    assert names(s, wf) == ["child", "parent"]
