@@ -97,7 +97,11 @@ def _batched_worker(url: str, wf: str, batch: int, out: mp.Queue) -> None:
             "resources": {"num_cpus": batch, "memory_gb": 64.0, "num_gpus": 0, "num_nodes": 1}})
         claim = {"resources": {"num_cpus": batch, "memory_gb": 64.0, "num_gpus": 0,
                                "num_nodes": 1, "time_limit": None},
-                 "scheduler_config_id": "", "limit": batch, "sort_method": "none",
+                 "scheduler_config_id": "", "limit": batch,
+                 # What the runners send (the workflow's default prepare_jobs_sort_method):
+                 # the claim walks the claim-order index. "none" (insertion order) makes
+                 # SQLite sort every ready job per claim.
+                 "sort_method": "gpus_runtime_memory",
                  "wait_seconds": 1}
         got = _post(s, f"{url}/workflows/{wf}/claim_jobs",
                     {"compute_node_key": node["_key"], **claim})

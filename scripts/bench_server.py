@@ -22,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import psutil
 import requests
 
 from torc_graph.client import Client
+from torc_graph.config import SETTINGS
 from torc_graph.testing import LiveServer, clean_env, free_port
 
 
@@ -82,28 +84,57 @@ def _single(url: str, wf: str, batch: int, queue) -> None:
     queue.put(done)
 
 
-def _run_procs(target, url: str, wf: str, procs: int, batch: int, n: int) -> float:
+def _run_procs(target, url: str, wf: str, procs: int, batch: int, n: int,
+               cpu: dict | None = None) -> float:
+    """Jobs/s of ``procs`` processes running ``target``; with ``cpu``, also the server's and
+    the clients' CPU ms per job (the figures that survive a loaded machine)."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     ps = [ctx.Process(target=target, args=(url, wf, batch, queue)) for _ in range(procs)]
+    server = cpu.pop("server_pid") if cpu is not None else None
+    server0 = _server_cpu(server) if server else 0.0
+    client0 = _children_cpu()
     start = time.monotonic()
     for p in ps:
         p.start()
     total = sum(queue.get(timeout=900) for _ in ps)
     for p in ps:
         p.join()
+    seconds = time.monotonic() - start
     assert total == n, (total, n)
-    return round(n / (time.monotonic() - start), 1)
+    if cpu is not None:
+        cpu["server_cpu_ms_per_job"] = round((_server_cpu(server) - server0) / n * 1000, 3)
+        cpu["client_cpu_ms_per_job"] = round((_children_cpu() - client0) / n * 1000, 3)
+    return round(n / seconds, 1)
 
 
-def throughput(jobs: int, procs: int, batch: int) -> dict:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(jobs: int, procs: int, batch: int, single_jobs: int | None = None,
+               workers: int | None = None) -> dict:
+    """Batched vs single-job path through ``torc-graph serve`` (its default worker count
+    unless ``workers``), each with the server's CPU per job; load before and after."""
+    single_jobs = single_jobs or jobs
+    serve_workers = workers or next(s.default for s in SETTINGS if s.name == "workers")
+    load = [round(os.getloadavg()[0], 2)]
     with tempfile.TemporaryDirectory() as d, \
-            LiveServer(f"sqlite:///{d}/db.sqlite", workers=4) as server, \
-            Client(server.url) as client:
-        batched = _run_procs(_batched, server.url, _workflow(client, jobs), procs, batch, jobs)
-        single = _run_procs(_single, server.url, _workflow(client, jobs), procs, batch, jobs)
-    return {"jobs": jobs, "procs": procs, "batch": batch, "batched_jobs_per_s": batched,
-            "single_job_path_jobs_per_s": single, "ratio": round(batched / single, 2)}
+            LiveServer(f"sqlite:///{d}/db.sqlite", workers=serve_workers) as server, \
+            server.client() as client:
+        bcpu = {"server_pid": server.proc.pid}
+        batched = _run_procs(_batched, server.url, _workflow(client, jobs), procs, batch, jobs,
+                             bcpu)
+        scpu = {"server_pid": server.proc.pid}
+        single = _run_procs(_single, server.url, _workflow(client, single_jobs), procs, batch,
+                            single_jobs, scpu)
+    load.append(round(os.getloadavg()[0], 2))
+    return {"jobs": jobs, "single_jobs": single_jobs, "procs": procs, "batch": batch,
+            "server_workers": serve_workers, "batched_jobs_per_s": batched,
+            "batched_cpu_ms_per_job": bcpu, "single_job_path_jobs_per_s": single,
+            "single_cpu_ms_per_job": scpu, "ratio": round(batched / single, 2),
+            "load_before_after": load}
 
 
 def _server_cpu(pid: int) -> float:
@@ -212,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--jobs", type=int, default=4000)
     tp.add_argument("--procs", type=int, default=16)
     tp.add_argument("--batch", type=int, default=16)
+    tp.add_argument("--single-jobs", type=int, help="jobs of the single-job path (default --jobs)")
+    tp.add_argument("--workers", type=int, help="server workers (default: serve's default)")
     wk = sub.add_parser("workers")
     wk.add_argument("--wait", type=float, default=20)
     wk.add_argument("--jobs", type=int, default=4000)
@@ -220,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     il.add_argument("--wait", type=float, default=30)
     args = parser.parse_args(argv)
     if args.figure == "throughput":
-        result = throughput(args.jobs, args.procs, args.batch)
+        result = throughput(args.jobs, args.procs, args.batch, args.single_jobs, args.workers)
     elif args.figure == "workers":
         result = workers_compare(args.wait, args.jobs)
     else:

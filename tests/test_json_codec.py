@@ -13,6 +13,7 @@ from torc_graph import json_codec
     {"big": 2**70, "neg": -(2**64)},  # beyond 64 bits: exact, not floats
     {"name": "null and void", "x": None},
     {"emoji": "\U0001F600"},
+    {"digits": "x" + "7" * 25, "n": 10**18},  # 19+ digits in a string: exact path, same value
 ])
 def test_round_trip_equals_the_standard_library(value):
     text = json_codec.dumps(value)
@@ -27,6 +28,21 @@ def test_non_finite_numbers_are_refused_not_written_as_null(bad):
     for encode in (json_codec.dumps, json_codec.dumpb):
         with pytest.raises(ValueError):
             encode({"x": [1, bad]})
+
+
+@pytest.mark.parametrize("value", [{"x": None, "y": math.nan}, [None, {"z": [math.inf]}],
+                                   (None, -math.inf)])
+def test_non_finite_numbers_beside_nulls_are_refused(value):
+    for encode in (json_codec.dumps, json_codec.dumpb):
+        with pytest.raises(ValueError):
+            encode(value)
+
+
+def test_nulls_take_the_fast_path(monkeypatch):
+    value = {"execution": {"compute_node": None, "attempt_id": 1}, "l": [None, 1.5]}
+    monkeypatch.setattr(json_codec, "_STDLIB", None)  # any fallback would fail
+    assert json_codec.dumps(value) == json.dumps(value, separators=(",", ":"))
+    assert json_codec.dumpb(value) == json_codec.dumps(value).encode()
 
 
 def test_values_orjson_refuses_take_the_standard_path():

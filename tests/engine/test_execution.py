@@ -269,3 +269,46 @@ def test_a_job_reported_twice_in_one_batch_is_recorded_once(store, wf, node):
     assert [i["outcome"] for i in resp["items"]] == ["completed", "duplicate", "stale"]
     assert len(store.find("results", wf)) == 1
     assert statuses(store, wf) == {"a": "done", "b": "ready"}
+
+
+def test_threads_of_one_process_complete_every_job_exactly_once(store, wf):
+    """Eight threads claim and complete concurrently (SQLite: their transactions are
+    group-committed); one thread's batches carry bad process stats and fail alone."""
+    make_jobs(store, wf, {f"j{i}": [] for i in range(60)} | {"last": ["j0", "j1"]})
+    done: list[str] = []
+    rejected: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(i):
+        try:
+            node = add_node(store, wf, f"host{i}")
+            got = claim(store, wf, node, limit=3)
+            while got["jobs"] or not got["is_complete"]:
+                if not got["jobs"]:
+                    got = claim(store, wf, node, limit=3)
+                    continue
+                items = [item(j) for j in got["jobs"]]
+                if i == 0 and not rejected:
+                    bad = [{**items[0], "process_stats": {"max_rss": "lots"}}] + items[1:]
+                    with pytest.raises(InvalidInput):
+                        complete(store, wf, node, bad, claim={"resources": RES, "limit": 3})
+                    rejected.extend(j["_key"] for j in got["jobs"])
+                out = complete(store, wf, node, items, claim={"resources": RES, "limit": 3})
+                assert {x["outcome"] for x in out["items"]} == {"completed"}
+                done.extend(x["job_key"] for x in out["items"])
+                got = out["claimed"]
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert sorted(done) == sorted(j["_key"] for j in store.find("jobs", wf))
+    assert set(statuses(store, wf).values()) == {"done"}
+    # One result and one complete event per job: the rejected batch wrote nothing.
+    assert store.count("results", wf) == len(done) == 61
+    assert store.count("events", wf, {"type": "complete"}) == 61
+    assert rejected

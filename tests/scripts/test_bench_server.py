@@ -16,6 +16,7 @@ def test_every_figure_runs_at_tiny_scale(capsys):
     spec.loader.exec_module(bench)
     result = bench.throughput(40, 2, 4)
     assert result["batched_jobs_per_s"] > 0 and result["single_job_path_jobs_per_s"] > 0
+    assert result["batched_cpu_ms_per_job"]["server_cpu_ms_per_job"] > 0
     workers = bench.workers_compare(wait=2, jobs=40)
     assert set(workers) == {"sync", "gthread"}
     assert len(workers["gthread"]["poll_durations_s"]) == 8

@@ -9,7 +9,6 @@ jobs no longer match ``status in (ready, scheduled)``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,20 +57,18 @@ def claim(
     node_key: str | None = None,
 ) -> list[Document]:
     """Set the jobs to ``status`` with their claim's ``execution`` record (leases §2) and return
-    them (new ``_rev``) in the given order. Set-based: one update per distinct execution record
-    (jobs claimed together mostly share one). Runs inside the caller's transaction."""
+    them (new ``_rev``) in the given order. The jobs must have been read in the caller's
+    transaction (they are written back whole, set-based, without a second read)."""
     if not jobs:
         return []
     now = now_ms()
-    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for job in jobs:
-        ex = leases.claimed_execution(job, now, node_key=node_key, config=config)
-        groups.setdefault(json.dumps(ex, sort_keys=True), (ex, []))[1].append(job["_key"])
-    for ex, keys in groups.values():
-        store.update_many(JOBS, workflow, {"_key": In(keys)}, {"status": status, "execution": ex})
-    keys = [j["_key"] for j in jobs]
-    by_key = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(keys)})}
-    return [by_key[k] for k in keys]
+    claimed = store.rewrite_each(JOBS, workflow, [
+        {**job, "status": status,
+         "execution": leases.claimed_execution(job, now, node_key=node_key, config=config)}
+        for job in jobs])
+    for job in claimed:
+        del job["_oldRev"]  # claims return the stored documents, as a read would
+    return claimed
 
 
 def _limit(limit: float | int | None, default: int) -> int:
@@ -97,16 +94,20 @@ def prepare_jobs_for_submission(
     ``time_limit`` (ISO duration or null = no limit), ``scheduler_config_id`` (''/null = only
     jobs without a scheduler). Returns ``{"jobs": [...], "reason": ""}``, or no jobs and a
     ``reason``. Raises BadRequest (unknown sort method, bad limit or time limit), NotFound.
-    Sweeps expired leases first; the claimed jobs get a runtime-based lease (leases §5).
+    Sweeps expired leases first; the claimed jobs get a runtime-based lease (leases §5). One
+    transaction, group-committed with the process's concurrent writers.
     """
     leases.expire(store, workflow)
-    with store.transaction(workflow):
+
+    def write() -> dict[str, Any]:
         space = workspace(store, workflow)
         chosen, reason = choose(store, workflow, resources, sort_method=sort_method, limit=limit)
         if space.status.get("is_canceled"):
             return {"jobs": [], "reason": CANCELED_REASON}
         jobs = claim(store, workflow, chosen, space.config)
-    return {"jobs": jobs, "reason": "" if jobs else reason}
+        return {"jobs": jobs, "reason": "" if jobs else reason}
+
+    return store.transact(workflow, write)
 
 
 def choose(
@@ -137,8 +138,15 @@ def choose(
     time_limit = resources.get("time_limit")
     runtime = None if time_limit is None else duration_seconds(time_limit)
     scheduler_id = resources.get("scheduler_config_id") or ""
+    # Without scheduled jobs (the common case) the status is one value, so the store walks
+    # the claim-order index and stops after the batch; ``IN (ready, scheduled)`` makes SQLite
+    # read and sort every ready job per claim (O(ready), profiled at 7 ms with 4,000 ready).
+    scheduled = JobStatus.SCHEDULED.value
+    status: Any = JobStatus.READY.value
+    if store.find(JOBS, workflow, {"status": scheduled}, limit=1):
+        status = In(model.CLAIMABLE_STATUSES)
     where: dict[str, Any] = {
-        "status": In(model.CLAIMABLE_STATUSES),
+        "status": status,
         "internal.memory_bytes": Le(memory),
         "internal.num_cpus": Le(cpus),
         "internal.num_gpus": Le(gpus),
@@ -189,7 +197,8 @@ def prepare_next_jobs_for_submission(
     ``limit`` ready/scheduled jobs in insertion order, without resource checks."""
     count_limit = _limit(limit, 1)
     leases.expire(store, workflow)
-    with store.transaction(workflow):
+
+    def write() -> dict[str, Any]:
         space = workspace(store, workflow)
         if space.status.get("is_canceled"):
             return {"jobs": []}
@@ -200,6 +209,7 @@ def prepare_next_jobs_for_submission(
         )
         return {"jobs": claim(store, workflow, jobs, space.config)}
 
+    return store.transact(workflow, write)
 
 def prepare_jobs_for_scheduling(store: GraphStore, workflow: str) -> dict[str, Any]:
     """``POST /workflows/{wf}/prepare_jobs_for_scheduling`` (§4.5): every ``ready`` job with

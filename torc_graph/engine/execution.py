@@ -71,39 +71,49 @@ def _claim_args(body: Mapping[str, Any]) -> tuple[dict[str, Any], int, str, floa
 
 def _claim_once(store: GraphStore, workflow: str, node_key: str, resources: Mapping[str, Any],
                 limit: int, sort_method: str) -> dict[str, Any]:
-    """One claim-and-start transaction (joins the caller's, if any)."""
-    with store.transaction(workflow):
+    """One claim-and-start transaction (group-committed with the process's other writers)."""
+
+    def write() -> dict[str, Any]:
         space = workspace(store, workflow)
-        node = _node(store, workflow, node_key)
-        now = now_ms()
-        leases.require_live_node(node, now)
-        chosen, reason = claims.choose(
-            store, workflow, resources, sort_method=sort_method, limit=limit
-        )
-        canceled = bool(space.status.get("is_canceled"))
-        if canceled:
-            chosen, reason = [], claims.CANCELED_REASON
-        node = leases.renew(store, workflow, node, space.config, now)
-        jobs = claims.claim(store, workflow, chosen, space.config, status=SUBMITTED,
-                            node_key=node["_key"])
-        run_id = space.status.get("run_id")
-        if jobs:
-            store.insert_many(Edge.EXECUTED.value, workflow, [
-                {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
-                for j in jobs
-            ])
-            store.insert_many(Collection.EVENTS.value, workflow,
-                              [lifecycle.start_event_doc(job, node) for job in jobs])
-        complete = False if jobs else _is_complete(store, workflow)
-        return {
-            "jobs": jobs,
-            "run_id": run_id,
-            "heartbeat_seconds": leases.heartbeat_seconds(space.config),
-            "lease_seconds": leases.lease_seconds(space.config),
-            "is_complete": complete,
-            "is_canceled": canceled,
-            "reason": "" if jobs else reason,
-        }
+        return _claim_in(store, workflow, space, _node(store, workflow, node_key), resources,
+                         limit, sort_method)
+
+    return store.transact(workflow, write)
+
+
+def _claim_in(store: GraphStore, workflow: str, space: Any, node: Document,
+              resources: Mapping[str, Any], limit: int, sort_method: str) -> dict[str, Any]:
+    """Claim and start inside the caller's transaction, for ``node`` of the workflow whose
+    documents are ``space`` (both read in that transaction)."""
+    now = now_ms()
+    leases.require_live_node(node, now)
+    chosen, reason = claims.choose(
+        store, workflow, resources, sort_method=sort_method, limit=limit
+    )
+    canceled = bool(space.status.get("is_canceled"))
+    if canceled:
+        chosen, reason = [], claims.CANCELED_REASON
+    node = leases.renew(store, workflow, node, space.config, now)
+    jobs = claims.claim(store, workflow, chosen, space.config, status=SUBMITTED,
+                        node_key=node["_key"])
+    run_id = space.status.get("run_id")
+    if jobs:
+        store.insert_many(Edge.EXECUTED.value, workflow, [
+            {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
+            for j in jobs
+        ])
+        store.insert_many(Collection.EVENTS.value, workflow,
+                          [lifecycle.start_event_doc(job, node) for job in jobs])
+    complete = False if jobs else _is_complete(store, workflow)
+    return {
+        "jobs": jobs,
+        "run_id": run_id,
+        "heartbeat_seconds": leases.heartbeat_seconds(space.config),
+        "lease_seconds": leases.lease_seconds(space.config),
+        "is_complete": complete,
+        "is_canceled": canceled,
+        "reason": "" if jobs else reason,
+    }
 
 
 _UNFINISHED = tuple(s.value for s in JobStatus if s.value not in model.FINISHED_STATUSES)
@@ -286,8 +296,9 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
     items_in = body["completions"]
     keys = _check_batch(items_in, "completions", workflow)
     claim_args = _claim_args(body["claim"]) if body.get("claim") is not None else None
-    out: list[dict[str, Any]] = []
-    with store.transaction(workflow):
+
+    def write() -> tuple[list[dict[str, Any]], dict[str, Any] | None, bool]:
+        out: list[dict[str, Any]] = []
         space, node, jobs = _open_batch(store, workflow, node_key, keys)
         current_run = space.status.get("run_id")
         # Completions are fenced one by one, then written together (set-based).
@@ -342,8 +353,11 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
         claimed = None
         if claim_args is not None and leases.is_live(node, now_ms()):
             resources, limit, sort_method, _ = claim_args
-            claimed = _claim_once(store, workflow, node["_key"], resources, limit, sort_method)
+            claimed = _claim_in(store, workflow, space, node, resources, limit, sort_method)
         complete = claimed["is_complete"] if claimed is not None else _is_complete(store, workflow)
+        return out, claimed, complete
+
+    out, claimed, complete = store.transact(workflow, write)
     if claimed is not None and claim_args[3] > 0 and not (
         claimed["jobs"] or claimed["is_complete"] or claimed["is_canceled"]
     ):
@@ -361,8 +375,9 @@ def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> d
     node_key = body["compute_node_key"]
     items_in = body["releases"]
     keys = _check_batch(items_in, "releases", workflow)
-    out: list[dict[str, Any]] = []
-    with store.transaction(workflow):
+
+    def write() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         space, node, jobs = _open_batch(store, workflow, node_key, keys)
         run_id = space.status.get("run_id")
         for key, item in zip(keys, items_in):
@@ -382,7 +397,9 @@ def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> d
                                         result=result, node=node)
             out.append(_item(key, attempt, "released", JobStatus.READY.value, 200,
                              decision.reason))
-    return {"items": out}
+        return out
+
+    return {"items": store.transact(workflow, write)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,12 +422,15 @@ def heartbeat(store: GraphStore, workflow: str, key: str,
         raise InvalidInput(f"lease_seconds must be an integer from 1 to 604800: {seconds}")
     job_keys = [to_key(k, JOBS, workflow) for k in body.get("job_keys") or ()]
     leases.expire(store, workflow)
-    with store.transaction(workflow):
+
+    def write() -> tuple[Any, Document]:
         space = workspace(store, workflow)
         node = _node(store, workflow, key)
         now = now_ms()
         leases.require_live_node(node, now)
-        node = leases.renew(store, workflow, node, space.config, now, seconds)
+        return space, leases.renew(store, workflow, node, space.config, now, seconds)
+
+    space, node = store.transact(workflow, write)
     lost: list[str] = []
     if job_keys:
         held = {d["_key"] for d in store.find(JOBS, workflow, {

@@ -111,8 +111,11 @@ def start_job(
     ``submitted_pending`` → ``submitted``, an ``executed`` edge node→job and a ``job/start``
     event, atomically. Raises NotFound (workflow, job, compute node), BadRequest (status not
     ``submitted_pending``; ``run_id`` mismatch), RevisionConflict (``rev`` stale, 409).
+    One transaction, group-committed with the process's concurrent writers
+    (:meth:`~GraphStore.transact`).
     """
-    with store.transaction(workflow):
+
+    def write() -> Document:
         space = workspace(store, workflow)
         job = _get_job(store, workflow, key)
         node = _get_compute_node(store, workflow, compute_node_key)
@@ -138,6 +141,8 @@ def start_job(
         )
         store.insert(Collection.EVENTS.value, workflow, start_event_doc(job, node))
         return job
+
+    return store.transact(workflow, write)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +246,13 @@ def complete_job(
 
     Raises BadRequest (status not done/canceled/terminated; ``run_id`` mismatch; no result for
     the current run), NotFound (workflow, job, compute node), RevisionConflict (stale ``rev``).
-    All checks happen before any write.
+    All checks happen before any write. One transaction, group-committed with the process's
+    concurrent writers (:meth:`~GraphStore.transact`).
     """
     if status not in model.COMPLETE_STATUSES:
         raise BadRequest(f"status={status} does not indicate completion")
-    with store.transaction(workflow):
+
+    def write() -> Document:
         space = workspace(store, workflow)
         node = _get_compute_node(store, workflow, compute_node_key)
         job = _get_job(store, workflow, key)
@@ -272,6 +279,8 @@ def complete_job(
             process_completion(store, workflow, job["_id"], return_code)
         complete_event(store, workflow, job, node, status, result["return_code"])
         return job
+
+    return store.transact(workflow, write)
 
 
 def record_completion(
@@ -303,11 +312,16 @@ def record_completions(
     ``attempt_id`` and ``cause``) and its ``returned`` edge, the input hash, the status (if
     ``changed``) and the finished execution record. Returns the jobs in entry order. Runs
     inside the caller's transaction; the caller runs the downstream processing and writes the
-    events (:func:`complete_event`). Set-based but for one update per job (each job gets its
-    own hash): two inserts and three hash reads per batch.
+    events (:func:`complete_event`). Set-based: two inserts, three hash reads and one
+    :meth:`~GraphStore.rewrite_each` per batch (the jobs must have been read in the caller's
+    transaction). RevisionConflict (nothing written) if ``rev`` is given and differs from a
+    job's.
     """
     if not entries:
         return []
+    if rev is not None:
+        for job, *_ in entries:
+            _check_rev(job, rev, RevisionConflict)
     executions = [leases.finished_execution(job, cause) for job, _, _, cause, _ in entries]
     rows = [{**result, "attempt_id": ex["attempt_id"], "cause": cause}
             for (_, _, result, cause, _), ex in zip(entries, executions)]
@@ -315,15 +329,15 @@ def record_completions(
     store.insert_many(Edge.RETURNED.value, workflow, [
         {"_from": job["_id"], "_to": doc["_id"]} for (job, *_), doc in zip(entries, stored)])
     inputs = hash_inputs(store, workflow, [job["_id"] for job, *_ in entries])
-    updated = []
+    docs = []
     for (job, status, _, _, changed), ex in zip(entries, executions):
         internal = dict(job.get("internal") or {})
         internal["hash"] = input_hash(job, *inputs.get(job["_id"], ([], [], [])))
-        patch: dict[str, Any] = {"internal": internal, "execution": ex}
+        doc = {**job, "internal": internal, "execution": ex}
         if changed:
-            patch["status"] = status
-        updated.append(store.update(JOBS, workflow, job["_key"], patch, rev=rev))
-    return updated
+            doc["status"] = status
+        docs.append(doc)
+    return store.rewrite_each(JOBS, workflow, docs)
 
 
 def complete_event(store: GraphStore, workflow: str, job: Mapping[str, Any],

@@ -60,13 +60,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from torc_graph.errors import NotFound
+from torc_graph.errors import InvalidInput, NotFound
 
 _MISSING = object()
+T = TypeVar("T")
 
 Document = dict[str, Any]
 Where = Mapping[str, Any]
@@ -233,6 +234,39 @@ class GraphStore(abc.ABC):
         state). This default (SQLite) is :meth:`transaction`: one transaction, all or nothing.
         """
         return self.transaction(workflow)
+
+    def transact(self, workflow: str | None, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` (which calls this store) in a write transaction and return its result,
+        once that transaction committed.
+
+        Same guarantees as ``with self.transaction(workflow): return fn()``, which is this
+        default. A backend may instead commit the concurrent calls of one process together
+        (group commit: one lock hand-over and one fsync for many short writers): each ``fn``
+        then runs in a savepoint of its own (its exception rolls back only its own writes and
+        is re-raised to its caller, the others commit), possibly on another thread, and no
+        caller returns before the shared commit is durable. Inside an open transaction ``fn``
+        joins it. ``fn`` must not wait for another thread's write (it may be that thread's
+        leader).
+        """
+        with self.transaction(workflow):
+            return fn()
+
+    def rewrite_each(self, collection: str, workflow: str | None,
+                     docs: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """Write back documents the caller read IN THE CURRENT TRANSACTION and changed (fields
+        set or added, none removed), each under its ``_key``, atomically; return them with a
+        new ``_rev`` (and ``_oldRev``) in input order.
+
+        Equivalent to :meth:`update` of each document with its own fields (this default), but
+        lets a backend store them without reading them again (SQLite: one ``executemany``).
+        Raises ``NotFound`` (nothing written) if a key is missing, ``InvalidInput`` for a key
+        given twice. Document collections only.
+        """
+        keys = [d.get("_key") for d in docs]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput(f"rewrite_each: a document key is given twice in {collection}")
+        with self.transaction(workflow):
+            return [self.update(collection, workflow, d["_key"], d) for d in docs]
 
     @abc.abstractmethod
     def info(self) -> dict[str, Any]:

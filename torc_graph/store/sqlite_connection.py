@@ -14,6 +14,10 @@ Rules (architecture doc §3):
   busy timeout, then a pause before the next try) and ``journal_size_limit`` caps what remains,
   so concurrent writers cannot grow the WAL without bound.
 * Reads outside a transaction run in autocommit mode and are retried on ``SQLITE_BUSY``.
+* Group commit (:meth:`Connections.group`): concurrent callers of one process hand their write
+  function to one leader thread, which runs them all in ONE ``BEGIN IMMEDIATE ... COMMIT`` (one
+  lock hand-over and one fsync for all), each in a savepoint of its own; every caller returns
+  only after that commit.
 """
 
 from __future__ import annotations
@@ -129,6 +133,19 @@ class _ThreadState(threading.local):
     depth: int = 0
 
 
+#: Most write functions one group commit runs in one transaction (bounds the lock hold time).
+GROUP_MAX = 64
+
+
+class _Pending:
+    """A write function waiting for a group commit, then its outcome."""
+
+    __slots__ = ("fn", "result", "error", "done")
+
+    def __init__(self, fn: Callable[[], object]):
+        self.fn, self.result, self.error, self.done = fn, None, None, False
+
+
 class Connections:
     """The per-process, per-thread connections to one database file and their transactions."""
 
@@ -141,6 +158,10 @@ class Connections:
         self._conns_guard = threading.Lock()
         self._generation = 0  # bumped by close(): every thread then reconnects
         self._checkpoint_after = 0.0
+        self._group_cond = threading.Condition()
+        self._group_queue: list[_Pending] = []
+        self._group_pid = 0  # the process whose leader flag and queue these are (fork)
+        self._group_leading = False
 
     @property
     def _busy_ms(self) -> int:
@@ -325,6 +346,87 @@ class Connections:
                 yield conn
             finally:
                 st.depth = 0
+
+    def group(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in a write transaction shared with the concurrent callers of this
+        process (group commit) and return its result once that transaction committed.
+
+        The first caller becomes the leader: it takes the write locks, then runs every function
+        queued by then (at most :data:`GROUP_MAX`, its own included), each in a savepoint of its
+        own, and commits once. A function that raises rolls back its own savepoint only; its
+        exception is re-raised to its caller, and the others still commit. If the shared
+        transaction itself fails (BEGIN, COMMIT, or an error that aborts it), every caller of
+        the group gets that error and nothing of the group is written. ``fn`` may run on
+        another thread of this process. Inside a transaction, ``fn`` joins it directly.
+        """
+        if self.in_transaction:
+            with self.transaction():
+                return fn()
+        item = _Pending(fn)
+        pid = os.getpid()
+        if self._group_pid != pid:
+            # First use in this process (or a forked child: the parent's condition may have
+            # been held by one of its threads at the fork). The guard is reset at fork.
+            with _WRITE_LOCKS_GUARD:
+                if self._group_pid != pid:
+                    self._group_cond = threading.Condition()
+                    self._group_queue, self._group_leading = [], False
+                    self._group_pid = pid
+        with self._group_cond:
+            self._group_queue.append(item)
+        while True:
+            with self._group_cond:
+                while self._group_leading and not item.done:
+                    self._group_cond.wait()
+                if item.done:
+                    break
+                self._group_leading = True
+            try:
+                self._lead(item)  # runs ``item`` unless GROUP_MAX earlier ones came first
+            finally:
+                with self._group_cond:
+                    self._group_leading = False
+                    self._group_cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[return-value]
+
+    def _lead(self, own: _Pending) -> None:
+        """Run queued write functions, ``own`` among them, in one transaction (see
+        :meth:`group`). Never raises: every outcome goes to the functions' records."""
+        batch: list[_Pending] = []
+        st = self._state
+        try:
+            with guard("transaction"):
+                conn = self.conn()
+            with guard("commit"), self._immediate(conn):
+                # Taken after the locks: whoever queued while this thread waited joins.
+                with self._group_cond:
+                    batch = self._group_queue[:GROUP_MAX]
+                    del self._group_queue[:GROUP_MAX]
+                st.depth = 1
+                try:
+                    for item in batch:
+                        try:
+                            with self.transaction():
+                                item.result = item.fn()
+                        except Exception as exc:  # noqa: BLE001 - handed to its caller
+                            item.error = exc
+                            if not conn.in_transaction:
+                                raise  # the whole transaction is gone: fail the group
+                finally:
+                    st.depth = 0
+        except BaseException as exc:
+            if not batch:  # the locks were not taken: only the leader's own call fails
+                with self._group_cond:
+                    self._group_queue.remove(own)
+                batch = [own]
+            for item in batch:
+                item.error = exc
+        finally:
+            with self._group_cond:
+                for item in batch:
+                    item.done = True
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read: inside a transaction directly, else retried on SQLITE_BUSY."""
