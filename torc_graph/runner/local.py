@@ -43,6 +43,7 @@ from torc_graph.runner.scripts import run_recovery_script, run_workflow_script
 from torc_graph.runner.signals import SignalTrap
 from torc_graph.runner.slots import JobSlots
 from torc_graph.runner.walltime import Walltime
+from torc_graph.runner.worklog import WorkerLog
 
 __all__ = ["LocalRunner", "RunnerError", "RunnerOptions", "RunnerSummary"]
 
@@ -103,7 +104,7 @@ class LocalRunner:
         self._next_claim = 0.0
         self._claim_uncertain = False
         self._has_produced_files = True
-        self._log_handler: logging.Handler | None = None
+        self._log_handler: WorkerLog | None = None
         self._base_env: dict[str, str] = {}
 
     # ------------------------------------------------------------------ public
@@ -181,9 +182,7 @@ class LocalRunner:
         self.hostname = self.node.hostname
         self.output_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir / f"worker_{self.hostname}_{self.wf}_{self.run_id}.log"
-        self._log_handler = logging.FileHandler(log_path, encoding="utf-8")
-        self._log_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self._log_handler = WorkerLog(log_path)
         logger.addHandler(self._log_handler)
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
@@ -281,6 +280,8 @@ class LocalRunner:
                         self.summary.reason = reason or ""
                         logger.warning("exiting: %s", reason)
                         return
+            if self._log_handler is not None:
+                self._log_handler.flush()
             self.slots.wait(self._next_wakeup())
 
     def _busy(self) -> bool:
