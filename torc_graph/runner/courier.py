@@ -9,6 +9,11 @@ stays as it was: one request in flight at a time, a completion leaves the runner
 when the server's answer for it has been handled, and calls that must not overlap a request in
 flight (heartbeat, releases, long polls, shutdown) wait for :attr:`Courier.busy` to clear.
 
+With an embedded store the courier's calls run the store's Python code, holding the GIL for
+milliseconds; a loop woken by a job's exit would wait up to the interpreter's switch interval
+(5 ms) for it while job slots stay empty. While a courier exists the switch interval is at most
+:data:`SWITCH_INTERVAL` (restored when the last courier closes).
+
 The thread is a daemon: if the runner dies with a request in flight, the server has committed
 it or not (one transaction); either way no completion was acknowledged before its answer, and
 the jobs of a dead runner come back when its lease expires.
@@ -16,9 +21,32 @@ the jobs of a dead runner come back when its lease expires.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+
+#: Longest the loop waits for the GIL held by the courier's thread (seconds).
+SWITCH_INTERVAL = 0.0005
+
+_switch_guard = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _shorten_switch_interval(on: bool) -> None:
+    """Count one more (``on``) or one fewer courier; the first sets, the last restores."""
+    global _switch_users, _switch_saved
+    with _switch_guard:
+        if on:
+            if _switch_users == 0:
+                _switch_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+            _switch_users += 1
+        else:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 class Courier:
@@ -33,6 +61,7 @@ class Courier:
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="torc-graph-courier",
                                         daemon=True)
+        _shorten_switch_interval(True)
         self._thread.start()
 
     @property
@@ -68,8 +97,11 @@ class Courier:
     def close(self) -> None:
         """Stop the thread once the call in flight (if any) returns."""
         with self._cond:
+            if self._closed:
+                return
             self._closed = True
             self._cond.notify_all()
+        _shorten_switch_interval(False)
         self._thread.join(timeout=0.1 if self._busy else 5.0)
 
     def _serve(self) -> None:
