@@ -148,6 +148,20 @@ def test_spawned_job_finds_its_program_on_the_job_path_and_sees_default_sigpipe(
     assert out.read_text() == "" and "only-here" in err.read_text()
 
 
+def test_a_removed_stdio_directory_is_made_again(tmp_path):
+    import shutil
+    first = JobProcess(_job("true"), 1, tmp_path, {"PATH": "/usr/bin:/bin"})
+    first.start()
+    _wait_exit(first)
+    assert first.finish() == 0
+    shutil.rmtree(tmp_path / "job-stdio")  # e.g. cleaned up while the runner runs
+    second = JobProcess(_job("echo again", key="8"), 1, tmp_path, {"PATH": "/usr/bin:/bin"})
+    second.start()
+    _wait_exit(second)
+    assert second.finish() == 0
+    assert stdio_paths(tmp_path, "8", 1)[0].read_text() == "again\n"
+
+
 def test_spawned_job_does_not_inherit_the_runners_descriptors(tmp_path, monkeypatch):
     from torc_graph.runner import process
     read_fd, write_fd = os.pipe()

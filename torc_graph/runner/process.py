@@ -211,12 +211,13 @@ class JobProcess:
         self.start_time = self._last_sample = time.monotonic()
         self.start_wall = time.time()
         try:
-            argv = self.argv()
-            if self.cwd is None and hasattr(os, "posix_spawn"):
-                seal_inherited_fds()
-                self._pid = spawn(argv, self.env, self.stdout_path, self.stderr_path)
-            else:
-                self._pid = self._popen(argv)
+            try:
+                self._pid = self._launch()
+            except FileNotFoundError:
+                if directory.is_dir():
+                    raise
+                directory.mkdir(parents=True, exist_ok=True)  # removed while the runner ran
+                self._pid = self._launch()
         except (OSError, ValueError) as exc:
             open(self.stdout_path, "wb").close()
             with open(self.stderr_path, "wb") as err:
@@ -228,6 +229,15 @@ class JobProcess:
                 self.pidfd = os.pidfd_open(self._pid)
             except OSError:  # kernels before 5.3: the runner polls instead
                 self.pidfd = None
+
+    def _launch(self) -> int:
+        """Start the job's argv (posix_spawn, or Popen for a job with its own cwd); its pid.
+        Raises OSError, ValueError."""
+        argv = self.argv()
+        if self.cwd is None and hasattr(os, "posix_spawn"):
+            seal_inherited_fds()
+            return spawn(argv, self.env, self.stdout_path, self.stderr_path)
+        return self._popen(argv)
 
     def _popen(self, argv: list[str]) -> int:
         """Start ``argv`` with subprocess (it can change directory); return its pid."""
