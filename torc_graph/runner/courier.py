@@ -119,4 +119,6 @@ class Courier:
             with self._cond:
                 self._outcome = outcome
                 self._cond.notify_all()
-            self._wake()
+                closed = self._closed
+            if not closed:  # after close the loop's wake-up pipe may be gone
+                self._wake()
