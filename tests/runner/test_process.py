@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -149,7 +150,6 @@ def test_spawned_job_finds_its_program_on_the_job_path_and_sees_default_sigpipe(
 
 
 def test_a_removed_stdio_directory_is_made_again(tmp_path):
-    import shutil
     first = JobProcess(_job("true"), 1, tmp_path, {"PATH": "/usr/bin:/bin"})
     first.start()
     _wait_exit(first)
