@@ -195,3 +195,54 @@ def dask_rate(n: int) -> float | None:
         raise RuntimeError("a Dask task failed")
     return n / seconds
 
+
+
+# ------------------------------------------------------------------------------------------------
+# One command for figures 4 and 10
+# ------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python scripts/bench_execution.py --jobs 2000 20000 --peers``: figure 4 at every N
+    (embedded and served, ratios to xargs in the same run, per-job cost growth) and, with
+    ``--peers``, figure 10 (Dask, with its own xargs baseline)."""
+    import argparse
+    import sys
+    import tempfile
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--jobs", type=int, nargs="+", default=[2_000, 20_000])
+    p.add_argument("--peers", action="store_true", help="figure 10: Dask (if installed)")
+    p.add_argument("--peer-jobs", type=int, default=2_000)
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.add_argument("--server-workers", type=int, default=4)
+    args = p.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_e2e_"))
+    print(f"load before {os.getloadavg()}, synchronous={args.synchronous}", file=sys.stderr)
+    cost: dict[str, dict[int, float]] = {"embedded": {}, "server": {}}
+    for n in args.jobs:
+        e = end_to_end(n, workdir, args.synchronous, args.server_workers)
+        for mode in ("embedded", "server"):
+            rate = e[f"{mode}_per_s"]
+            cost[mode][n] = 1 / rate
+            print(f"figure 4: N={n:,} {mode}: {rate:,.1f} jobs/s, xargs {e['xargs_per_s']:,.1f}"
+                  f"/s, ratio {rate / e['xargs_per_s']:.3f}", flush=True)
+    if len(args.jobs) > 1:
+        lo, hi = min(args.jobs), max(args.jobs)
+        for mode, c in cost.items():
+            print(f"figure 4: per-job cost growth {mode} {lo:,} -> {hi:,}: "
+                  f"{c[hi] / c[lo]:.3f}x ({1e3 * c[lo]:.3f} -> {1e3 * c[hi]:.3f} ms/job)")
+    if args.peers:
+        rate = dask_rate(args.peer_jobs)
+        if rate is None:
+            print("figure 10: Dask not installed")
+        else:
+            xargs = xargs_rate(args.peer_jobs)
+            print(f"figure 10: Dask LocalCluster 2x1, N={args.peer_jobs:,}: {rate:,.1f} jobs/s, "
+                  f"xargs {xargs:,.1f}/s, ratio {rate / xargs:.3f}")
+    print(f"load after {os.getloadavg()}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

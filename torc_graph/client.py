@@ -238,6 +238,22 @@ class Client:
         """The server URL or the embedded database URL (for messages)."""
         return self.url or f"embedded store {self.database}"
 
+    def another(self, *, retries: int = 5, timeout: float | None = None) -> Client:
+        """A client of the same server (same token) or embedded store for another thread:
+        its own session (sessions are not shared between threads); an embedded client shares
+        this one's in-process app and store (closing it leaves them open)."""
+        timeout = self.timeout if timeout is None else timeout
+        if self.url:
+            other = Client(self.url, retries=retries, timeout=timeout)
+            other.token = self.token
+            other.session.headers.pop("Authorization", None)
+            if self.token:
+                other.session.headers["Authorization"] = f"Bearer {self.token}"
+            return other
+        other = Client(database=self.database, timeout=timeout)
+        other.session.mount(EMBEDDED_BASE, self.session.get_adapter(EMBEDDED_BASE))
+        return other
+
     def _make_app(self):
         try:
             from torc_graph.app import create_app, store_options

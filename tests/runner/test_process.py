@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
 import time
@@ -123,6 +125,58 @@ def test_unstartable_command(tmp_path):
     proc.start()
     assert not proc.started and proc.has_exited() and proc.finish() == 127
     assert "/no/such/binary" in stdio_paths(tmp_path, "7", 1)[1].read_text()
+
+
+def test_spawned_job_finds_its_program_on_the_job_path_and_sees_default_sigpipe(tmp_path):
+    # The program is looked up in the job's PATH (not the runner's), as execvp would; a
+    # program removed after a first run is reported as not startable, not cached forever.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    prog = bin_dir / "only-here"
+    prog.write_text("#!/bin/sh\nyes | head -n 2\n")  # yes must die of SIGPIPE, silently
+    prog.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = JobProcess(_job("only-here"), 1, tmp_path, env)
+    proc.start()
+    _wait_exit(proc)
+    assert proc.finish() == 0
+    out, err = stdio_paths(tmp_path, "7", 1)
+    assert out.read_text() == "y\ny\n" and err.read_text() == ""
+    prog.unlink()
+    again = JobProcess(_job("only-here"), 1, tmp_path, env)
+    again.start()
+    assert not again.started and again.finish() == 127
+    assert out.read_text() == "" and "only-here" in err.read_text()
+
+
+def test_a_removed_stdio_directory_is_made_again(tmp_path):
+    first = JobProcess(_job("true"), 1, tmp_path, {"PATH": "/usr/bin:/bin"})
+    first.start()
+    _wait_exit(first)
+    assert first.finish() == 0
+    shutil.rmtree(tmp_path / "job-stdio")  # e.g. cleaned up while the runner runs
+    second = JobProcess(_job("echo again", key="8"), 1, tmp_path, {"PATH": "/usr/bin:/bin"})
+    second.start()
+    _wait_exit(second)
+    assert second.finish() == 0
+    assert stdio_paths(tmp_path, "8", 1)[0].read_text() == "again\n"
+
+
+def test_spawned_job_does_not_inherit_the_runners_descriptors(tmp_path, monkeypatch):
+    from torc_graph.runner import process
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, True)  # as if the runner's own parent had passed it
+    monkeypatch.setattr(process, "_sealed", False)
+    try:
+        proc = JobProcess(_job("ls /proc/self/fd"), 1, tmp_path, {"PATH": "/usr/bin:/bin"})
+        proc.start()
+        _wait_exit(proc)
+        assert proc.finish() == 0
+        fds = {int(x) for x in stdio_paths(tmp_path, "7", 1)[0].read_text().split()}
+        assert write_fd not in fds and {0, 1, 2} <= fds
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def test_resources_arithmetic():

@@ -11,6 +11,7 @@ ServerUnreachable: the runner stops.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,7 +29,8 @@ class LinkDown(Exception):
 
 
 class ServerLink:
-    """Backoff state shared by every server call of one runner."""
+    """Backoff state shared by every server call of one runner (thread-safe: the loop and
+    its courier call through it)."""
 
     def __init__(self, give_up_seconds: float, first_delay: float = 0.5, max_delay: float = 8.0):
         self.give_up_seconds = float(give_up_seconds)
@@ -38,6 +40,7 @@ class ServerLink:
         self.retry_at = 0.0
         self._delay = first_delay
         self.outages = 0  #: number of outages seen
+        self._lock = threading.Lock()
 
     @property
     def is_down(self) -> bool:
@@ -62,22 +65,25 @@ class ServerLink:
                 raise
             self._failed(now, exc, ServerUnreachable("the server", str(exc)))
         if self.down_since is not None:
-            logger.warning("the server answers again after %.1f s",
-                           time.monotonic() - self.down_since)
-        self.down_since = None
-        self.retry_at = 0.0
-        self._delay = self.first_delay
+            with self._lock:
+                if self.down_since is not None:
+                    logger.warning("the server answers again after %.1f s",
+                                   time.monotonic() - self.down_since)
+                self.down_since = None
+                self.retry_at = 0.0
+                self._delay = self.first_delay
         return result
 
     def _failed(self, now: float, exc: Exception, final: ServerUnreachable) -> None:
-        if self.down_since is None:
-            self.down_since = now
-            self.outages += 1
-        if now - self.down_since >= self.give_up_seconds:
-            raise final
-        self.retry_at = now + self._delay
-        logger.warning("%s; retrying in %.1f s", exc, self._delay)
-        self._delay = min(self._delay * 2, self.max_delay)
+        with self._lock:
+            if self.down_since is None:
+                self.down_since = now
+                self.outages += 1
+            if now - self.down_since >= self.give_up_seconds:
+                raise final
+            self.retry_at = now + self._delay
+            logger.warning("%s; retrying in %.1f s", exc, self._delay)
+            self._delay = min(self._delay * 2, self.max_delay)
         raise LinkDown() from None
 
     def wait(self, fn: Callable[..., T], *args: Any, stop: Callable[[], bool] = lambda: False,

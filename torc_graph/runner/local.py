@@ -3,8 +3,9 @@
 It registers a compute node (:mod:`.node`) and loops: exited jobs are reaped (:mod:`.slots`)
 and queued as completions (:mod:`.reporting`); claimed jobs wait in a small prefetch queue
 (:mod:`.prefetch`) and start as soon as resources free up; queued completions go out in one
-``complete_jobs`` request that also claims the next jobs (:mod:`.execution`); an idle runner
-long-polls ``claim_jobs``; one heartbeat per interval covers all its jobs (:mod:`.heartbeat`);
+``complete_jobs`` request that also claims the next jobs (:mod:`.execution`), carried by a
+background thread (:mod:`.courier`) while the loop goes on reaping and starting jobs; an idle
+runner long-polls ``claim_jobs``; one heartbeat per interval covers all its jobs (:mod:`.heartbeat`);
 while the server is unreachable jobs keep running and reports wait (:mod:`.link`).
 
 Stopping: SIGINT/SIGTERM stop the running jobs (SIGTERM to their groups, SIGKILL after the
@@ -27,6 +28,7 @@ from typing import Any
 
 from torc_graph import __version__
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
+from torc_graph.runner.courier import Courier
 from torc_graph.runner.execution import Execution, why_stuck
 from torc_graph.runner.heartbeat import Heartbeat, LeaseLost
 from torc_graph.runner.link import LinkDown, ServerLink
@@ -41,6 +43,7 @@ from torc_graph.runner.scripts import run_recovery_script, run_workflow_script
 from torc_graph.runner.signals import SignalTrap
 from torc_graph.runner.slots import JobSlots
 from torc_graph.runner.walltime import Walltime
+from torc_graph.runner.worklog import WorkerLog
 
 __all__ = ["LocalRunner", "RunnerError", "RunnerOptions", "RunnerSummary"]
 
@@ -85,6 +88,9 @@ class LocalRunner:
         self.total: Resources | None = None
         self.slots: JobSlots | None = None
         self.execution: Execution | None = None
+        self.courier: Courier | None = None
+        #: The courier's call: ("complete" | "claim", completions sent, claim sent, when).
+        self._sent: tuple[str, list[dict[str, Any]], dict[str, Any] | None, float] | None = None
         self.link = ServerLink(20 * 60.0)
         self.heartbeat = Heartbeat()
         self.queue = ReportQueue()
@@ -98,7 +104,7 @@ class LocalRunner:
         self._next_claim = 0.0
         self._claim_uncertain = False
         self._has_produced_files = True
-        self._log_handler: logging.Handler | None = None
+        self._log_handler: WorkerLog | None = None
         self._base_env: dict[str, str] = {}
 
     # ------------------------------------------------------------------ public
@@ -176,9 +182,7 @@ class LocalRunner:
         self.hostname = self.node.hostname
         self.output_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir / f"worker_{self.hostname}_{self.wf}_{self.run_id}.log"
-        self._log_handler = logging.FileHandler(log_path, encoding="utf-8")
-        self._log_handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self._log_handler = WorkerLog(log_path)
         logger.addHandler(self._log_handler)
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
@@ -194,12 +198,12 @@ class LocalRunner:
                               max_parallel_jobs=opts.max_parallel_jobs,
                               stats_interval=opts.sampling_interval(self.config),
                               process_class=self.process_class)
-        # Server calls of the loop must not block in the client's own connect retries.
-        loop_client = self.client
-        if self.client.url:
-            loop_client = Client(self.client.url, retries=0,
-                                 timeout=max(self.client.timeout, opts.long_poll_seconds + 30))
+        # The loop's calls run on the courier's thread too (a client of their own), and must
+        # not block in the client's own connect retries.
+        loop_client = self.client.another(
+            retries=0, timeout=max(self.client.timeout, opts.long_poll_seconds + 30))
         self.execution = Execution(loop_client, self.wf, self.run_id)
+        self.courier = Courier(self.slots.wake)
 
     def _register(self) -> None:
         assert self.node is not None and self.execution is not None
@@ -241,9 +245,11 @@ class LocalRunner:
                 return
             self._start_prefetched()
             polled = False
-            if self.link.ready(now):
+            if self.link.ready(now) or self.courier.answered:
                 try:
-                    polled = self._talk(now)
+                    polled = self._receive()
+                    if not self.courier.busy and self.link.ready(now):
+                        polled = self._talk(now) or polled
                 except LeaseLost as exc:
                     self._lease_lost(str(exc))
                 except _Interrupted:
@@ -274,16 +280,20 @@ class LocalRunner:
                         self.summary.reason = reason or ""
                         logger.warning("exiting: %s", reason)
                         return
+            if self._log_handler is not None:
+                self._log_handler.flush()
             self.slots.wait(self._next_wakeup())
 
     def _busy(self) -> bool:
         assert self.slots is not None and self.prefetch is not None
-        return bool(self.slots.procs or self.prefetch or len(self.queue) or self._held)
+        assert self.courier is not None
+        return bool(self.slots.procs or self.prefetch or len(self.queue) or self._held
+                    or self.courier.busy)
 
     def _talk(self, now: float) -> bool:
-        """The round trips due now: heartbeat, releases, completions (+ claim), claim or long
-        poll. Returns True if a claim came back empty. Raises LinkDown, LeaseLost,
-        _Interrupted."""
+        """The round trips due now (the courier is free): heartbeat, releases, completions
+        (+ claim) or a claim, both handed to the courier, or a long poll. Returns True if a
+        long poll came back empty. Raises LinkDown, LeaseLost, _Interrupted."""
         assert self.slots is not None and self.execution is not None
         assert self.prefetch is not None
         if (self.slots.procs or self.prefetch) and self.heartbeat.due(now):
@@ -310,7 +320,10 @@ class LocalRunner:
             return False
         wait = self._long_poll_seconds() if idle and self.execution.long_polls else 0.0
         claim["wait_seconds"] = wait
-        self._long_polling = wait > 0 and self.client.url is not None
+        if wait == 0:
+            self._send("claim", [], claim, now)
+            return False
+        self._long_polling = self.client.url is not None
         try:
             resp = self.link.call(self.execution.claim, claim)
         except (LinkDown, _Interrupted):
@@ -318,28 +331,46 @@ class LocalRunner:
             raise
         finally:
             self._long_polling = False
-        if wait == 0:
-            self.prefetch.round_trip(time.monotonic() - now)
-        got = self._claimed(resp, claim, time.monotonic())
-        if not got and idle and not self.execution.long_polls:
-            self._next_claim = time.monotonic() + self.options.poll_interval
-        return not got
+        return not self._claimed(resp, claim, time.monotonic())
 
-    def _flush(self, now: float, claim: dict[str, Any] | None) -> bool:
-        """Send queued completions (with ``claim``); handle the items and the claimed jobs.
-        Returns True if the claim came back empty."""
-        assert self.execution is not None and self.prefetch is not None
-        batch = self.queue.take(BATCH)
+    def _flush(self, now: float, claim: dict[str, Any] | None, wait: bool = False) -> bool:
+        """Send queued completions (with ``claim``) through the courier; ``wait``: for the
+        answer, and handle it (see :meth:`_receive`)."""
         if claim is not None:
             claim["wait_seconds"] = 0
-        try:
-            resp = self.link.call(self.execution.complete, batch, claim)
-        except LinkDown:
-            if claim is not None:
+        self._send("complete", self.queue.take(BATCH), claim, now)
+        return self._receive(block=True) if wait else False
+
+    def _send(self, kind: str, batch: list[dict[str, Any]], claim: dict[str, Any] | None,
+              now: float) -> None:
+        """Hand one ``complete`` (``batch`` + ``claim``) or ``claim`` call to the courier."""
+        assert self.courier is not None and self.execution is not None
+        execution, link = self.execution, self.link
+        self._sent = (kind, batch, claim, now)
+        if kind == "complete":
+            self.courier.send(lambda: link.call(execution.complete, batch, claim))
+        else:
+            self.courier.send(lambda: link.call(execution.claim, claim))
+
+    def _receive(self, block: bool = False) -> bool:
+        """Handle the answer of the courier's call, if it is in (``block``: wait for it):
+        acknowledge the completions it carried, run recovery scripts, take the claimed jobs.
+        Returns True if its claim came back empty. Raises what the call raised (LinkDown:
+        nothing is acknowledged, the completions stay queued and are sent again)."""
+        assert self.courier is not None and self.prefetch is not None
+        outcome = self.courier.take(block)
+        if outcome is None or self._sent is None:
+            return False
+        (kind, batch, claim, sent), self._sent = self._sent, None
+        resp, exc = outcome
+        if exc is not None:
+            if claim is not None and isinstance(exc, LinkDown):
                 self._claim_uncertain = True
-            raise
-        sent, now = now, time.monotonic()
+            raise exc
+        now = time.monotonic()
         self.prefetch.round_trip(now - sent)
+        if kind == "claim":
+            return not self._claimed(resp, claim or {}, now)
         self.queue.acknowledge(len(batch), now)
         for item in resp.get("items", []):
             self._acknowledged(item, batch)
@@ -424,9 +455,14 @@ class LocalRunner:
         return max(min(wait, 60.0), 0.0)
 
     def _next_wakeup(self) -> float:
-        assert self.slots is not None
+        assert self.slots is not None and self.courier is not None
         now = time.monotonic()
-        until = min(now + 60.0, self._next_claim, self.walltime.next_event(now))
+        until = min(now + 60.0, self.walltime.next_event(now))
+        if self._held:
+            until = min(until, min(t for _, t in self._held))
+        if self.courier.busy:  # nothing can be sent before its answer, which wakes the loop
+            return max(until, now)
+        until = min(until, self._next_claim)
         if self.link.is_down:
             until = min(until, self.link.retry_at)
         if self.queue.since is not None:
@@ -435,8 +471,6 @@ class LocalRunner:
             until = now
         if self.slots.procs or self.prefetch:
             until = min(until, self.heartbeat.next_at)
-        if self._held:
-            until = min(until, min(t for _, t in self._held))
         return max(until, now)
 
     # ------------------------------------------------------------------ starting and reaping
@@ -560,6 +594,7 @@ class LocalRunner:
             logger.info("stopping %d running job(s)", len(self.slots))
         self.slots.stop_all("interrupted")
         self._stop_signal = self._stop_signal or signal.SIGTERM
+        self._settle()
         try:
             self._drain()
         except BaseException:
@@ -579,13 +614,23 @@ class LocalRunner:
             self.node.event("stop", f"Stopped worker {self.hostname}",
                             num_jobs_started=self.summary.started)
 
+    def _settle(self) -> None:
+        """Wait for the courier's call in flight and handle its answer (claimed jobs stay in
+        the prefetch queue, to be released); a failure is logged, its reports stay queued."""
+        if self.courier is None or not self.courier.busy:
+            return
+        try:
+            self._receive(block=True)
+        except (LinkDown, ApiError, ServerUnreachable) as exc:
+            logger.warning("the last request before stopping failed: %s", exc)
+
     def _send_remaining(self, patience: float = 30.0) -> None:
         """Send the queued reports, waiting up to ``patience`` seconds for the server."""
         give_up = time.monotonic() + patience
         while len(self.queue):
             try:
                 if self.queue.completions:
-                    self._flush(time.monotonic(), None)
+                    self._flush(time.monotonic(), None, wait=True)
                 else:
                     self._talk(time.monotonic())
             except LinkDown:
@@ -601,9 +646,11 @@ class LocalRunner:
                          "lease expires", len(self.queue))
 
     def _teardown(self) -> None:
+        if self.courier is not None:
+            self.courier.close()
         if self.slots is not None:
             self.slots.close()
-        if self.execution is not None and self.execution.client is not self.client:
+        if self.execution is not None:
             self.execution.client.close()
         if self._log_handler is not None:
             logger.removeHandler(self._log_handler)

@@ -2,7 +2,9 @@
 
 A runner that gets SIGKILL (or crashes) cannot stop its jobs, and jobs run in their own process
 groups, so nothing else would. The runner starts this script as a separate process with a pipe
-on its stdin and writes ``+PGID`` when a job starts and ``-PGID`` when it has cleaned the job up.
+on its stdin and writes ``+PGID`` when a job starts and ``-PGID`` when it has cleaned the job up
+(the ``-`` lines wait for the next write: a group already cleaned up has nothing left to kill,
+and one write per loop iteration costs less than two per job).
 When the pipe reaches end-of-file (the runner exited, however it exited), the guard sends SIGTERM
 to every group still registered, waits up to ``GRACE`` seconds, sends SIGKILL to what is left,
 and exits. SIGINT is ignored so that a Ctrl-C meant for the runner does not kill the guard first.
@@ -74,13 +76,17 @@ class Watchdog:
             start_new_session=True, close_fds=True,
         )
         self._broken = False
+        self._forgotten: list[str] = []
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
     def _send(self, text: str) -> None:
-        if self._broken or self._proc.stdin is None:
+        if self._forgotten:
+            text = "".join(self._forgotten) + text
+            self._forgotten.clear()
+        if self._broken or self._proc.stdin is None or not text:
             return
         try:
             self._proc.stdin.write(text.encode("ascii"))
@@ -90,13 +96,20 @@ class Watchdog:
             self._broken = True
 
     def watch(self, pgid: int) -> None:
+        """Register a job's group (written at once, with the pending forgets)."""
         self._send(f"+{pgid}\n")
 
     def forget(self, pgid: int) -> None:
-        self._send(f"-{pgid}\n")
+        """Unregister a cleaned-up job's group (written with the next write)."""
+        self._forgotten.append(f"-{pgid}\n")
+
+    def flush(self) -> None:
+        """Write the pending forgets."""
+        self._send("")
 
     def close(self, timeout: float = 10.0) -> None:
         """Close the pipe; the guard then kills whatever is still registered and exits."""
+        self.flush()
         if self._proc.stdin is not None:
             try:
                 self._proc.stdin.close()
