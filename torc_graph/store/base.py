@@ -522,3 +522,19 @@ class GraphStore(abc.ABC):
         """Set-based: for every vertex X with a ``producer_edge`` P→X and a ``consumer_edge``
         C→X, insert an ``out_edge`` P→C unless one already exists. Returns the number inserted.
         (``blocks`` from ``produces``/``needs`` and from ``stores``/``consumes``.)"""
+
+    def dependencies_in_id_order(
+        self, workflow: str, relations: Sequence[tuple[str, str | None]]
+    ) -> bool:
+        """Whether every dependency given by ``relations`` goes from a smaller to a larger id
+        in the order (length, text): a strict total order, so True proves these dependencies
+        form no cycle. For ids of one collection it is the numeric order of generated keys,
+        which increase with insertion, so it nearly always holds.
+
+        ``(E, None)`` means every ``E`` edge ``a -> b`` is a dependency ``a -> b``; ``(P, C)``
+        means every pair of a ``P`` edge ``a -> x`` and a ``C`` edge ``b -> x`` is a dependency
+        ``a -> b`` (a producer runs before a consumer). False means "not proven": the caller
+        searches. Read-only. This default proves nothing (returns False); backends override it
+        with set-based queries.
+        """
+        return False

