@@ -61,6 +61,8 @@ class GlobalCollection(str, enum.Enum):
     #: API tokens (hashed) and workflow owners (torc_graph.engine.tokens).
     AUTH_TOKENS = "auth_tokens"
     WORKFLOW_OWNERS = "workflow_owners"
+    #: Background tasks (torc_graph.engine.tasks).
+    TASKS = "tasks"
 
     def __str__(self) -> str:
         return self.value

@@ -39,6 +39,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "torc_graph.api.execution",
     "torc_graph.api.tokens",
     "torc_graph.api.observability",
+    "torc_graph.api.tasks",
 )
 
 WF = "/workflows/{workflow}"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torc_graph import model
-from torc_graph.engine import integrity
+from torc_graph.engine import integrity, tasks
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import BadRequest, NotFound
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS, Collection, Edge, JobStatus
@@ -191,18 +191,23 @@ def initialize_jobs(
     *,
     only_uninitialized: bool = False,
     clear_ephemeral_user_data: bool = True,
+    progress: Callable[[str, int, int | None], None] = lambda phase, done, total: None,
 ) -> dict[str, str]:
     """``POST /workflows/{wf}/initialize_jobs`` (§4.1), in one transaction.
 
-    Raises NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a
-    dependency cycle, :mod:`.integrity` — in which case nothing is changed).
+    ``progress(phase, done, total)`` is told each step (:class:`.tasks.Progress`). Raises
+    NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a dependency
+    cycle, :mod:`.integrity` — in which case nothing is changed).
     """
+    steps = 4
     with store.transaction(workflow):
         space = workspace(store, workflow)
         require_not_archived(space, "initialize_jobs")
+        progress("checking dependencies", 0, steps)
         integrity.check_no_cycle(store, workflow)
         if clear_ephemeral_user_data:
             clear_ephemeral_data(store, workflow)
+        progress("deriving file and user data dependencies", 1, steps)
         store.derive_edges(workflow, Edge.BLOCKS.value, Edge.PRODUCES.value, Edge.NEEDS.value)
         store.derive_edges(workflow, Edge.BLOCKS.value, Edge.STORES.value, Edge.CONSUMES.value)
         state = _initial_state(store, workflow, only_uninitialized)
@@ -220,8 +225,24 @@ def initialize_jobs(
                 where={"status": Ne(UNINITIALIZED)},
             )
         # Resources, scheduler and status in one set-based write per job (the backend's).
+        progress("setting job resources and status", 2, steps)
         store.set_initial_job_state(workflow, state)
+        progress("committing", 3, steps)
     return {"message": "Initialized job status"}
+
+
+def initialize_jobs_action(store: GraphStore, workflow: str, *, only_uninitialized: bool = False,
+                           clear_ephemeral_user_data: bool = True, **flags: bool) -> Any:
+    """The ``initialize_jobs`` route: with ``?async=true`` a background task
+    (:func:`.tasks.start`, answered 202 with the task), else :func:`initialize_jobs`."""
+    kwargs = {"only_uninitialized": only_uninitialized,
+              "clear_ephemeral_user_data": clear_ephemeral_user_data}
+    if flags.get("async"):
+        workspace(store, workflow)  # 404 now, not in the task
+        return tasks.start(store, workflow, "initialize_jobs",
+                           lambda progress: initialize_jobs(store, workflow, progress=progress,
+                                                            **kwargs))
+    return initialize_jobs(store, workflow, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

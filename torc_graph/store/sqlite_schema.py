@@ -145,6 +145,18 @@ def _job_columns() -> list[str]:
     return stmts
 
 
+def _tasks() -> list[str]:
+    """The background tasks table (:mod:`torc_graph.engine.tasks`); a database created after
+    this migration was written already has it from ``0001_initial``: hence IF NOT EXISTS."""
+    t = doc_table(GlobalCollection.TASKS.value)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {t} (seq INTEGER PRIMARY KEY, wf TEXT NOT NULL, "
+        f"key TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (wf, key))",
+        f"CREATE INDEX IF NOT EXISTS ix_{t}_seq ON {t} (wf) WHERE seq > 0",
+        f"CREATE INDEX IF NOT EXISTS ix_{t}_workflow ON {t} (wf, json_extract(doc, '$.workflow'))",
+    ]
+
+
 def _auth_tokens() -> list[str]:
     """The token and owner tables (:mod:`torc_graph.engine.tokens`). A database created after
     this migration was written already has them from ``0001_initial``: hence IF NOT EXISTS."""
@@ -173,6 +185,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0002_scale_indexes", _scale_indexes),
     Migration("0003_job_columns", _job_columns),
     Migration("0004_auth_tokens", _auth_tokens),
+    Migration("0005_tasks", _tasks),
 )
 
 _CREATE_MIGRATIONS = (

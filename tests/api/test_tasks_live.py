@@ -1,0 +1,58 @@
+"""Background tasks through a real gunicorn server (torc_graph.testing.LiveServer, auth on):
+``initialize_jobs?async=true`` answers 202 with a task that another worker can read, and the
+client waits for it; a failing task carries the one torc error body."""
+
+from __future__ import annotations
+
+import pytest
+
+from torc_graph.client import ApiError
+from torc_graph.testing import LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tasks") / "t.db"
+    with LiveServer(f"sqlite:///{path}", workers=2) as s:
+        yield s
+
+
+def test_async_initialize_through_gunicorn(server):
+    c = server.client()
+    wf = c.post("/workflows", {"name": "w", "user": "u"})["_key"]
+    items = c.post(f"/workflows/{wf}/bulk_jobs",
+                   {"jobs": [{"name": f"j{i}", "command": "true"} for i in range(200)]})["items"]
+    c.post(f"/workflows/{wf}/bulk_jobs", {"jobs": [
+        {"name": f"k{i}", "command": "true", "blocked_by": [items[i]["_id"]]} for i in range(200)]})
+    resp = c.session.post(f"{server.base_url}/workflows/{wf}/initialize_jobs",
+                          params={"async": "true"})
+    assert resp.status_code == 202
+    task = resp.json()
+    assert task["state"] == "running" and task["operation"] == "initialize_jobs"
+    assert resp.headers["Location"].endswith(f"/workflows/{wf}/tasks/{task['_key']}")
+    seen = []
+    done = c.wait_task(wf, task, seen.append)
+    assert done["state"] == "succeeded" and done["result"] == {"message": "Initialized job status"}
+    assert seen[-1] == done and done["done"] == done["total"]
+    statuses = [j["status"] for j in c.list_jobs(wf)]
+    assert statuses.count("ready") == 200 and statuses.count("blocked") == 200
+    assert c.get(f"/workflows/{wf}/tasks")["items"][-1] == done
+
+
+def test_failed_task_raises_the_operation_error(server):
+    c = server.client()
+    doc = c.post("/workflows", {"name": "w", "user": "u"})
+    wf = doc["_key"]
+    c.post(f"/workflows/{wf}/jobs", {"name": "a", "command": "true"})
+    c.put(f"/workflows/{wf}", {**doc, "is_archived": True})
+    with pytest.raises(ApiError) as err:
+        c.initialize_jobs(wf)
+    assert err.value.status == 400 and "archived" in str(err.value)
+    task = c.get(f"/workflows/{wf}/tasks")["items"][0]
+    assert task["state"] == "failed" and set(task["error"]) == {"error", "errorNum",
+                                                                 "errorMessage", "code"}
+    with pytest.raises(ApiError) as err:
+        c.get(f"/workflows/{wf}/tasks/999999999")
+    assert err.value.status == 404
