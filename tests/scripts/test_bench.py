@@ -58,3 +58,18 @@ def test_bench_runs_every_figure_at_tiny_scale(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| # | Figure | Value | Baseline | Ratio | Target | Met? |" in table
     assert report["machine"]["sqlite"] and report["machine"]["synchronous"] == "FULL"
+
+
+@pytest.mark.slow
+def test_bench_bulk_only_measures_creation_and_initialization(tmp_path):
+    bench = _load_bench()
+    out = tmp_path / "bulk.json"
+    assert bench.main(["--bulk-only", "--sizes", "300", "600", "--server-workers", "2",
+                       "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {f["figure"] for f in report["figures"]} == {1, 2, 8}
+    names = [f["name"] for f in report["figures"]]
+    assert sum("server CPU" in n for n in names if n.startswith(("create", "initialize"))) == 4
+    growth = [f for f in report["figures"] if f["figure"] == 8]
+    assert [f["target"] for f in growth] == ["<= 1.3x"] * 4
+    assert all(f["value"] > 0 for f in growth)
