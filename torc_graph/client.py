@@ -197,6 +197,8 @@ class Client:
         self.session.headers["Accept"] = "application/json"
         self._store = None
         self.token: str | None = None
+        #: Told every poll of a background task this client waits for (the CLI's display).
+        self.on_task_progress: Callable[[dict[str, Any]], None] | None = None
         if url:
             self.url: str | None = url.rstrip("/")
             self.database: str | None = None
@@ -413,7 +415,7 @@ class Client:
         task = self.post(f"/workflows/{seg(wf)}/initialize_jobs", None,
                          only_uninitialized=only_uninitialized,
                          clear_ephemeral_user_data=clear_ephemeral_user_data, **{"async": True})
-        self.wait_task(wf, task, progress)
+        self.wait_task(wf, task, progress or self.on_task_progress)
 
     def wait_task(self, wf: str, task: dict[str, Any],
                   progress: Callable[[dict[str, Any]], None] | None = None,
