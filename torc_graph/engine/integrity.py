@@ -35,7 +35,7 @@ DATA_RELATIONS = ((_E.PRODUCES.value, _E.NEEDS.value, "file", "needs", "produced
                   (_E.STORES.value, _E.CONSUMES.value, "user data", "consumes", "stored by"))
 #: The dependency relations for :meth:`GraphStore.dependencies_in_id_order`.
 ORDER_RELATIONS = ((_E.BLOCKS.value, None), (_E.PRODUCES.value, _E.NEEDS.value),
-                       (_E.STORES.value, _E.CONSUMES.value))
+                   (_E.STORES.value, _E.CONSUMES.value))
 #: Chunk size of the neighbor queries of :func:`check_new_jobs`.
 _CHUNK = 5000
 #: Edges whose insertion can close a dependency cycle.
