@@ -382,8 +382,10 @@ class Client:
         return self.get("/version")["version"]
 
     def add_workflow_specification(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """POST /workflow_specifications; returns the workflow document."""
-        return self.post("/workflow_specifications", dict(spec))
+        """POST /workflow_specifications as a background task (``?async=true``), waited for
+        (:meth:`wait_task`, progress to :attr:`on_task_progress`); returns the workflow."""
+        task = self.post("/workflow_specifications", dict(spec), **{"async": True})
+        return self.wait_task(None, task, self.on_task_progress)["result"]
 
     def get_workflow(self, wf: str) -> dict[str, Any]:
         return self.get(f"/workflows/{seg(wf)}")
@@ -417,7 +419,7 @@ class Client:
                          clear_ephemeral_user_data=clear_ephemeral_user_data, **{"async": True})
         self.wait_task(wf, task, progress or self.on_task_progress)
 
-    def wait_task(self, wf: str, task: dict[str, Any],
+    def wait_task(self, wf: str | None, task: dict[str, Any],
                   progress: Callable[[dict[str, Any]], None] | None = None,
                   interval: float = 0.02, max_interval: float = 1.0) -> dict[str, Any]:
         """Poll a background task until it ends; return it when it succeeded.
@@ -428,7 +430,8 @@ class Client:
                 progress(task)
             time.sleep(interval)
             interval = min(max_interval, interval * 2)
-            task = self.get(f"/workflows/{seg(wf)}/tasks/{seg(task['_key'])}")
+            where = f"/workflows/{seg(wf)}" if wf is not None else ""
+            task = self.get(f"{where}/tasks/{seg(task['_key'])}")
         if progress is not None:
             progress(task)
         if task.get("state") != "succeeded":

@@ -56,3 +56,18 @@ def test_failed_task_raises_the_operation_error(server):
     with pytest.raises(ApiError) as err:
         c.get(f"/workflows/{wf}/tasks/999999999")
     assert err.value.status == 404
+
+
+def test_async_specification_through_gunicorn(server):
+    c = server.client()
+    spec = {"name": "spec", "user": "u", "jobs": [
+        {"name": f"j{i}", "command": "true", **({"blocked_by": [f"j{i - 1}"]} if i else {})}
+        for i in range(300)]}
+    resp = c.session.post(f"{server.base_url}/workflow_specifications", json=spec,
+                          params={"async": "true"})
+    assert resp.status_code == 202 and resp.headers["Location"].endswith(
+        f"/tasks/{resp.json()['_key']}")
+    done = c.wait_task(None, resp.json())
+    wf = done["result"]["_key"]
+    assert done["workflow"] == wf and len(c.list_jobs(wf)) == 300
+    assert c.add_workflow_specification({**spec, "name": "again"})["name"] == "again"

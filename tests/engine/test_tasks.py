@@ -94,3 +94,47 @@ def test_task_of_another_workflow_is_not_found(store, wf):
     finished(store, wf, accepted.body["_key"])
     with pytest.raises(NotFound):
         tasks.get_task(store, other, accepted.body["_key"])
+
+
+SPEC = {"name": "s", "user": "u", "jobs": [{"name": "a", "command": "true"},
+                                            {"name": "b", "command": "true", "blocked_by": ["a"]}]}
+
+
+def test_async_specification_creates_the_workflow(store):
+    from torc_graph.engine import specifications
+    accepted = specifications.create_action(store, SPEC, **{"async": True})
+    assert accepted.body["workflow"] is None
+    holder = {}
+
+    def done():
+        holder["t"] = tasks.get_any_task(store, accepted.body["_key"])
+        return holder["t"]["state"] != "running"
+    assert wait_for(done, 30)
+    task = holder["t"]
+    assert task["state"] == "succeeded" and task["result"]["name"] == "s"
+    assert task["workflow"] == task["result"]["_key"]
+    assert sorted(j["name"] for j in store.find("jobs", task["workflow"])) == ["a", "b"]
+
+
+def test_dead_creation_deletes_its_empty_workflow(store):
+    shell = workflows.create_workflow(store, {"name": "half", "user": "u"})["_key"]
+    doc = store.insert("tasks", None, {
+        "workflow": shell, "operation": "create_workflow_from_specification",
+        "state": "running", "heartbeat": 0,
+        "process": {"host": socket.gethostname(), "pid": 2**22 + 12345, "started": 1.0}})
+    task = tasks.get_any_task(store, doc["_key"])
+    assert task["state"] == "failed" and task["retryable"] is True
+    assert not store.workflow_exists(shell)
+
+
+def test_async_specification_with_a_cycle_fails_and_leaves_nothing(store):
+    from torc_graph.engine import specifications
+    bad = {**SPEC, "jobs": [{"name": "a", "command": "x", "blocked_by": ["b"]},
+                            {"name": "b", "command": "x", "blocked_by": ["a"]}]}
+    before = {w["_key"] for w in store.find("workflows", None)}
+    accepted = specifications.create_action(store, bad, **{"async": True})
+    assert wait_for(lambda: tasks.get_any_task(store, accepted.body["_key"])["state"] != "running", 30)
+    task = tasks.get_any_task(store, accepted.body["_key"])
+    assert task["state"] == "failed" and task["error"]["code"] == 400
+    assert "cycle" in task["error"]["errorMessage"]
+    assert {w["_key"] for w in store.find("workflows", None)} == before

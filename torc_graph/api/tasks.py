@@ -10,4 +10,5 @@ WF = "/workflows/{workflow}"
 ACTIONS: list[Action] = [
     Action("GET", WF + "/tasks", tasks.list_tasks, "list_tasks"),
     Action("GET", WF + "/tasks/{key}", tasks.get_task, "get_task"),
+    Action("GET", "/tasks/{key}", tasks.get_any_task, "get_any_task"),
 ]

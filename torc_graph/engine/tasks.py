@@ -1,8 +1,9 @@
 """Background tasks: a long operation runs in a server thread; a task document reports it.
 
-``POST /workflows/{wf}/initialize_jobs?async=true`` answers 202 at once with a task document
-(:func:`start`); ``GET /workflows/{wf}/tasks/{key}`` reads it (:func:`get_task`), so an HTTP
-client never waits on a 10^6-job operation. A task document (global collection ``tasks``):
+``POST /workflows/{wf}/initialize_jobs?async=true`` and ``POST /workflow_specifications?async=true``
+answer 202 at once with a task document (:func:`start`); ``GET /workflows/{wf}/tasks/{key}`` or
+``GET /tasks/{key}`` reads it (:func:`get_task`), so an HTTP client never waits on a 10^6-job
+operation. A task document (global collection ``tasks``):
 
 ``{"_key", "workflow", "operation", "state": "running"|"succeeded"|"failed", "phase",
 "done", "total", "created", "updated", "heartbeat" (epoch ms), "result" (the operation's response
@@ -23,6 +24,7 @@ between transactions (a one-transaction operation shows ``running``, then its ou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -42,6 +44,8 @@ log = logging.getLogger("torc_graph.tasks")
 
 TASKS = model.GlobalCollection.TASKS.value
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+#: Operations that create their workflow (deleted again if their process dies).
+CREATING = frozenset({"create_workflow_from_specification"})
 HEARTBEAT_SECONDS = 2.0
 #: A running task whose process is on another host is presumed dead after this long without a
 #: heartbeat (the heartbeat of a SQLite task waits for the operation's transaction; SQLite tasks
@@ -60,11 +64,13 @@ class Accepted:
 
 
 class Progress:
-    """What a running operation reports: ``(phase, done, total)``, read by the heartbeat."""
+    """What a running operation reports: ``(phase, done, total)``, read by the heartbeat; and
+    the task's own writes (:meth:`record`, :meth:`succeed`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: GraphStore | None = None, key: str | None = None) -> None:
         self._lock = threading.Lock()
         self._value: tuple[str, int, int | None] = ("started", 0, None)
+        self.store, self.key = store, key
 
     def __call__(self, phase: str, done: int, total: int | None) -> None:
         with self._lock:
@@ -75,20 +81,38 @@ class Progress:
             phase, done, total = self._value
         return {"phase": phase, "done": done, "total": total}
 
+    def record(self, **fields: Any) -> None:
+        """Write ``fields`` into the task document now (e.g. the workflow a creation made)."""
+        if self.store is not None and self.key is not None:
+            self.store.update(TASKS, None, self.key, {**fields, "updated": now_ms()})
+
+    def succeed(self, result: Any) -> None:
+        """Mark the task succeeded, inside the operation's own transaction: it commits with the
+        operation's writes or not at all (so "running" in a dead process means "not committed")."""
+        fields = self.fields()
+        if fields["total"] is not None:
+            fields["done"] = fields["total"]
+        self.record(**fields, state=SUCCEEDED, result=result)
+
 
 def _process_started() -> float:
     return psutil.Process().create_time()
 
 
-def start(store: GraphStore, workflow: str, operation: str,
+def start(store: GraphStore, workflow: str | None, operation: str,
           fn: Callable[[Progress], Mapping[str, Any]]) -> Accepted:
     """Record a running task and run ``fn(progress)`` in a daemon thread of this process.
+
+    ``workflow`` is None for an operation that creates one (it records the key it creates,
+    :meth:`Progress.record`; if its process dies before it succeeds, that workflow is deleted
+    when the task is next read).
 
     Returns :class:`Accepted` with the task document. ``fn``'s result becomes ``result``; a
     :class:`TorcGraphError` becomes ``error`` (its own body, ``retryable`` false); anything else
     an internal error (logged; ``retryable`` true).
     """
-    require_workflow(store, workflow)
+    if workflow is not None:
+        require_workflow(store, workflow)
     now = now_ms()
     doc = store.insert(TASKS, None, {
         "workflow": workflow, "operation": operation, "state": RUNNING, "phase": "queued",
@@ -97,7 +121,7 @@ def start(store: GraphStore, workflow: str, operation: str,
         "process": {"host": socket.gethostname(), "pid": os.getpid(),
                     "started": _process_started()},
     })
-    progress = Progress()
+    progress = Progress(store, doc["_key"])
     threading.Thread(target=_run, args=(store, doc["_key"], fn, progress), daemon=True,
                      name=f"task-{doc['_key']}").start()
     return Accepted(public(doc))
@@ -147,9 +171,13 @@ def _dead(doc: Mapping[str, Any], now: int) -> bool:
 
 
 def _settle(store: GraphStore, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc``, marked failed (retryable) first if it is running in a dead process."""
+    """``doc``, marked failed (retryable) first if it is running in a dead process; a workflow
+    that a dead creation made (and never filled: success commits with the content) is deleted."""
     if doc.get("state") != RUNNING or not _dead(doc, now_ms()):
         return doc
+    if doc.get("operation") in CREATING and doc.get("workflow"):
+        with contextlib.suppress(NotFound):
+            store.delete_workflow(doc["workflow"])
     try:
         return store.update(TASKS, None, doc["_key"], {
             "state": FAILED, "retryable": True, "error": error_body(500, INTERRUPTED),
@@ -163,19 +191,26 @@ def public(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("process", "_id", "_rev", "_oldRev")}
 
 
-def get_task(store: GraphStore, workflow: str, key: str) -> dict[str, Any]:
-    """``GET /workflows/{wf}/tasks/{key}``: the task (settled if its process died).
+def get_task(store: GraphStore, workflow: str | None, key: str) -> dict[str, Any]:
+    """``GET /workflows/{wf}/tasks/{key}`` (or ``GET /tasks/{key}``, ``workflow`` None: any
+    task): the task (settled if its process died).
 
     Raises NotFound (404) for a missing workflow or a task of another workflow."""
-    require_workflow(store, workflow)
+    if workflow is not None:
+        require_workflow(store, workflow)
     key = to_key(key, TASKS, None)
     try:
         doc = store.get(TASKS, None, key)
     except NotFound:
         doc = None
-    if doc is None or doc.get("workflow") != workflow:
+    if doc is None or (workflow is not None and doc.get("workflow") != workflow):
         raise NotFound(f"Error: Document not found. Operation: Get task with key={key}")
     return public(_settle(store, doc))
+
+
+def get_any_task(store: GraphStore, key: str) -> dict[str, Any]:
+    """``GET /tasks/{key}``: a task whatever its workflow (creations start without one)."""
+    return get_task(store, None, key)
 
 
 def list_tasks(store: GraphStore, workflow: str) -> dict[str, Any]:
