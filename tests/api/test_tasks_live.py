@@ -71,3 +71,37 @@ def test_async_specification_through_gunicorn(server):
     wf = done["result"]["_key"]
     assert done["workflow"] == wf and len(c.list_jobs(wf)) == 300
     assert c.add_workflow_specification({**spec, "name": "again"})["name"] == "again"
+
+
+def test_kill_9_of_the_worker_mid_creation_fails_the_task_and_leaves_nothing(tmp_path):
+    """A 30,000-job specification takes seconds to check and write; the worker running it is
+    killed with SIGKILL while the task is running. gunicorn starts a new worker; reading the task
+    there marks it failed and retryable, and no workflow of that name is left."""
+    import json
+    import os
+    import signal
+    import sqlite3
+
+    from torc_graph.testing import wait_for
+
+    db = tmp_path / "k.db"
+    with LiveServer(f"sqlite:///{db}", workers=1) as server:
+        c = server.client()
+        spec = {"name": "killed", "user": "u", "jobs": [
+            {"name": f"j{i}", "command": "true", **({"blocked_by": [f"j{i - 1}"]} if i else {})}
+            for i in range(30_000)]}
+        resp = c.session.post(f"{server.base_url}/workflow_specifications", json=spec,
+                              params={"async": "true"})
+        assert resp.status_code == 202
+        key = resp.json()["_key"]
+        with sqlite3.connect(db) as con:
+            doc = json.loads(con.execute("SELECT doc FROM doc_tasks WHERE key = ?",
+                                         (key,)).fetchone()[0])
+        assert doc["state"] == "running"
+        os.kill(doc["process"]["pid"], signal.SIGKILL)
+        assert wait_for(lambda: doc["process"]["pid"] not in server.worker_pids()
+                        and server.worker_pids(), 30)
+        task = c.get(f"/tasks/{key}")
+        assert task["state"] == "failed" and task["retryable"] is True
+        assert task["error"]["code"] == 500 and "run the operation again" in task["error"]["errorMessage"]
+        assert [w for w in c.get("/workflows")["items"] if w["name"] == "killed"] == []
