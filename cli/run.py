@@ -25,9 +25,9 @@ from torc_graph.cli.names import resolve
 from torc_graph.cli.options import client_options
 from torc_graph.cli.outcomes import display_status, latest_results
 from torc_graph.cli.output import Column, render_table, truncate
-from torc_graph.cli.tasks import TaskLine
 from torc_graph.cli.plan import (create_from_spec, find_resumable, make_plan, read_spec,
                                  reset_unfinished, resume_state, spec_digest)
+from torc_graph.cli.tasks import TaskLine
 
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
 from torc_graph.runner.local import (

@@ -13,9 +13,9 @@ import click
 from torc_graph.cli.options import client_options, json_option, paging_options
 from torc_graph.cli.outcomes import count_failed
 from torc_graph.cli.plan import create_from_spec, read_spec, spec_digest
-from torc_graph.cli.tasks import TaskLine
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
+from torc_graph.cli.tasks import TaskLine
 from torc_graph.client import Client, seg
 from torc_graph.model import FINISHED_STATUSES, MAX_TRANSFER_RECORDS, JobStatus
 
