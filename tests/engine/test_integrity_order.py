@@ -54,3 +54,18 @@ def test_cycle_among_custom_keys_in_one_batch_is_refused(store, wf):
     with pytest.raises(InvalidInput, match="cycle"):
         jobs.add_jobs(store, wf, body)
     assert store.count("jobs", wf) == 0
+
+
+def test_cycle_through_an_old_job_with_a_huge_custom_key_is_refused(store, wf):
+    """Old jobs x (small key) and c (a 20-digit key, beyond the key counter's reach) with c
+    blocking x; a new job blocked by x that produces a file c needs closes c -> x -> new -> c.
+    The new edges look ascending, so the proof must not treat the huge key as older-and-smaller."""
+    f = store.insert("files", wf, {"name": "f", "path": "/f"})
+    c = jobs.add_job(store, wf, {"name": "c", "command": "x", "_key": "9" * 20,
+                                 "input_files": [f["_id"]]})
+    x = jobs.add_job(store, wf, {"name": "x", "command": "x", "blocked_by": [c["_id"]]})
+    body = {"jobs": [{"name": "new", "command": "x", "blocked_by": [x["_id"]],
+                      "output_files": [f["_id"]]}]}
+    with pytest.raises(InvalidInput, match="cycle"):
+        jobs.add_jobs(store, wf, body)
+    assert sorted(j["name"] for j in store.find("jobs", wf)) == ["c", "x"]
