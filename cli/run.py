@@ -27,6 +27,7 @@ from torc_graph.cli.outcomes import display_status, latest_results
 from torc_graph.cli.output import Column, render_table, truncate
 from torc_graph.cli.plan import (create_from_spec, find_resumable, make_plan, read_spec,
                                  reset_unfinished, resume_state, spec_digest)
+from torc_graph.cli.tasks import TaskLine
 
 from torc_graph.client import ApiError, Client, ServerUnreachable, seg
 from torc_graph.runner.local import (
@@ -131,6 +132,8 @@ def run(target: str, dry_run: bool, force_new: bool, client: Client, options: Ru
         torc-graph run diamond                       # resume by name
         torc-graph run sweep.json5 --new --url http://localhost:8529 --output out
     """
+    if progress:
+        client.on_task_progress = TaskLine(sys.stderr)
     path = Path(target)
     if path.is_file():
         spec = read_spec(path)

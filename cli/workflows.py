@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from torc_graph.cli.outcomes import count_failed
 from torc_graph.cli.plan import create_from_spec, read_spec, spec_digest
 from torc_graph.cli.output import (Column, emit_json, emit_table, render_record, render_table,
                                    section)
+from torc_graph.cli.tasks import TaskLine
 from torc_graph.client import Client, seg
 from torc_graph.model import FINISHED_STATUSES, MAX_TRANSFER_RECORDS, JobStatus
 
@@ -147,6 +149,7 @@ def create(client: Client, as_json: bool, spec_file: Path | None, name: str | No
     if spec_file is None and name is None:
         raise click.UsageError("give a SPEC_FILE or --name")
     if spec_file is not None:
+        client.on_task_progress = TaskLine(sys.stderr)  # a live line on a terminal only
         spec = read_spec(spec_file)
         for field, value in (("name", name), ("description", description), ("user", user)):
             if value is not None:

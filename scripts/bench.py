@@ -109,6 +109,31 @@ def create_dependent_jobs(api: Api, wf: str, n: int) -> tuple[float, list[str]]:
     return time.perf_counter() - t0, ids
 
 
+def server_cpu(server: LiveServer) -> float:
+    """CPU seconds (user + system) used so far by the server's master and worker processes:
+    before/after differences measure the server's work whatever else loads the machine."""
+    total = 0.0
+    for pid in [server.proc.pid, *server.worker_pids()]:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def initialize_async(api: Api, wf: str) -> dict:
+    """``initialize_jobs?async=true`` (202 + task), then poll the task until it ends: the
+    request returns at once however large the workflow. Returns the finished task."""
+    task = api.call("POST", f"/workflows/{wf}/initialize_jobs", **{"async": "true"})
+    delay = 0.02
+    while task["state"] == "running":
+        time.sleep(delay)
+        delay = min(0.5, delay * 2)
+        task = api.call("GET", f"/workflows/{wf}/tasks/{task['_key']}")
+    if task["state"] != "succeeded":
+        raise RuntimeError(f"initialize_jobs task failed: {task['error']}")
+    return task
+
+
 def raw_sqlite_insert(path: Path, n: int, synchronous: str) -> float:
     """Baseline: the same rows (job documents + blocks edges) into plain SQLite tables in one
     transaction with executemany: the floor for any SQLite-backed insert path."""
@@ -381,7 +406,8 @@ def run(args) -> dict:
                         env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": args.synchronous}).start()
     api = Api(server.url)
     figures: list[dict] = []
-    per_job: dict[str, dict[int, float]] = {"create": {}, "initialize": {}, "throughput": {}}
+    per_job: dict[str, dict[int, float]] = {"create": {}, "initialize": {}, "throughput": {},
+                                            "create CPU": {}, "initialize CPU": {}}
 
     fig = recorder(figures)
 
@@ -389,30 +415,35 @@ def run(args) -> dict:
         info = api.call("GET", "/version")
         if args.dashboard_only:
             dashboard_render(server, database, args, fig)
-            return {"machine": machine_info(args, info, load_start), "figures": figures}
+            return _report(args, figures, info, load_start)
         # Figure 6 runs on the workflow nearest 10^5 jobs, figure 7 on the largest; the others
         # are deleted as soon as figures 1, 2 and the figure-8 throughput probe are done.
         query_n = min(sizes, key=lambda n: abs(n - 10**5))
         kept: dict[int, tuple[str, list[str]]] = {}
         for n in sorted(sizes):
             wf = new_workflow(api, f"create-{n}")
+            cpu0 = server_cpu(server)
             secs, ids = create_dependent_jobs(api, wf, n)
+            create_cpu = server_cpu(server) - cpu0
             raw = raw_sqlite_insert(workdir / f"raw_{n}.db", n, args.synchronous)
             (workdir / f"raw_{n}.db").unlink()
             rate, raw_rate = n / secs, n / raw
             per_job["create"][n] = secs / n
+            per_job["create CPU"][n] = create_cpu / n
             target_ok = (rate / raw_rate >= 0.2) and (n < 10**6 or secs <= 30)
             fig(1, f"create {n:,} jobs + {max(0, n - BATCH):,} blocked_by edges via bulk_jobs "
-                   f"({secs:.1f} s)", round(rate), round(raw_rate),
+                   f"({secs:.1f} s; server CPU {create_cpu:.1f} s)", round(rate), round(raw_rate),
                 round(rate / raw_rate, 3), "ratio >= 0.2; 10^6 in <= 30 s", target_ok, "jobs/s")
-            t0 = time.perf_counter()
-            api.call("POST", f"/workflows/{wf}/initialize_jobs")
-            init_s = time.perf_counter() - t0
+            t0, cpu0 = time.perf_counter(), server_cpu(server)
+            initialize_async(api, wf)
+            init_s, init_cpu = time.perf_counter() - t0, server_cpu(server) - cpu0
             per_job["initialize"][n] = init_s / n
+            per_job["initialize CPU"][n] = init_cpu / n
             # The target is stated for 10^6 jobs only; smaller N are reported, not judged.
-            fig(2, f"initialize_jobs, {n:,} jobs", round(init_s, 3), None, None,
+            fig(2, f"initialize_jobs (background task, polled), {n:,} jobs; server CPU "
+                   f"{init_cpu:.2f} s", round(init_s, 3), None, None,
                 "10^6 in <= 10 s", (init_s <= 10) if n >= 10**6 else None, "s")
-            if len(sizes) > 1:
+            if len(sizes) > 1 and not args.bulk_only:
                 # Figure 8's throughput probe: the same claim/start/complete loop on this
                 # workflow (min(n, 10,000) jobs ready, the rest blocked), a fixed number of jobs.
                 t = drive_jobs(api, wf, args.scale_workers, min(n, args.scale_jobs))
@@ -421,6 +452,10 @@ def run(args) -> dict:
             for m in [m for m in kept if m not in (query_n, n)]:
                 api.call("DELETE", f"/workflows/{kept.pop(m)[0]}")
         largest = max(sizes)
+        if args.bulk_only:
+            _growth(fig, per_job, sizes, ("create", "initialize", "create CPU", "initialize CPU"),
+                    args.scale_jobs, args.scale_workers)
+            return _report(args, figures, info, load_start)
 
         for w in args.workers:
             n = args.throughput_jobs
@@ -509,16 +544,8 @@ def run(args) -> dict:
         fig(7, f"peak worker RSS paging {n:,} jobs", round(peak, 1), None, None, "<= 250 MB",
             peak <= 250, "MB")
 
-        if len(sizes) > 1:
-            lo, hi = min(sizes), max(sizes)
-            for key in ("create", "initialize", "throughput"):
-                g = per_job[key][hi] / per_job[key][lo]
-                what = {"throughput": f"claim/start/complete ({min(lo, args.scale_jobs):,} jobs, "
-                                      f"W={args.scale_workers})"}.get(key, key)
-                fig(8, f"per-job cost growth of {what}, {hi:,} vs {lo:,} "
-                       f"({1e3 * per_job[key][lo]:.3f} -> {1e3 * per_job[key][hi]:.3f} ms/job)",
-                    round(g, 3), None, None,
-                    "<= 1.5x", g <= 1.5, "x")
+        _growth(fig, per_job, sizes, ("create", "initialize", "throughput", "create CPU",
+                                      "initialize CPU"), args.scale_jobs, args.scale_workers)
         # One POST creates the whole workflow; at 10^6 jobs that request (either form) can
         # outlast gunicorn's 300 s worker timeout on a loaded 2-core box, hence 10^5 by default.
         n = args.spec_jobs or min(largest, 10**5)
@@ -533,7 +560,28 @@ def run(args) -> dict:
         server.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    return _report(args, figures, info, load_start)
 
+
+def _growth(fig, per_job: dict[str, dict[int, float]], sizes: list[int], keys, scale_jobs: int,
+            scale_workers: int) -> None:
+    """Figure 8: per-job cost at the largest N over the smallest (wall, and server CPU)."""
+    if len(sizes) < 2:
+        return
+    lo, hi = min(sizes), max(sizes)
+    for key in keys:
+        g = per_job[key][hi] / per_job[key][lo]
+        what = {"throughput": f"claim/start/complete ({min(lo, scale_jobs):,} jobs, "
+                              f"W={scale_workers})"}.get(key, key)
+        # The issue's bound for creation and initialization is 1.3x; 1.5x for the others.
+        bound = 1.5 if key == "throughput" else 1.3
+        fig(8, f"per-job cost growth of {what}, {hi:,} vs {lo:,} "
+               f"({1e3 * per_job[key][lo]:.3f} -> {1e3 * per_job[key][hi]:.3f} ms/job)",
+            round(g, 3), None, None, f"<= {bound}x", g <= bound, "x")
+
+
+def _report(args, figures: list[dict], info: dict, load_start) -> dict:
+    """The run's report: machine facts and the figures."""
     return {"machine": machine_info(args, info, load_start), "figures": figures}
 
 
@@ -644,6 +692,8 @@ def parse_args(argv=None):
     dash = p.add_mutually_exclusive_group()
     dash.add_argument("--dashboard-only", action="store_true", help="run figure 12 alone")
     dash.add_argument("--no-dashboard", action="store_true", help="skip figure 12")
+    p.add_argument("--bulk-only", action="store_true",
+                   help="only figures 1, 2 and 8 (creation and initialization; wall and server CPU)")
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
     p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")
     p.add_argument("--ping-seconds", type=float, default=3.0)

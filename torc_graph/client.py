@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Self
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -196,6 +197,8 @@ class Client:
         self.session.headers["Accept"] = "application/json"
         self._store = None
         self.token: str | None = None
+        #: Told every poll of a background task this client waits for (the CLI's display).
+        self.on_task_progress: Callable[[dict[str, Any]], None] | None = None
         if url:
             self.url: str | None = url.rstrip("/")
             self.database: str | None = None
@@ -395,8 +398,10 @@ class Client:
         return self.get("/version")["version"]
 
     def add_workflow_specification(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """POST /workflow_specifications; returns the workflow document."""
-        return self.post("/workflow_specifications", dict(spec))
+        """POST /workflow_specifications as a background task (``?async=true``), waited for
+        (:meth:`wait_task`, progress to :attr:`on_task_progress`); returns the workflow."""
+        task = self.post("/workflow_specifications", dict(spec), **{"async": True})
+        return self.wait_task(None, task, self.on_task_progress)["result"]
 
     def get_workflow(self, wf: str) -> dict[str, Any]:
         return self.get(f"/workflows/{seg(wf)}")
@@ -421,9 +426,35 @@ class Client:
         self.post(f"/workflows/{seg(wf)}/reset_job_status", failed_only=failed_only)
 
     def initialize_jobs(self, wf: str, only_uninitialized: bool = False,
-                        clear_ephemeral_user_data: bool = True) -> None:
-        self.post(f"/workflows/{seg(wf)}/initialize_jobs", only_uninitialized=only_uninitialized,
-                  clear_ephemeral_user_data=clear_ephemeral_user_data)
+                        clear_ephemeral_user_data: bool = True,
+                        progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Initialize as a background task (``?async=true``) and wait for it, so no request
+        outlasts a timeout however large the workflow; ``progress(task)`` sees each poll."""
+        task = self.post(f"/workflows/{seg(wf)}/initialize_jobs", None,
+                         only_uninitialized=only_uninitialized,
+                         clear_ephemeral_user_data=clear_ephemeral_user_data, **{"async": True})
+        self.wait_task(wf, task, progress or self.on_task_progress)
+
+    def wait_task(self, wf: str | None, task: dict[str, Any],
+                  progress: Callable[[dict[str, Any]], None] | None = None,
+                  interval: float = 0.02, max_interval: float = 1.0) -> dict[str, Any]:
+        """Poll a background task until it ends; return it when it succeeded.
+
+        Raises ApiError with the task's own error (status and message) when it failed."""
+        while task.get("state") == "running":
+            if progress is not None:
+                progress(task)
+            time.sleep(interval)
+            interval = min(max_interval, interval * 2)
+            where = f"/workflows/{seg(wf)}" if wf is not None else ""
+            task = self.get(f"{where}/tasks/{seg(task['_key'])}")
+        if progress is not None:
+            progress(task)
+        if task.get("state") != "succeeded":
+            error = task.get("error") or {}
+            raise ApiError(int(error.get("code") or 500),
+                           str(error.get("errorMessage") or "background task failed"), error)
+        return task
 
     def is_complete(self, wf: str) -> dict[str, Any]:
         """``{is_canceled, is_complete, needs_to_run_completion_script}``."""

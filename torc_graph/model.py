@@ -63,6 +63,8 @@ class GlobalCollection(str, enum.Enum):
     WORKFLOW_OWNERS = "workflow_owners"
     #: Web dashboard sessions (hashed ids; torc_graph.engine.sessions).
     DASHBOARD_SESSIONS = "dashboard_sessions"
+    #: Background tasks (torc_graph.engine.tasks).
+    TASKS = "tasks"
 
     def __str__(self) -> str:
         return self.value

@@ -74,3 +74,18 @@ def test_bench_dashboard_figure_at_tiny_scale(tmp_path):
     [figure] = json.loads(out.read_text())["figures"]
     assert figure["figure"] == 12 and "40 jobs" in figure["name"]
     assert figure["value"] > 0 and figure["baseline"] > 0 and figure["met"] is not None
+
+
+@pytest.mark.slow
+def test_bench_bulk_only_measures_creation_and_initialization(tmp_path):
+    bench = _load_bench()
+    out = tmp_path / "bulk.json"
+    assert bench.main(["--bulk-only", "--sizes", "300", "600", "--server-workers", "2",
+                       "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {f["figure"] for f in report["figures"]} == {1, 2, 8}
+    names = [f["name"] for f in report["figures"]]
+    assert sum("server CPU" in n for n in names if n.startswith(("create", "initialize"))) == 4
+    growth = [f for f in report["figures"] if f["figure"] == 8]
+    assert [f["target"] for f in growth] == ["<= 1.3x"] * 4
+    assert all(f["value"] > 0 for f in growth)

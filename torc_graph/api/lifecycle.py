@@ -37,9 +37,10 @@ def _complete_job(store: GraphStore, workflow: str, key: str, status: str, rev: 
 
 
 ACTIONS: list[Action] = [
-    Action("POST", WF + "/initialize_jobs", initialize.initialize_jobs, "initialize_jobs",
+    Action("POST", WF + "/initialize_jobs", initialize.initialize_jobs_action, "initialize_jobs",
            query=(Param("only_uninitialized", bool, False),
-                  Param("clear_ephemeral_user_data", bool, True))),
+                  Param("clear_ephemeral_user_data", bool, True),
+                  Param("async", bool, False))),
     Action("POST", WF + "/process_changed_job_inputs", initialize.process_changed_job_inputs,
            "process_changed_job_inputs", query=(Param("dry_run", bool, False),)),
     Action("GET", WF + "/missing_user_data", initialize.missing_user_data,

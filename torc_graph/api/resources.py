@@ -19,6 +19,7 @@ from torc_graph import validation
 from torc_graph.api import auth, media, params
 from torc_graph.api.route import Action
 from torc_graph.engine.common import require_workflow, to_key
+from torc_graph.engine.tasks import Accepted
 from torc_graph.store.base import GraphStore
 
 
@@ -43,7 +44,12 @@ class ActionResource:
     def _respond(self, action: Action, req: falcon.Request, resp: falcon.Response,
                  **path: str) -> None:
         kwargs = self.arguments(action, req, path)
-        media.send_json(resp, action.handler(self.store, **kwargs))
+        result = action.handler(self.store, **kwargs)
+        if isinstance(result, Accepted):  # a background task was started
+            resp.location = f"{req.path.rsplit('/', 1)[0]}/tasks/{result.body['_key']}"
+            media.send_json(resp, result.body, 202)
+            return
+        media.send_json(resp, result)
 
     def arguments(self, action: Action, req: falcon.Request,
                   path: dict[str, str]) -> dict[str, Any]:

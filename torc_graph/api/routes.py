@@ -41,6 +41,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "torc_graph.api.tokens",
     "torc_graph.api.observability",
     "torc_graph.api.dashboard",
+    "torc_graph.api.tasks",
 )
 
 WF = "/workflows/{workflow}"

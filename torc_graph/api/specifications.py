@@ -15,8 +15,9 @@ WF = "/workflows/{workflow}"
 
 ACTIONS: list[Action] = [
     # Either dialect (torc v0.6.4 or current torc): the engine converts and validates.
-    Action("POST", SPECS, specs.create_from_specification, "add_workflow_specification",
-           body="workflow_specification", raw_body=True, owner=True),
+    Action("POST", SPECS, specs.create_action, "add_workflow_specification",
+           body="workflow_specification", raw_body=True, owner=True,
+           query=(Param("async", bool, False),)),
     Action("GET", SPECS + "/example", specs.get_workflow_specification_example,
            "get_workflow_specification_example"),
     Action("GET", SPECS + "/template", specs.get_workflow_specification_template,

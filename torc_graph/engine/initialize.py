@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from torc_graph import model
-from torc_graph.engine import integrity
+from torc_graph.engine import integrity, tasks
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import BadRequest, NotFound
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS, Collection, Edge, JobStatus
-from torc_graph.store.base import GraphStore, HasEdge, In, Ne, NotIn
+from torc_graph.store.base import GraphStore, In, InitialJobState, Ne
 from torc_graph.units import duration_seconds, memory_bytes
 
 JOBS = Collection.JOBS.value
@@ -162,50 +162,27 @@ def resource_internal(rr: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _apply_resource_requirements(store: GraphStore, workflow: str) -> None:
-    """§4.1 step 4: copy each job's rr into ``internal`` (hash and scheduler id kept).
-
-    One update per rr document; then the default for jobs without a (live) ``requires`` edge
-    and for jobs whose rr asks for 0 CPUs.
-    """
+def _initial_state(store: GraphStore, workflow: str, only_uninitialized: bool) -> InitialJobState:
+    """§4.1 steps 4, 5 and the status passes as one :class:`InitialJobState`: each job's rr
+    copied into ``internal`` (the default without one, or for an rr asking for 0 CPUs), its
+    scheduler's id, then ``blocked`` or ``ready``. Every rr is parsed before anything is written
+    (InvalidInput naming a bad one)."""
     rrs = store.find(Collection.RESOURCE_REQUIREMENTS.value, workflow)
-    patches = [(rr["_id"], resource_internal(rr)) for rr in rrs]  # parse all before writing
-    for rr_id, patch in patches:
-        store.update_many(
-            JOBS,
-            workflow,
-            None,
-            patch,
-            edges=[HasEdge(Edge.REQUIRES.value, "out", endpoint(rr_id))],
-        )
-    default = resource_internal(DEFAULT_RESOURCE_REQUIREMENTS)
-    rr_ids = [rr_id for rr_id, _ in patches]
-    store.update_many(
-        JOBS,
-        workflow,
-        None,
-        default,
-        edges=[HasEdge(Edge.REQUIRES.value, "out", {"_id": In(rr_ids)}, exists=False)],
+    schedulers = [s["_id"] for coll in model.SCHEDULER_COLLECTIONS
+                  for s in store.find(coll.value, workflow)]
+    return InitialJobState(
+        resources=[(rr["_id"], resource_internal(rr)) for rr in rrs],
+        default=resource_internal(DEFAULT_RESOURCE_REQUIREMENTS),
+        num_cpus_path="internal.num_cpus",
+        schedulers=schedulers,
+        scheduler_path="internal.scheduler_config_id",
+        blockable=({"status": UNINITIALIZED} if only_uninitialized
+                   else {"status": Ne(JobStatus.DISABLED.value)}),
+        non_blocking=NON_BLOCKING_AT_INIT,
+        keep=(JobStatus.DISABLED.value, JobStatus.DONE.value, JobStatus.CANCELED.value),
+        blocked=JobStatus.BLOCKED.value,
+        ready=JobStatus.READY.value,
     )
-    # After the passes above every job holds the values of one of its rrs or the default
-    # (1 CPU), so only an rr that asks for 0 CPUs can leave a job at 0: skip the full scan
-    # of the jobs otherwise (it costs ~2 us per job).
-    if any(patch["internal.num_cpus"] == 0 for _, patch in patches):
-        store.update_many(JOBS, workflow, {"internal.num_cpus": 0}, default)
-
-
-def _apply_schedulers(store: GraphStore, workflow: str) -> None:
-    """§4.1 step 5: ``internal.scheduler_config_id`` = the scheduler linked by ``scheduled_bys``.
-    One update per scheduler document; jobs without an edge keep their value."""
-    for coll in model.SCHEDULER_COLLECTIONS:
-        for sched in store.find(coll.value, workflow):
-            store.update_many(
-                JOBS,
-                workflow,
-                None,
-                {"internal.scheduler_config_id": sched["_id"]},
-                edges=[HasEdge(Edge.SCHEDULED_BYS.value, "out", endpoint(sched["_id"]))],
-            )
 
 
 def initialize_jobs(
@@ -214,22 +191,26 @@ def initialize_jobs(
     *,
     only_uninitialized: bool = False,
     clear_ephemeral_user_data: bool = True,
+    progress: Callable[[str, int, int | None], None] = lambda phase, done, total: None,
 ) -> dict[str, str]:
     """``POST /workflows/{wf}/initialize_jobs`` (§4.1), in one transaction.
 
-    Raises NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a
-    dependency cycle, :mod:`.integrity` — in which case nothing is changed).
+    ``progress(phase, done, total)`` is told each step (:class:`.tasks.Progress`). Raises
+    NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a dependency
+    cycle, :mod:`.integrity` — in which case nothing is changed).
     """
+    steps = 4
     with store.bulk_transaction(workflow):  # ArangoDB: may chunk; idempotent when rerun
         space = workspace(store, workflow)
         require_not_archived(space, "initialize_jobs")
+        progress("checking dependencies", 0, steps)
         integrity.check_no_cycle(store, workflow)
         if clear_ephemeral_user_data:
             clear_ephemeral_data(store, workflow)
+        progress("deriving file and user data dependencies", 1, steps)
         store.derive_edges(workflow, Edge.BLOCKS.value, Edge.PRODUCES.value, Edge.NEEDS.value)
         store.derive_edges(workflow, Edge.BLOCKS.value, Edge.STORES.value, Edge.CONSUMES.value)
-        _apply_resource_requirements(store, workflow)
-        _apply_schedulers(store, workflow)
+        state = _initial_state(store, workflow, only_uninitialized)
         # Safety net: everything downstream of an uninitialized job is uninitialized too.
         # The traversal visits every edge below the uninitialized jobs (all of them on a first
         # initialization: ~7 us per edge) and can change something only if some jobs are
@@ -243,32 +224,25 @@ def initialize_jobs(
                 start_where={"status": UNINITIALIZED},
                 where={"status": Ne(UNINITIALIZED)},
             )
-        blocked_where: dict[str, Any] = {"status": Ne(JobStatus.DISABLED.value)}
-        if only_uninitialized:
-            blocked_where = {"status": UNINITIALIZED}
-        store.update_many(
-            JOBS,
-            workflow,
-            blocked_where,
-            {"status": JobStatus.BLOCKED.value},
-            edges=[HasEdge(Edge.BLOCKS.value, "in", {"status": NotIn(NON_BLOCKING_AT_INIT)})],
-        )
-        store.update_many(
-            JOBS,
-            workflow,
-            {
-                "status": NotIn(
-                    (
-                        JobStatus.DISABLED.value,
-                        JobStatus.BLOCKED.value,
-                        JobStatus.DONE.value,
-                        JobStatus.CANCELED.value,
-                    )
-                )
-            },
-            {"status": JobStatus.READY.value},
-        )
+        # Resources, scheduler and status in one set-based write per job (the backend's).
+        progress("setting job resources and status", 2, steps)
+        store.set_initial_job_state(workflow, state)
+        progress("committing", 3, steps)
     return {"message": "Initialized job status"}
+
+
+def initialize_jobs_action(store: GraphStore, workflow: str, *, only_uninitialized: bool = False,
+                           clear_ephemeral_user_data: bool = True, **flags: bool) -> Any:
+    """The ``initialize_jobs`` route: with ``?async=true`` a background task
+    (:func:`.tasks.start`, answered 202 with the task), else :func:`initialize_jobs`."""
+    kwargs = {"only_uninitialized": only_uninitialized,
+              "clear_ephemeral_user_data": clear_ephemeral_user_data}
+    if flags.get("async"):
+        workspace(store, workflow)  # 404 now, not in the task
+        return tasks.start(store, workflow, "initialize_jobs",
+                           lambda progress: initialize_jobs(store, workflow, progress=progress,
+                                                            **kwargs))
+    return initialize_jobs(store, workflow, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

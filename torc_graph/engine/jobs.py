@@ -114,7 +114,10 @@ def _insert(store: GraphStore, workflow: str, jobs: Sequence[dict[str, Any]],
                         edges[rel.edge].append({"_from": job["_id"], "_to": target})
         for edge, rows in edges.items():
             store.insert_many(edge, workflow, rows)
-        if bulk or _may_close_cycle(store, workflow, stored[0], edges):
+        if bulk:
+            integrity.check_new_jobs(store, workflow, (d["_id"] for d in stored), edges,
+                                     generated_keys=not batch_keys)
+        elif _may_close_cycle(store, workflow, stored[0], edges):
             integrity.check_no_cycle(store, workflow)
     return stored
 

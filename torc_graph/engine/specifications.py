@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torc_graph import model, spec as spec_formats, units, validation
-from torc_graph.engine import integrity, workflows
+from torc_graph.engine import integrity, tasks, workflows
 from torc_graph.engine.common import clamp_limit, count_param, envelope, require_workflow
 from torc_graph.engine.queries import get_job
 from torc_graph.errors import InvalidInput, NotFound
@@ -375,7 +375,8 @@ def _check_cycles(job_specs: Sequence[Mapping[str, Any]], jobs: Sequence[_JobPla
 
 
 def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
-                               owner: Mapping[str, Any] | None = None) -> Document:
+                               owner: Mapping[str, Any] | None = None,
+                               progress: tasks.Progress | None = None) -> Document:
     """``POST /workflow_specifications``: create the workflow described by ``body``.
 
     ``body`` has been validated against the ``workflow_specification`` schema (defaults filled;
@@ -391,9 +392,15 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
     transaction to name its workflow up front, and ArangoDB cannot create collections inside a
     stream transaction; creating first and compensating works on every backend.
 
+    With ``progress`` (a background task, :mod:`.tasks`), the phases are reported, the new
+    workflow's key is recorded in the task before the content is written, and the task is
+    marked succeeded inside the content's transaction.
+
     Returns the workflow document. Raises InvalidInput (400), also for a dependency cycle
     (explicit, file- or user-data-derived; :mod:`.integrity`).
     """
+    report = progress or (lambda phase, done, total: None)
+    report("checking the specification", 1, 3)
     plan = plan_specification(body)
     key = plan.workflow.get("_key")
     if key is not None and store.workflow_exists(key):
@@ -401,9 +408,14 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
     with store.staged_creation():  # ArangoDB: chunked, invisible until published
         created = workflows.create_workflow(store, plan.workflow, owner=owner)
         try:
+            if progress is not None:
+                progress.record(workflow=created["_key"])
+            report(f"writing {len(plan.jobs):,} jobs", 2, 3)
             with store.transaction(created["_key"]):
                 _write(store, created["_key"], plan)
                 integrity.check_no_cycle(store, created["_key"])
+                if progress is not None:
+                    progress.succeed(created)
         except BaseException:
             store.delete_workflow(created["_key"])
             raise
@@ -418,6 +430,20 @@ def create_from_specification(store: GraphStore, body: Any,
     :func:`add_workflow_specification`. Raises InvalidInput (400) naming the entry and field."""
     valid = validation.validate("workflow_specification", spec_formats.normalize(body))
     return add_workflow_specification(store, valid, owner=owner)
+
+
+def create_action(store: GraphStore, body: Any, owner: Mapping[str, Any] | None = None,
+                  **flags: bool) -> Any:
+    """The ``POST /workflow_specifications`` route: with ``?async=true`` a background task
+    (202; its ``result`` is the workflow document), else :func:`create_from_specification`."""
+    if not flags.get("async"):
+        return create_from_specification(store, body, owner=owner)
+
+    def run(progress: tasks.Progress) -> Document:
+        progress("reading the specification", 0, 3)
+        valid = validation.validate("workflow_specification", spec_formats.normalize(body))
+        return add_workflow_specification(store, valid, owner=owner, progress=progress)
+    return tasks.start(store, None, "create_workflow_from_specification", run)
 
 
 def _write(store: GraphStore, wf: str, plan: Plan) -> None:

@@ -174,6 +174,31 @@ class WorkflowSpace:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InitialJobState:
+    """What ``initialize_jobs`` writes to every job of a workflow (:meth:`GraphStore.set_initial_job_state`).
+
+    ``resources``: ``(resource requirements id, patch)`` in order; a job with a ``requires`` edge
+    to several takes the last one's patch. ``default``: the patch for jobs with none of them, or
+    whose patch sets ``num_cpus_path`` to 0. ``schedulers``: scheduler ids in order; a job with a
+    ``scheduled_bys`` edge to some takes the last one's id into ``scheduler_path`` (others keep
+    theirs). Status: a job matching ``blockable`` with an inbound ``blocks`` edge from a job
+    whose status is not in ``non_blocking`` becomes ``blocked``; else, unless its status is in
+    ``keep`` (or it is ``blocked``), it becomes ``ready``.
+    """
+
+    resources: Sequence[tuple[str, Mapping[str, Any]]]
+    default: Mapping[str, Any]
+    num_cpus_path: str
+    schedulers: Sequence[str]
+    scheduler_path: str
+    blockable: Where
+    non_blocking: Sequence[str]
+    keep: Sequence[str]
+    blocked: str
+    ready: str
+
+
 # ----------------------------------------------------------------------------------------------
 # The protocol
 # ----------------------------------------------------------------------------------------------
@@ -611,3 +636,44 @@ class GraphStore(abc.ABC):
         """Set-based: for every vertex X with a ``producer_edge`` P→X and a ``consumer_edge``
         C→X, insert an ``out_edge`` P→C unless one already exists. Returns the number inserted.
         (``blocks`` from ``produces``/``needs`` and from ``stores``/``consumes``.)"""
+
+    def dependencies_in_id_order(
+        self, workflow: str, relations: Sequence[tuple[str, str | None]]
+    ) -> bool:
+        """Whether every dependency given by ``relations`` goes from a smaller to a larger id
+        in the order (length, text): a strict total order, so True proves these dependencies
+        form no cycle. For ids of one collection it is the numeric order of generated keys,
+        which increase with insertion, so it nearly always holds.
+
+        ``(E, None)`` means every ``E`` edge ``a -> b`` is a dependency ``a -> b``; ``(P, C)``
+        means every pair of a ``P`` edge ``a -> x`` and a ``C`` edge ``b -> x`` is a dependency
+        ``a -> b`` (a producer runs before a consumer). False means "not proven": the caller
+        searches. Read-only. This default proves nothing (returns False); backends override it
+        with set-based queries.
+        """
+        return False
+
+    def set_initial_job_state(self, workflow: str, state: InitialJobState) -> None:
+        """Apply :class:`InitialJobState` to the jobs of ``workflow``: atomic (call it inside the
+        caller's transaction). Statuses are decided on the statuses before the call.
+
+        This default runs one set-based update per resource requirements document, scheduler
+        and status pass; backends may override it with fewer statements (SQLite: one, writing
+        only the rows that change).
+        """
+        jobs = "jobs"
+        for rr_id, patch in state.resources:
+            self.update_many(jobs, workflow, None, patch,
+                             edges=[HasEdge("requires", "out", {"_id": In([rr_id])})])
+        rr_ids = [rr_id for rr_id, _ in state.resources]
+        self.update_many(jobs, workflow, None, state.default,
+                         edges=[HasEdge("requires", "out", {"_id": In(rr_ids)}, exists=False)])
+        if any(patch[state.num_cpus_path] == 0 for _, patch in state.resources):
+            self.update_many(jobs, workflow, {state.num_cpus_path: 0}, state.default)
+        for sched_id in state.schedulers:
+            self.update_many(jobs, workflow, None, {state.scheduler_path: sched_id},
+                             edges=[HasEdge("scheduled_bys", "out", {"_id": In([sched_id])})])
+        self.update_many(jobs, workflow, state.blockable, {"status": state.blocked},
+                         edges=[HasEdge("blocks", "in", {"status": NotIn(state.non_blocking)})])
+        self.update_many(jobs, workflow, {"status": NotIn((*state.keep, state.blocked))},
+                         {"status": state.ready})

@@ -450,3 +450,23 @@ def order_clause(
         terms.append(f"{f.value}{' DESC' if desc else ''}")
     terms.append(f"{alias}.seq")
     return "ORDER BY " + ", ".join(terms)
+
+
+# -- dependency order ------------------------------------------------------------------------
+
+
+def id_order_sql(a: str, b: str) -> str:
+    """SQL true iff id ``a`` comes before id ``b`` in the order (length, text): a strict total
+    order (for ids with one prefix, the numeric order of canonical decimal keys)."""
+    return f"(length({a}) < length({b}) OR (length({a}) = length({b}) AND {a} < {b}))"
+
+
+def id_order_violation_sql(table: str, consumer_table: str | None) -> str:
+    """A query returning a row iff some dependency is against :func:`id_order_sql` (parameter
+    ``wf``): an edge ``from -> to`` of ``table``, or with ``consumer_table`` a producer edge
+    P->X of ``table`` and a consumer edge C->X (the dependency P -> C)."""
+    if consumer_table is None:
+        return (f"SELECT 1 FROM {table} e WHERE e.wf = :wf "
+                f"AND NOT {id_order_sql('e.from_id', 'e.to_id')} LIMIT 1")
+    return (f"SELECT 1 FROM {table} p JOIN {consumer_table} c ON c.wf = :wf AND c.to_id = p.to_id "
+            f"WHERE p.wf = :wf AND NOT {id_order_sql('p.from_id', 'c.from_id')} LIMIT 1")

@@ -166,6 +166,14 @@ def _auth_tokens() -> list[str]:
                           GlobalCollection.WORKFLOW_OWNERS.value)
 
 
+def _tasks() -> list[str]:
+    """The background tasks table (:mod:`torc_graph.engine.tasks`), indexed by workflow."""
+    t = doc_table(GlobalCollection.TASKS.value)
+    return _global_tables(GlobalCollection.TASKS.value) + [
+        f"CREATE INDEX IF NOT EXISTS ix_{t}_workflow ON {t} (wf, json_extract(doc, '$.workflow'))",
+    ]
+
+
 def _dashboard_sessions() -> list[str]:
     """The dashboard's session table (:mod:`torc_graph.engine.sessions`)."""
     return _global_tables(GlobalCollection.DASHBOARD_SESSIONS.value)
@@ -186,6 +194,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0003_job_columns", _job_columns),
     Migration("0004_auth_tokens", _auth_tokens),
     Migration("0005_dashboard_sessions", _dashboard_sessions),
+    Migration("0006_tasks", _tasks),
 )
 
 _CREATE_MIGRATIONS = (
