@@ -176,9 +176,9 @@ def live_server(db_url: str, tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(url + "/ping", timeout=1).status_code == 200:
+                if requests.get(url + "/ping", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused while booting, or a slow first answer
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start: "
