@@ -498,16 +498,17 @@ def run(args) -> dict:
                         round(g, 3), None, None, "<= 1.1x", g <= 1.1, "x")
 
         n = args.batched_jobs
-        try:
-            t = execution.batched_throughput(api, n, args.batched_workers, args.batch,
-                                             independent_workflow)
-        except execution.EndpointMissing as exc:
-            fig(9, f"batched workers: not measured, the server lacks the batched execution API "
-                   f"({exc})", None, None, None, ">= 2,000/s", None, "completions/s")
-        else:
+        for batch in args.batch:
+            try:
+                t = execution.batched_throughput(api, n, args.batched_workers, batch,
+                                                 independent_workflow)
+            except execution.EndpointMissing as exc:
+                fig(9, f"batched workers: not measured, the server lacks the batched execution "
+                       f"API ({exc})", None, None, None, ">= 2,000/s", None, "completions/s")
+                break
             once = t["completed"] == t["distinct"] == n == t["done_in_db"]
             fig(9, f"{args.batched_workers} batched workers (claim_jobs/complete_jobs, batches of "
-                   f"{args.batch}), {n:,} jobs: failures {t['failures']}, completed "
+                   f"{batch}), {n:,} jobs: failures {t['failures']}, completed "
                    f"{t['completed']}, distinct {t['distinct']}, done in db {t['done_in_db']}"
                    + (f", errors {t['errors'][:2]}" if t["errors"] else ""),
                 round(t["per_s"], 1), None, None, ">= 2,000/s, 0 failures, each job once",
@@ -681,7 +682,8 @@ def parse_args(argv=None):
     p.add_argument("--e2e-jobs", type=int, nargs="+", help="figure 4 job counts")
     p.add_argument("--batched-jobs", type=int, help="figure 9 job count")
     p.add_argument("--batched-workers", type=int, default=16, help="figure 9 worker processes")
-    p.add_argument("--batch", type=int, default=32, help="figure 9 jobs per claim")
+    p.add_argument("--batch", type=int, nargs="+", default=[16, 64],
+                   help="figure 9 jobs per claim/completion call (one run per value)")
     p.add_argument("--peers", action="store_true", help="figure 10: peer systems (Dask)")
     p.add_argument("--peer-jobs", type=int, help="figure 10 job count")
     p.add_argument("--spec-jobs", type=int,
