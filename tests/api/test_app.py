@@ -210,7 +210,7 @@ def test_action_paths_do_not_clash_with_crud(store, settings):
     for action in routes.actions():
         assert action.path not in fixed, action.operation_id
         assert action.path.startswith(("/workflows", "/workflow_specifications", "/tokens",
-                                       "/dashboard/")), \
+                                       "/dashboard/", "/tasks/")), \
             action.path
 
 

@@ -105,8 +105,9 @@ def test_run_slurm_serves_the_embedded_store_and_exits_0(tmp_path):
     from torc_graph.client import Client
 
     with Client(database=f"sqlite:///{tmp_path / 'torc_graph.db'}") as client:
-        nodes = list(client.iter_items("/workflows/1/compute_nodes"))
-    assert {n["scheduler"]["slurm_job_id"] for n in nodes} <= set(ids)
+        [workflow] = list(client.iter_items("/workflows"))
+        nodes = list(client.iter_items(f"/workflows/{workflow['_key']}/compute_nodes"))
+    assert nodes and {n["scheduler"]["slurm_job_id"] for n in nodes} <= set(ids)
     assert all(n["scheduler"]["hpc_type"] == "slurm" for n in nodes)
 
 
