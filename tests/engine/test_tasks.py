@@ -138,3 +138,17 @@ def test_async_specification_with_a_cycle_fails_and_leaves_nothing(store):
     assert task["state"] == "failed" and task["error"]["code"] == 400
     assert "cycle" in task["error"]["errorMessage"]
     assert {w["_key"] for w in store.find("workflows", None)} == before
+
+
+def test_tasks_do_not_take_workflow_keys(tmp_path):
+    """A fresh store's first workflow is 1 even when it is created through a task (the task
+    document has a random key of its own, not one from the counter that numbers workflows)."""
+    from torc_graph.client import Client
+
+    with Client(database=f"sqlite:///{tmp_path / 'fresh.db'}") as client:
+        first = client.add_workflow_specification({"name": "first", "jobs": [
+            {"name": "a", "command": "true"}]})
+        listed = client.get(f"/workflows/{first['_key']}/tasks")
+    assert first["_key"] == "1"
+    [task] = listed["items"]
+    assert task["_key"].startswith("t") and len(task["_key"]) == 17

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -114,8 +115,10 @@ def start(store: GraphStore, workflow: str | None, operation: str,
     if workflow is not None:
         require_workflow(store, workflow)
     now = now_ms()
+    # A random key of its own: tasks must not take keys from the counter that numbers
+    # workflows (a fresh store's first workflow would otherwise be 2, not 1).
     doc = store.insert(TASKS, None, {
-        "workflow": workflow, "operation": operation, "state": RUNNING, "phase": "queued",
+        "_key": f"t{secrets.token_hex(8)}", "workflow": workflow, "operation": operation, "state": RUNNING, "phase": "queued",
         "done": 0, "total": None, "created": now, "updated": now, "heartbeat": now,
         "result": None, "error": None, "retryable": False,
         "process": {"host": socket.gethostname(), "pid": os.getpid(),
