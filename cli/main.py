@@ -92,6 +92,9 @@ def serve(host: str, port: int, workers: int, threads: int, database: str,
         click.echo("WARNING: authentication is OFF: anyone who can reach "
                    f"{host}:{port} (every user of this machine) can read, change and run "
                    "every workflow.", err=True)
+    scheme = "https" if certfile else "http"
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "") else host
+    click.echo(f"Dashboard: {scheme}://{shown}:{port}/dashboard (log in with a token)", err=True)
     _run_gunicorn(f"{host}:{port}", workers, threads, log_level.lower(), certfile, keyfile)
 
 

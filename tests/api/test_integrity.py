@@ -284,3 +284,11 @@ def test_no_auth_warns_and_serves(tmp_path):
         assert requests.get(f"{s.base_url}/workflows").status_code == 200
     assert "authentication is OFF" in log.read_text()
     assert not os.path.exists(s.admin_token_file)
+
+
+def test_serve_names_the_dashboard_url(tmp_path):
+    log = tmp_path / "server.log"
+    with LiveServer(f"sqlite:///{tmp_path / 'db'}", workers=1, log_path=log) as s:
+        port = s.url.rsplit(":", 1)[1].split("/")[0]
+        assert requests.get(f"http://localhost:{port}/dashboard").status_code == 200
+    assert f"Dashboard: http://localhost:{port}/dashboard" in log.read_text()
