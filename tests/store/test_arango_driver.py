@@ -359,3 +359,36 @@ def test_a_chunked_creation_commits_and_begins_again_through_the_real_driver(stu
     publish = stub.requests[-1]
     assert f"UPDATE w WITH {{{STAGED_FIELD}: null}}" in publish["body"]["query"]
     assert TRX not in publish["headers"]
+
+
+def test_values_is_a_projection_through_the_real_driver(stub):
+    """``values`` sends one projection query (``RETURN [d[@p]..]``: only the named fields,
+    never the whole document), in sequence order, continued over batches by the driver; a
+    missing field is None; the text passes the lint."""
+    nested = [{**j, "internal": {"hash": f"h{j['_key']}"}} for j in JOBS]
+
+    def project(query, bind):
+        if " RETURN [" not in query:
+            return answer(query, bind)
+        columns = [re.findall(r"@(\w+)", col) for col in
+                   re.findall(r"d((?:\[@\w+\])+)", query.split(" RETURN [", 1)[1])]
+        flt = next((v for k, v in bind.items() if f"== @{k})" in query), None)
+
+        def pick(doc, names):
+            for n in names:
+                doc = doc.get(bind[n]) if isinstance(doc, dict) else None
+            return doc
+
+        return [[pick(d, c) for c in columns] for d in nested if flt is None or d["name"] == flt]
+
+    stub.answer = project
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc", http_client=stub)
+    got = store.values("jobs", "12", ["_key", "internal.hash", "missing.field"])
+    assert got[:2] == [("1", "h1", None), ("2", "h2", None)] and len(got) == 2500
+    assert store.values("jobs", "12", ["internal.hash"], {"name": "j7"}) == [("h7",)]
+    posts = [r for r in stub.cursor_requests() if r["method"] == "post" and r["body"]]
+    assert len(posts) == 2 and len([r for r in stub.cursor_requests() if not r["body"]]) >= 2
+    text, bind = posts[0]["body"]["query"], posts[0]["body"]["bindVars"]
+    assert text.endswith("]") and "RETURN d" not in text and f"SORT d.{SEQ_FIELD}" in text
+    assert {"internal", "hash", "missing", "field", "_key"} <= set(bind.values())
+    assert lint(text, bind) == [] and lint(posts[1]["body"]["query"], posts[1]["body"]["bindVars"]) == []

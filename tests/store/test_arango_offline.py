@@ -473,6 +473,7 @@ def exercise_every_method(store, wf="12"):
     store.find("jobs", wf, skip=3)
     list(store.iter_find("jobs", wf, {"name": HOSTILE}, batch_size=2))
     store.count("jobs", wf, {"a.b": Ge(HOSTILE)}, edges=[HasEdge("needs", "out")])
+    store.values("jobs", wf, ["_key", "internal.hash"], {"a.b": Ge(HOSTILE)})
     store.page("jobs", wf, {"status": HOSTILE}, skip=1, limit=1)
     store.find_after("events", wf, "5", {"category": HOSTILE}, limit=3)
     store.neighbors(wf, "needs", "out", [f"jobs__{wf}/1"], where={"name": HOSTILE},

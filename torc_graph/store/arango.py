@@ -5,7 +5,8 @@ Layout and deployments: :mod:`.arango_layout` (global ``workflows``, ``workflow_
 model collection as ``<base>__<WF>`` and graph ``workflow_graph__<WF>``; single server, or a
 cluster database that is OneShard). Keys and order: :mod:`.arango_keys` (one sequence counter;
 every document carries its number in the indexed attribute ``_torc_seq``, hidden from callers).
-Graph operations: :mod:`.arango_graph`. Connection and errno translation:
+Graph operations: :mod:`.arango_graph`. Reads (find, pages, counts, projections):
+:mod:`.arango_reads`. Connection and errno translation:
 :mod:`.arango_connection`.
 
 Transactions
@@ -53,15 +54,12 @@ from torc_graph.errors import (
 )
 from torc_graph.store import arango_keys
 from torc_graph.store.aql import (
-    NO_LIMIT,
-    CLAIM_ORDERS,
     HIDDEN_FIELDS,
     SEQ_FIELD,
     SYSTEM_FIELDS,
     Query,
     check_key,
     collection_name,
-    seq_expr,
 )
 from torc_graph.store.arango_connection import (
     MIB,
@@ -78,6 +76,7 @@ from torc_graph.store.arango_connection import (
 )
 from torc_graph.store.arango_graph import ID_PATTERN, GraphOps, clean
 from torc_graph.store.arango_chunks import ChunkOps
+from torc_graph.store.arango_reads import ReadOps, claim_order
 from torc_graph.store.arango_staging import StagingOps
 from torc_graph.store.arango_workflows import WorkflowOps, missing_workflow
 from torc_graph.store.arango_layout import (
@@ -89,10 +88,10 @@ from torc_graph.store.arango_layout import (
     Layout,
     workflow_names,
 )
-from torc_graph.store.base import Document, GraphStore, HasEdge, In, OrderBy, Where
+from torc_graph.store.base import Document, GraphStore, HasEdge, Where
 
-__all__ = ["ArangoStore", "PASSWORD_ENV", "TICKS", "TransactionTooLarge", "mask_url", "parse_url",
-           "translate"]
+__all__ = ["ArangoStore", "PASSWORD_ENV", "TICKS", "TransactionTooLarge", "claim_order", "mask_url",
+           "parse_url", "translate"]
 
 log = logging.getLogger(__name__)
 
@@ -124,27 +123,11 @@ class _Tx:
     chunks: int = 1
 
 
-def claim_order(name: str, where: Where | None, order_by: OrderBy | None) -> str | None:
-    """The claim-order attribute that serves this read (:data:`~.aql.CLAIM_ORDERS`): a read of
-    a jobs collection filtered to exactly the claimable statuses and ordered by a claim
-    order's fields, all descending; else None."""
-    if name.partition("__")[0] != model.Collection.JOBS.value or not where or not order_by:
-        return None
-    status = where.get("status")
-    if not isinstance(status, In) or set(status.values) != set(model.CLAIMABLE_STATUSES):
-        return None
-    wanted = [(p, d) for p, d in order_by]
-    for attr, fields in CLAIM_ORDERS.items():
-        if wanted == [(f, True) for f in fields]:
-            return attr
-    return None
-
-
 def _is_edge(name: str) -> bool:
     return model.is_edge(name) or name in GLOBAL_EDGES
 
 
-class ArangoStore(ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphStore):
+class ArangoStore(ReadOps, ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphStore):
     """Graph store on an ArangoDB database. Create it with :meth:`from_url`."""
 
     def __init__(self, host: str, database: str, username: str = "root", password: str = "", *,
@@ -539,141 +522,3 @@ class ArangoStore(ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphStore):
         flt = self._filter(q, name, where, edges, workflow)
         text = self._delete(name, workflow, q, flt, str(collection), "1")
         return int(self._run(f"LET removed = ({text}) RETURN LENGTH(removed)", q, name)[0])
-
-    def _find_query(self, name: str, workflow, where, edges, order_by, after=None, limit=None,
-                    skip: int = 0) -> tuple[str, Query]:
-        q = Query()
-        c = q.collection(name)
-        claim = claim_order(name, where, order_by)
-        if claim is not None:  # served by the claim order's sparse index, no sort
-            rest = {k: v for k, v in (where or {}).items() if k != "status"}
-            text = f"FOR d IN {c} {self._filter(q, name, rest, edges, workflow, [f'd.{claim} != null'])}"
-            if after is not None:
-                text += f" FILTER d.{claim} < {q.value(after[claim])}"
-            text += f" SORT d.{claim} DESC"
-        else:
-            text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)}"
-            if after is not None:
-                text += " " + q.after("d", order_by, after)
-            text += " " + q.sort("d", order_by)
-        if skip or limit is not None:
-            text += f" LIMIT {q.value(int(skip))}, {q.value(NO_LIMIT if limit is None else int(limit))}"
-        return text + " RETURN d", q
-
-    def find(
-        self,
-        collection: str,
-        workflow: str | None,
-        where: Where | None = None,
-        *,
-        edges: Sequence[HasEdge] = (),
-        skip: int = 0,
-        limit: int | None = None,
-        order_by: OrderBy | None = None,
-    ) -> list[Document]:
-        name = collection_name(collection, workflow)
-        text, q = self._find_query(name, workflow, where, edges, order_by, limit=limit, skip=skip)
-        return [clean(d) for d in self._run(text, q, name)]
-
-    def iter_find(
-        self,
-        collection: str,
-        workflow: str | None,
-        where: Where | None = None,
-        *,
-        edges: Sequence[HasEdge] = (),
-        order_by: OrderBy | None = None,
-        batch_size: int = 1000,
-    ) -> Iterator[Document]:
-        name = collection_name(collection, workflow)
-        text, q = self._find_query(name, workflow, where, edges, order_by)  # validates now
-        size = max(1, int(batch_size))
-        if self._tx() is not None:
-            return self._iter_pages(name, workflow, where, edges, order_by, size)
-        return self._iter_cursor(name, text, q, size)
-
-    def _iter_cursor(self, name: str, text: str, q: Query, batch_size: int) -> Iterator[Document]:
-        with translating(name):
-            cursor = self._conn.db().aql.execute(
-                q.finish(text), bind_vars=q.bind_vars, batch_size=batch_size, stream=True,
-                ttl=600,
-            )
-        try:
-            while True:
-                with translating(name):
-                    try:
-                        doc = cursor.next()
-                    except StopIteration:
-                        return
-                yield clean(doc)
-        finally:
-            with contextlib.suppress(Exception):
-                cursor.close(ignore_missing=True)
-
-    def _iter_pages(self, name, workflow, where, edges, order_by, size) -> Iterator[Document]:
-        """Inside a transaction: keyset pages, each a fresh query seeing the transaction's
-        state and resuming after the last row returned (served by the sort's index)."""
-        after = None
-        while True:
-            text, q = self._find_query(name, workflow, where, edges, order_by, after, size)
-            rows = self._run(text, q, name)
-            for d in rows:
-                yield clean(d)
-            if len(rows) < size:
-                return
-            after = rows[-1]
-
-    def find_after(
-        self,
-        collection: str,
-        workflow: str | None,
-        after_key: str | None,
-        where: Where | None = None,
-        *,
-        limit: int = 1000,
-    ) -> list[Document]:
-        """See :meth:`GraphStore.find_after`: one query, a primary-index lookup of the anchor's
-        sequence number, then a range scan of the ``_torc_seq`` index from it (``> seq``,
-        sorted by the index, ``LIMIT``). Raises NotFound for an unknown ``after_key``."""
-        name = collection_name(collection, workflow)
-        text, q = self._after_query(name, workflow, after_key, where, limit)
-        row = self._run(text, q, name)[0]
-        if not row["found"]:
-            raise NotFound(f"document {after_key} not found in {collection}")
-        return [clean(d) for d in row["docs"]]
-
-    def _after_query(self, name: str, workflow: str | None, after_key: str | None,
-                     where: Where | None, limit: int) -> tuple[str, Query]:
-        """The query of :meth:`find_after` (also EXPLAINed by the live leg). Without an anchor
-        (unknown key) ``docs`` is a bounded range scan from the start, ignored by the caller."""
-        if after_key is not None:
-            check_key(after_key)
-        q = Query()
-        c = q.collection(name)
-        if after_key is None:
-            anchor = "LET a = 0"
-        else:
-            anchor = (f"LET a = FIRST(FOR x IN {c} FILTER x._key == {q.value(after_key)} "
-                      f"LIMIT 1 RETURN x.{SEQ_FIELD})")
-        seq = seq_expr("d")
-        flt = self._filter(q, name, where, (), workflow, extra=[f"{seq} > a"])
-        return (
-            f"{anchor} RETURN {{found: a != null, docs: "
-            f"(FOR d IN {c} {flt} SORT {seq} ASC "
-            f"LIMIT {q.value(max(1, int(limit)))} RETURN d)}}"
-        ), q
-
-    def count(
-        self,
-        collection: str,
-        workflow: str | None,
-        where: Where | None = None,
-        *,
-        edges: Sequence[HasEdge] = (),
-    ) -> int:
-        name = collection_name(collection, workflow)
-        q = Query()
-        c = q.collection(name)
-        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} COLLECT WITH COUNT INTO n RETURN n"
-        return int(self._run(text, q, name)[0])
-
