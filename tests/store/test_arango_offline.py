@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from unittest.mock import create_autospec
 
 import pytest
@@ -205,10 +206,15 @@ class Server:
         self.tx_seq = 0
         self.workflows: dict[str, dict] = {}  # key -> workflow document (staged or not)
         self.touched: list[str] = []
-        self.guards: list = []  # (tx, workflow, True | None)
+        self.guards: list = []  # (tx, workflow, operation | None): guard written or cleared
+        self.clock = 0  # ms added to the real clock
         self.batches: list = []  # (tx, number of keys) of chunked updates
         self.doc_bytes = 540  # a chunked update's NEW size: targets of 470 B + patch + claim
         self._coll = self._cursor_mock = self._tx_mock = None
+
+    def now(self):
+        """The server's clock (``DATE_NOW()``, ms); tests move it with ``clock``."""
+        return int(time.time() * 1000) + self.clock
 
     def queries(self, prefix=""):
         return [e for e in self.log if e[1].startswith(prefix)]
@@ -302,12 +308,16 @@ class Server:
                                             "status": "x", SEQ_FIELD: 3}}]
         if "RETURN {n: LENGTH(u), bytes: SUM(u)}" in query:
             return [{"n": 0, "bytes": None}]
-        if f"UPDATE w WITH {{{BULK_FIELD}: @" in query:  # the bulk guard
+        if f"UPDATE w WITH {{{BULK_FIELD}: " in query:  # the bulk guard: set (lease) or clear
             key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
-            on = next(v for k, v in bind.items() if f"{BULK_FIELD}: @{k}" in query)
-            self.guards.append((tx_id, key, on))
+            guard = next((v for v in bind.values() if isinstance(v, dict)), None)
             doc = self.workflows.setdefault(key, {"_key": key})
-            doc.pop(BULK_FIELD, None) if on is None else doc.update({BULK_FIELD: on})
+            self.guards.append((tx_id, key, guard and guard["op"]))
+            if guard is None:
+                return [1] if doc.pop(BULK_FIELD, None) else []
+            else:
+                lease = next(v for v in bind.values() if isinstance(v, int))
+                doc[BULK_FIELD] = {**guard, "until": self.now() + lease}
             return [1]
         if "FILTER d._key IN @" in query and " UPDATE d WITH " in query:  # a key batch
             keys = next(v for v in bind.values() if isinstance(v, list))
@@ -356,7 +366,7 @@ class Server:
                 return []  # staged: visible only to its creator
             w = {"_key": key, "_id": f"workflows/{key}", "_rev": "_r", SEQ_FIELD: 5,
                  **self.workflows.get(key, {})}
-            return [{"w": w, "c": {"_key": "1"}, "s": {"_key": "2"}}]
+            return [{"w": w, "c": {"_key": "1"}, "s": {"_key": "2"}, "now": self.now()}]
         if "REMOVE" in query and "RETURN OLD" in query and "LET targets" in query:
             return [{"_key": "7", "_id": "jobs__12/7", SEQ_FIELD: 3}]
         if "REMOVE" in query and query.rstrip().endswith("RETURN OLD"):
@@ -1302,9 +1312,13 @@ def test_bulk_update_larger_than_the_cap_runs_in_guarded_chunks(fake):
     for tx_id, k in fake.batches:
         per_tx[tx_id] = per_tx.get(tx_id, 0) + k * (fake.doc_bytes + 128)
     assert len(per_tx) >= 4 and max(per_tx.values()) <= 2**20
-    first, last = min(per_tx), max(per_tx)
-    assert fake.guards == [(first, "12", "initialize_jobs"), (last, "12", None)]
-    assert f"AND w.{BULK_FIELD} != null" not in next(e for e in fake.log if BULK_FIELD in e[1])[1]
+    last = max(per_tx)  # every chunk renews the guard's lease before it commits
+    assert fake.guards == [(t, "12", "initialize_jobs") for t in sorted(per_tx)[:-1]] + [
+        (last, "12", None)]
+    sets = [e for e in fake.log if f"{BULK_FIELD}: MERGE(" in e[1]]
+    assert "DATE_NOW() + @" in sets[0][1] and f"AND w.{BULK_FIELD} != null" not in sets[0][1]
+    written = [next(v for v in e[2].values() if isinstance(v, dict)) for e in sets]
+    assert all(g == written[0] for g in written)  # one owner, one operation
     commits = [e[1] for e in fake.tx_events if e[0] == "commit"]
     assert commits == sorted(per_tx) and BULK_FIELD not in fake.workflows["12"]
     targets = [e for e in fake.log if e[1].endswith("LENGTH(TO_STRING(d))}")]
@@ -1323,13 +1337,9 @@ def test_a_bulk_update_that_fits_one_transaction_is_unchanged(fake):
     assert f"AND w.{BULK_FIELD} != null UPDATE" in clear[1]
 
 
-def test_the_guard_holds_claims_off_until_a_rerun_completes(fake):
-    """Killed mid-way (here: an error in a later chunk), the committed chunks stay with the
-    guard: plain transactions that read the workflow (claims, completions) get 503 naming the
-    remedy; reads outside transactions work; a bulk rerun ignores the guard and clears it."""
-    from torc_graph.engine import initialize
-
-    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+def _interrupted_bulk_update(store, fake, operation="initialize_jobs", **args):
+    """A chunked bulk update of 6,000 jobs that dies in its 3rd chunk (as if killed): the
+    first two chunks are committed, with the guard."""
     fake.rows["LENGTH(TO_STRING(d))}"] = [{"k": str(i), "b": 470} for i in range(6000)]
     calls = []
     real = fake.execute
@@ -1343,25 +1353,112 @@ def test_the_guard_holds_claims_off_until_a_rerun_completes(fake):
 
     fake.execute = execute
     with pytest.raises(StoreUnavailable):
-        with store.bulk_transaction("12"):
+        with store.bulk_transaction("12", operation, **args):
             store.update_many("jobs", "12", None, {"status": "ready"})
     fake.execute = real
-    assert fake.workflows["12"][BULK_FIELD] == "initialize_jobs"
     assert fake.tx_events[-1][0] == "abort"
+    return fake.workflows["12"][BULK_FIELD]
+
+
+def test_the_guard_holds_claims_off_during_its_lease(fake):
+    """Killed mid-way (here: an error in a later chunk), the committed chunks stay with the
+    guard: during its lease plain transactions that read the workflow (claims, completions)
+    and other bulk runs get 503 ("retry in N s"); reads outside transactions work."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    guard = _interrupted_bulk_update(store, fake)
+    assert guard["op"] == "initialize_jobs" and guard["args"] == {} and len(guard["owner"]) == 32
+    assert 299_000 < guard["until"] - fake.now() <= 300_000  # bulk_lease, server clock
     assert store.workflow_space("12").workflow["_key"] == "12"  # reads outside: fine
-    with pytest.raises(StoreUnavailable, match="run initialize_jobs again"):
-        with store.transaction("12"):
-            store.workflow_space("12")
-    with store.bulk_transaction("12"):  # the rerun
-        assert store.workflow_space("12").workflow["_key"] == "12"
+    for op in ("transaction", "initialize_jobs", "reset_job_status"):
+        with pytest.raises(StoreUnavailable, match=r"being changed by initialize_jobs .* retry in 300 s"):
+            with (store.transaction("12") if op == "transaction" else store.bulk_transaction("12", op)):
+                store.workflow_space("12")
+    assert fake.workflows["12"][BULK_FIELD] == guard  # untouched
+
+
+def test_after_its_lease_the_same_operation_takes_the_guard_over_and_completes(fake):
+    """After the lease, a run of the same operation and arguments takes the guard over (its
+    own owner and lease, written before anything else), is told it resumes, and clears the
+    guard when it completes; then plain transactions pass."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1&bulk_lease=60")
+    dead = _interrupted_bulk_update(store, fake, "test_unregistered", failed_only=True)
+    fake.clock += 61_000
+    with pytest.raises(StoreUnavailable, match="being completed"):  # other arguments: not it
+        with store.bulk_transaction("12", "test_unregistered", failed_only=False):
+            pass
+    n = len(fake.guards)
+    with store.bulk_transaction("12", "test_unregistered", failed_only=True) as resumed:
+        taken = fake.workflows["12"][BULK_FIELD]
+        assert resumed is True and taken["owner"] != dead["owner"]
+        assert taken["until"] > fake.now() + 59_000 and taken["args"] == {"failed_only": True}
+        store.workflow_space("12")  # ours now
         store.update_many("jobs", "12", None, {"status": "ready"})
     assert BULK_FIELD not in fake.workflows["12"]
+    assert fake.guards[n][2] == "test_unregistered" and fake.guards[-1][2] is None
     with store.transaction("12"):
         store.workflow_space("12")
-    # The engine's initialize_jobs is such a bulk operation (its closing guard clear).
-    guards = len(fake.guards)
-    initialize.initialize_jobs(store, "12")
-    assert fake.guards[guards:] == [(fake.tx_seq, "12", None)]
+    with store.bulk_transaction("12", "test_unregistered", failed_only=True) as resumed:
+        assert resumed is False  # nothing to resume
+
+
+def test_after_its_lease_any_other_caller_triggers_the_rerun_in_the_background(fake):
+    """After the lease, a claim (a plain transaction) gets 503 while the store reruns the
+    registered operation with the recorded arguments in a background thread, once per
+    process; the rerun takes the guard over and clears it; then claims pass. No manual step."""
+    import threading
+
+    from torc_graph.store import base
+
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1&bulk_lease=1")
+    ran, release = [], threading.Event()
+
+    def rerun(store_, workflow, **args):
+        release.wait(5)
+        with store_.bulk_transaction(workflow, "test_rerun", **args) as resumed:
+            ran.append((workflow, args, resumed))
+
+    base.BULK_OPERATIONS["test_rerun"] = rerun
+    try:
+        _interrupted_bulk_update(store, fake, "test_rerun", level=3)
+        fake.clock += 2_000
+        for _ in range(2):  # the second caller does not start a second rerun
+            with pytest.raises(StoreUnavailable, match="interrupted test_rerun is being completed"):
+                with store.transaction("12"):
+                    store.workflow_space("12")
+        release.set()
+        worker = next(t for t in threading.enumerate() if t.name == "complete-test_rerun-12")
+        worker.join(5)
+        assert ran == [("12", {"level": 3}, True)] and BULK_FIELD not in fake.workflows["12"]
+        with store.transaction("12"):
+            store.workflow_space("12")
+    finally:
+        del base.BULK_OPERATIONS["test_rerun"]
+
+
+def test_an_unregistered_operation_is_left_to_a_process_that_has_it(fake, caplog):
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    fake.workflows["12"] = {"_key": "12", BULK_FIELD: {"op": "nope", "args": {}, "owner": "x",
+                                                       "until": 0}}
+    with pytest.raises(StoreUnavailable, match="interrupted nope"):
+        with store.transaction("12"):
+            store.workflow_space("12")
+    assert "no bulk operation 'nope' registered" in caplog.text
+
+
+def test_the_engine_bulk_operations_are_registered_and_rerunnable():
+    """Every bulk transaction the engine opens names a registered operation whose function
+    takes the arguments it records (a rerun calls ``fn(store, workflow, **args)``)."""
+    import inspect
+
+    from torc_graph.engine import autotune, initialize, lifecycle  # noqa: F401  (registers)
+    from torc_graph.store.base import BULK_OPERATIONS
+
+    assert {"initialize_jobs", "reset_job_status", "process_changed_job_inputs",
+            "auto_tune_resource_requirements",
+            "process_auto_tune_resource_requirements_results"} <= set(BULK_OPERATIONS)
+    for name, fn in BULK_OPERATIONS.items():
+        params = list(inspect.signature(fn).parameters)
+        assert params[:2] == ["store", "workflow"], name
 
 
 @pytest.mark.slow
@@ -1411,18 +1508,17 @@ def _client_for(db, server):
     return client
 
 
-def test_reset_job_status_is_a_bulk_operation_named_by_its_guard(fake):
-    """reset_job_status may chunk too; an interrupted one is named in the 503, and running it
-    again (a bulk operation) lifts the guard."""
+def test_reset_job_status_resumes_its_interrupted_run(fake):
+    """reset_job_status may chunk too: its guard records its arguments, and the same call
+    after the lease takes an interrupted run over and lifts the guard."""
     from torc_graph.engine import lifecycle
 
     store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
-    fake.workflows["12"] = {"_key": "12", BULK_FIELD: "reset_job_status"}
-    with pytest.raises(StoreUnavailable, match="run reset_job_status again"):
-        with store.transaction("12"):
-            store.workflow_space("12")
+    fake.workflows["12"] = {"_key": "12", BULK_FIELD: {
+        "op": "reset_job_status", "args": {"failed_only": False}, "owner": "dead", "until": 0}}
     lifecycle.reset_job_status(store, "12")
     assert BULK_FIELD not in fake.workflows["12"]
+    assert fake.guards[-2][2] == "reset_job_status" and fake.guards[-1][2] is None
 
 
 def test_a_creation_the_sweep_condemned_is_never_published(fake):

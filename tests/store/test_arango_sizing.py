@@ -98,8 +98,10 @@ class Pricing(CountingStore):
 
         return Tx()
 
-    def bulk_transaction(self, workflow):
-        """Priced as one transaction: the bytes it writes (chunked on ArangoDB) in total."""
+    def bulk_transaction(self, workflow, operation="initialize_jobs", **args):
+        """Priced as one transaction: the bytes it writes (chunked on ArangoDB) in total, plus
+        the guard check as it begins and the guard clear as it ends (2 queries)."""
+        self.queries += 2
         return self.transaction(workflow)
 
     def __getattr__(self, name):

@@ -7,7 +7,9 @@ requirements from its measured peak CPU, memory and run time, and re-enables the
 Fixes relative to torc v0.6.4: processing ends with ``auto_tune_status.enabled = false`` (the
 original added a stray ``disabled`` key); disabling an already-disabled job and tuning a job
 without resource requirements are clear 400s; both steps validate everything before writing
-and run in one transaction, so a 400 changes nothing.
+and run in one transaction, so a 400 changes nothing (ArangoDB may commit a large one in
+chunks, :meth:`GraphStore.bulk_transaction`: each step completes when rerun over an
+interrupted run of itself, which the store tells it it resumes).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from torc_graph import model
 from torc_graph.engine.common import now_ms, require_workflow
 from torc_graph.errors import BadRequest
-from torc_graph.store.base import Document, GraphStore, In, NotIn
+from torc_graph.store.base import Document, GraphStore, In, NotIn, bulk_operation
 
 _C, _E, _S = model.Collection, model.Edge, model.JobStatus
 GiB = 1024**3
@@ -36,6 +38,7 @@ def _rr_by_job(store: GraphStore, workflow: str, job_ids: list[str] | None = Non
     return out
 
 
+@bulk_operation("auto_tune_resource_requirements")
 def auto_tune_resource_requirements(store: GraphStore, workflow: str) -> dict[str, str]:
     """Enable auto-tune mode.
 
@@ -43,10 +46,12 @@ def auto_tune_resource_requirements(store: GraphStore, workflow: str) -> dict[st
     skipping ``blocked`` jobs, the first job of each resource-requirements name (``default``
     for jobs without) becomes the group's representative (``auto_tune_status.job_keys``); the
     other jobs of the group are set to ``disabled``. A job to disable that already is
-    ``disabled`` is a 400. Atomic. Raises NotFound for a missing workflow.
+    ``disabled`` is a 400, unless an interrupted run of this call (ArangoDB chunks) disabled
+    it: a rerun resumes that run (same representatives: disabled jobs are not blocked). Atomic.
+    Raises NotFound for a missing workflow.
     """
     require_workflow(store, workflow)
-    with store.transaction(workflow):
+    with store.bulk_transaction(workflow, "auto_tune_resource_requirements") as resumed:
         space = store.workflow_space(workflow)
         stats = space.config.get("compute_node_resource_stats") or {}
         if stats.get("process") is not True:
@@ -67,7 +72,7 @@ def auto_tune_resource_requirements(store: GraphStore, workflow: str) -> dict[st
             if name not in seen:
                 seen.add(name)
                 job_keys.append(job["_key"])
-            elif job.get("status") == _S.DISABLED.value:
+            elif job.get("status") == _S.DISABLED.value and not resumed:
                 raise BadRequest(
                     f"cannot enable auto-tune: job {job['_key']} ({job.get('name')!r}) would be "
                     f"disabled but already is; enable it (e.g. reset its status) and retry"
@@ -107,6 +112,7 @@ def tuned_values(stats: Document, result: Document) -> dict[str, Any]:
     }
 
 
+@bulk_operation("process_auto_tune_resource_requirements_results")
 def process_auto_tune_resource_requirements_results(store: GraphStore, workflow: str) -> dict[str, str]:
     """Apply the measured results of the auto-tune run.
 
@@ -118,10 +124,13 @@ def process_auto_tune_resource_requirements_results(store: GraphStore, workflow:
 
     400 (nothing changed) if: auto-tune is not enabled; a representative has no process stats, no current-run result or
     no resource requirements document; two representatives share one document; another job is
-    not disabled. Atomic. Raises NotFound for a missing workflow.
+    not disabled (or, resuming an interrupted run of this call, not disabled nor
+    uninitialized). The jobs are written first, the requirements, events and status last (in
+    the last chunk on ArangoDB). Atomic. Raises NotFound for a missing workflow.
     """
     require_workflow(store, workflow)
-    with store.transaction(workflow):
+    with store.bulk_transaction(
+            workflow, "process_auto_tune_resource_requirements_results") as resumed:
         space = store.workflow_space(workflow)
         run_id = space.status.get("run_id")
         auto_tune = dict(space.status.get("auto_tune_status") or {})
@@ -177,7 +186,8 @@ def process_auto_tune_resource_requirements_results(store: GraphStore, workflow:
         others_not_disabled = store.find(
             _C.JOBS.value,
             workflow,
-            {"_key": NotIn(job_keys), "status": NotIn([_S.DISABLED.value])},
+            {"_key": NotIn(job_keys), "status": NotIn(
+                [_S.DISABLED.value] + ([_S.UNINITIALIZED.value] if resumed else []))},
             limit=1,
         )
         if others_not_disabled:
@@ -187,6 +197,9 @@ def process_auto_tune_resource_requirements_results(store: GraphStore, workflow:
                 f"disabled, but its status is {j.get('status')!r}"
             )
 
+        store.update_many(
+            _C.JOBS.value, workflow, {"_key": NotIn(job_keys)}, {"status": _S.UNINITIALIZED.value}
+        )
         events = []
         for rr, values in updates:
             new = store.update(_C.RESOURCE_REQUIREMENTS.value, workflow, rr["_key"], values)
@@ -205,9 +218,6 @@ def process_auto_tune_resource_requirements_results(store: GraphStore, workflow:
             )
         if events:
             store.insert_many(_C.EVENTS.value, workflow, events)
-        store.update_many(
-            _C.JOBS.value, workflow, {"_key": NotIn(job_keys)}, {"status": _S.UNINITIALIZED.value}
-        )
         auto_tune["enabled"] = False
         auto_tune.pop("disabled", None)
         store.update(

@@ -19,7 +19,7 @@ from torc_graph.engine import integrity, tasks
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import BadRequest, NotFound
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS, Collection, Edge, JobStatus
-from torc_graph.store.base import GraphStore, In, InitialJobState, Ne
+from torc_graph.store.base import GraphStore, In, InitialJobState, Ne, bulk_operation
 from torc_graph.units import duration_seconds, memory_bytes
 
 JOBS = Collection.JOBS.value
@@ -185,6 +185,7 @@ def _initial_state(store: GraphStore, workflow: str, only_uninitialized: bool) -
     )
 
 
+@bulk_operation("initialize_jobs")
 def initialize_jobs(
     store: GraphStore,
     workflow: str,
@@ -200,7 +201,9 @@ def initialize_jobs(
     cycle, :mod:`.integrity` — in which case nothing is changed).
     """
     steps = 4
-    with store.bulk_transaction(workflow):  # ArangoDB: may chunk; idempotent when rerun
+    with store.bulk_transaction(  # ArangoDB: may chunk; idempotent when rerun
+            workflow, "initialize_jobs", only_uninitialized=only_uninitialized,
+            clear_ephemeral_user_data=clear_ephemeral_user_data):
         space = workspace(store, workflow)
         require_not_archived(space, "initialize_jobs")
         progress("checking dependencies", 0, steps)
@@ -250,6 +253,7 @@ def initialize_jobs_action(store: GraphStore, workflow: str, *, only_uninitializ
 # --------------------------------------------------------------------------------------------
 
 
+@bulk_operation("process_changed_job_inputs")
 def process_changed_job_inputs(
     store: GraphStore, workflow: str, *, dry_run: bool = False
 ) -> dict[str, list[str]]:
@@ -260,8 +264,14 @@ def process_changed_job_inputs(
     order, the ``done`` jobs that were (or, with ``dry_run``, would be) reset: the changed jobs
     and the done jobs downstream of them. (torc's dry run listed only the downstream jobs and
     not the changed job itself, §4.2 [BUG]; here both modes report the same set.)
+
+    ArangoDB may commit it in chunks (:meth:`GraphStore.bulk_transaction`); a rerun over an
+    interrupted run's partial state completes it (the changed jobs are reset last, so they are
+    still ``done`` and selected again) and lists only the jobs still ``done``.
     """
-    with store.transaction(workflow):
+    bulk = store.transaction(workflow) if dry_run else store.bulk_transaction(
+        workflow, "process_changed_job_inputs")
+    with bulk:
         require_workflow(store, workflow)
         if not dry_run:
             clear_ephemeral_data(store, workflow)
@@ -283,8 +293,6 @@ def process_changed_job_inputs(
                 d["_key"] for d in store.descendants(workflow, Edge.BLOCKS.value, changed_ids)
             }
         else:
-            keys = [j["_key"] for j in changed]
-            store.update_many(JOBS, workflow, {"_key": In(keys)}, {"status": UNINITIALIZED})
             downstream = set(
                 store.update_descendants(
                     workflow,
@@ -294,6 +302,8 @@ def process_changed_job_inputs(
                     where={"status": Ne(UNINITIALIZED)},
                 )
             )
+            keys = [j["_key"] for j in changed]  # last: see the docstring
+            store.update_many(JOBS, workflow, {"_key": In(keys)}, {"status": UNINITIALIZED})
         reset = downstream | {j["_key"] for j in changed}
         return {"reinitialized_jobs": [j["_key"] for j in done if j["_key"] in reset]}
 

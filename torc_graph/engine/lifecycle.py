@@ -20,7 +20,7 @@ from torc_graph.engine.initialize import (
 )
 from torc_graph.errors import BadRequest, InvalidInput, NotFound, RevisionConflict
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, HasEdge, In, Ne, NotIn
+from torc_graph.store.base import Document, GraphStore, HasEdge, In, Ne, NotIn, bulk_operation
 
 JOBS = Collection.JOBS.value
 BLOCKS = Edge.BLOCKS.value
@@ -416,6 +416,7 @@ def reset_status(store: GraphStore, workflow: str) -> dict[str, str]:
     return {"message": "Reset workflow status"}
 
 
+@bulk_operation("reset_job_status")
 def reset_job_status(
     store: GraphStore, workflow: str, *, failed_only: bool = False
 ) -> dict[str, str]:
@@ -426,7 +427,7 @@ def reset_job_status(
     them (§3.4). Set-based, one transaction (ArangoDB: may chunk; completes when rerun).
     Raises NotFound, BadRequest (archived).
     """
-    with store.bulk_transaction(workflow, "reset_job_status"):
+    with store.bulk_transaction(workflow, "reset_job_status", failed_only=failed_only):
         space = workspace(store, workflow)
         require_not_archived(space, "reset_job_status")
         if not failed_only:

@@ -116,10 +116,12 @@ class _Tx:
     #: Chunked (a staged creation or a bulk transaction): commit and continue instead of
     #: refusing a write that would cross the cap.
     chunked: bool = False
-    #: A bulk transaction of a published workflow committed a chunk: the guard is set.
-    guarded: bool = False
-    #: The bulk transaction's operation (named by its guard).
+    #: A bulk transaction: its operation and arguments (named by its guard), its run's id.
     operation: str = "initialize_jobs"
+    op_args: dict[str, Any] | None = None
+    owner: str | None = None
+    #: A bulk transaction that took over an interrupted run of the same operation.
+    resumed: bool = False
     chunks: int = 1
 
 
@@ -228,12 +230,11 @@ class ArangoStore(ReadOps, ChunkOps, StagingOps, WorkflowOps, GraphOps, GraphSto
     def _next_chunk(self, tx: _Tx) -> None:
         """Chunked transaction: commit what it holds and go on in a new stream transaction with
         the same collections. What it commits is invisible (a staged workflow: the stamp is
-        refreshed) or guarded (a bulk transaction: the first chunk sets the workflow's guard,
-        :mod:`.arango_chunks`)."""
+        refreshed) or guarded (a bulk transaction: every chunk writes the workflow's guard,
+        renewing its lease, :mod:`.arango_chunks`)."""
         what = f"workflow {tx.workflow}"
-        if not self.is_staged_here(tx.workflow) and not tx.guarded:
-            self.set_guard(str(tx.workflow), tx.operation)
-            tx.guarded = True
+        if not self.is_staged_here(tx.workflow):  # the guard, its lease renewed
+            self.set_guard(str(tx.workflow), tx)
         with translating(what, self.settings.max_transaction_bytes):
             tx.db.commit_transaction()
         tx.db = None  # committed: an error below must not abort it again

@@ -1,5 +1,5 @@
 """Bulk transactions on ArangoDB: a set-based update larger than one stream transaction, in
-chunks, guarded so that its partial application is harmless.
+chunks, guarded so that its partial application is harmless and completed after a crash.
 
 ``initialize_jobs`` of a 10^6-job workflow writes about 1 GiB; a stream transaction holds at
 most ``max_transaction_bytes``. :meth:`ChunkOps.bulk_transaction` is ``transaction(workflow)``
@@ -9,23 +9,37 @@ transaction read their targets first (one query, on the state before the update,
 single query does, with each target's current size) and update them by key in batches packed
 to fill the room left.
 
-**The guard.** Before its first chunk commits, a bulk transaction marks the workflow
-document (hidden attribute ``_torc_bulk``: the name of the operation); its last chunk removes
-the mark. While the mark
-is there, every other transaction on the workflow that reads the workflow
-(:meth:`~.arango_workflows.WorkflowOps.workflow_space`: claims, completions, resets, ...)
-gets ``StoreUnavailable`` (503, retry) naming the cause: nothing is handed out from a half-
-initialized workflow. If the process dies mid-way (kill -9) the mark stays until the same
-bulk operation runs again: initialize_jobs recomputes every job's status from the graph, and
-reset_job_status resets what is not reset yet (its selection does not depend on the statuses
-it writes), so rerunning either over its own partial state completes it; bulk transactions
-ignore the mark. A
-bulk update that fits one chunk never sets it (as before: one transaction).
+**The guard** (hidden attribute ``_torc_bulk`` of the workflow document): ``{op, args, owner,
+until}``: the registered operation (:data:`~.base.BULK_OPERATIONS`) and its arguments, a
+random id of this run, and the end of its lease in server time (``DATE_NOW()`` +
+``bulk_lease``). Every chunk writes it (renewing the lease) just before it commits; the last
+chunk removes it. A bulk update that fits one chunk never sets it (as before: one
+transaction). Every transaction that reads the workflow
+(:meth:`~.arango_workflows.WorkflowOps.workflow_space`: claims, completions, resets, and
+every bulk transaction as it begins) checks it, under the exclusive jobs lock:
+
+* lease running, another run's guard: ``StoreUnavailable`` (503, retry): nothing is handed
+  out from a half-applied update and no two bulk runs interleave their chunks;
+* lease over (the run's process died): a bulk transaction of the same operation and
+  arguments **takes it over** (writes its own guard at once) and yields ``True`` (resumed):
+  the operation completes its predecessor's work, because it is written to complete when
+  rerun over its own partial state (initialize_jobs recomputes every status from the graph;
+  reset_job_status, process_changed_job_inputs and auto-tune select what they change
+  independently of what they write, or are told they resume). Any other caller gets 503
+  while this process reruns the operation in a background thread (:meth:`ChunkOps.complete`),
+  which takes the guard over the same way. If that process dies too, the lease runs out again
+  and the next caller starts over: no manual step.
+
+Because only transactions holding the workflow's exclusive jobs lock read and write the
+guard, two callers can never both take one over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -33,55 +47,117 @@ from torc_graph import model
 from torc_graph.errors import StoreUnavailable
 from torc_graph.store.aql import BULK_FIELD, Query
 from torc_graph.store.arango_connection import dumps
+from torc_graph.store.base import BULK_OPERATIONS
+
+log = logging.getLogger(__name__)
 
 _WF = model.GlobalCollection.WORKFLOWS.value
 #: Per updated document beyond its JSON text (as :data:`.arango.DOC_OVERHEAD`).
 OVERHEAD = 128
 #: Bytes the server's computed values may add to a job (two claim-order arrays of 4 numbers).
 COMPUTED_MARGIN = 256
+#: (workflow, guard owner) pairs this process is completing in a background thread.
+_completing: set[tuple[str, str]] = set()
+_completing_lock = threading.Lock()
 
 
 class ChunkOps:
     """Mixin of :class:`~torc_graph.store.arango.ArangoStore` (uses its ``_tx``, ``_run``,
-    ``_next_chunk``, ``transaction`` and ``settings``)."""
+    ``_next_chunk``, ``transaction``, ``workflow_space`` and ``settings``)."""
 
     @contextlib.contextmanager
-    def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs") -> Iterator[None]:
-        """See :meth:`GraphStore.bulk_transaction` (module doc). Raises as
-        :meth:`transaction`; on an exception the current chunk rolls back and the guard of
-        committed chunks stays (rerun the operation)."""
-        if self._tx() is not None:  # joins the outer transaction as it is
-            yield
+    def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs",
+                         **args: Any) -> Iterator[bool]:
+        """See :meth:`GraphStore.bulk_transaction` (module doc): yields whether this run took
+        over an interrupted run of the same operation and arguments. Raises as
+        :meth:`transaction`, StoreUnavailable while another run holds the guard; on an
+        exception the current chunk rolls back and the guard of committed chunks stays until
+        its lease ends."""
+        tx = self._tx()
+        if tx is not None:  # joins the outer transaction as it is
+            yield bool(tx.resumed)
             return
         with self.transaction(workflow):
             tx = self._tx()
             tx.chunked = True
-            tx.operation = operation
-            yield
-            self.set_guard(workflow, None)  # ours, or one an interrupted run left
+            tx.operation, tx.op_args, tx.owner = operation, dict(args), uuid.uuid4().hex
+            self.workflow_space(workflow)  # NotFound; the guard check below (may take over)
+            yield tx.resumed
+            self.set_guard(workflow, None)  # ours, if a chunk set it or we took it over
 
-    def set_guard(self, workflow: str, operation: str | None) -> None:
-        """Set the bulk guard (naming the operation to rerun) on the workflow document, or
-        clear it (``None``; writes only when it is set: the ``_rev`` stays otherwise), in the
-        current transaction."""
+    def set_guard(self, workflow: str, tx: Any) -> None:
+        """Write the guard of the bulk transaction ``tx`` (lease renewed from the server's
+        clock), or remove it (``None``; writes only when it is set: the ``_rev`` stays
+        otherwise), in the current transaction."""
         q = Query()
         w = q.collection(_WF)
-        unless = "" if operation else f"AND w.{BULK_FIELD} != null "
-        text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} {unless}"
-                f"UPDATE w WITH {{{BULK_FIELD}: {q.value(operation or None)}}} IN {w} "
+        if tx is None:
+            cond, value = f"AND w.{BULK_FIELD} != null ", "null"
+        else:
+            guard = {"op": tx.operation, "args": tx.op_args, "owner": tx.owner}
+            lease = int(self.settings.bulk_lease * 1000)
+            cond, value = "", f"MERGE({q.value(guard)}, {{until: DATE_NOW() + {q.value(lease)}}})"
+        text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} {cond}"
+                f"UPDATE w WITH {{{BULK_FIELD}: {value}}} IN {w} "
                 "OPTIONS {keepNull: false} RETURN 1")
         self._run(text, q, f"workflow {workflow}")
 
-    def check_guard(self, workflow: str, doc: Mapping[str, Any]) -> None:
-        """StoreUnavailable if a bulk operation has the workflow half-applied and the caller is
-        a plain transaction (claims, completions, ...)."""
+    def check_guard(self, workflow: str, doc: Mapping[str, Any], now: int) -> None:
+        """The guard check of a transaction that read the workflow document ``doc`` at server
+        time ``now`` (ms; module doc). Reads outside transactions pass. Raises
+        StoreUnavailable (503) while another run's lease lasts, or after it when the caller
+        cannot resume it (the rerun then starts in the background); a bulk transaction of
+        the same operation takes an expired guard over."""
         tx = self._tx()
-        operation = doc.get(BULK_FIELD)
-        if operation and tx is not None and not tx.chunked:
+        guard = doc.get(BULK_FIELD)
+        if not guard or tx is None:
+            return
+        if not isinstance(guard, Mapping):  # written by an earlier build: no lease, no args
+            guard = {"op": str(guard), "args": {}, "owner": "", "until": 0}
+        op = guard.get("op")
+        if tx.owner is not None and guard.get("owner") == tx.owner:
+            return
+        if int(guard.get("until") or 0) > now:
             raise StoreUnavailable(
-                f"workflow {workflow} is being changed by {operation} in several ArangoDB "
-                f"transactions (or such a run was interrupted: run {operation} again); "
-                "retry later")
+                f"workflow {workflow} is being changed by {op} in several ArangoDB "
+                f"transactions; retry in {(int(guard['until']) - now) // 1000 + 1} s or later")
+        if tx.owner is not None and (op, guard.get("args") or {}) == (tx.operation, tx.op_args):
+            tx.resumed = True  # ours now: committed with our first chunk, or cleared
+            self.set_guard(workflow, tx)
+            log.warning("workflow %s: resuming an interrupted %s", workflow, op)
+            return
+        self.complete(workflow, guard)
+        raise StoreUnavailable(
+            f"workflow {workflow}: an interrupted {op} is being completed; retry later")
+
+    def complete(self, workflow: str, guard: Mapping[str, Any]) -> None:
+        """Rerun the interrupted bulk operation ``guard`` names, in a background thread of this
+        process (once per guard per process); errors are logged. An operation this process
+        did not register is logged and left to a process that did."""
+        fn = BULK_OPERATIONS.get(str(guard.get("op")))
+        if fn is None:
+            log.error("workflow %s: no bulk operation %r registered in this process to "
+                      "complete", workflow, guard.get("op"))
+            return
+        token = (workflow, str(guard.get("owner")))
+        with _completing_lock:
+            if token in _completing:
+                return
+            _completing.add(token)
+
+        def run() -> None:
+            try:
+                fn(self, workflow, **dict(guard.get("args") or {}))
+                log.warning("workflow %s: completed an interrupted %s", workflow, guard.get("op"))
+            except Exception:
+                log.exception("workflow %s: completing an interrupted %s failed", workflow,
+                              guard.get("op"))
+            finally:
+                with _completing_lock:
+                    _completing.discard(token)
+
+        threading.Thread(target=run, name=f"complete-{guard.get('op')}-{workflow}",
+                         daemon=True).start()
 
     def update_keys(self, name: str, targets: list[dict[str, Any]], patch: Mapping[str, Any]) -> list[str]:
         """Apply ``patch`` to the documents ``targets`` (``{k: key, b: current JSON bytes}``,

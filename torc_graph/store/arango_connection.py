@@ -54,6 +54,8 @@ class Settings:
     (OneShard) or a collection in a cluster; ignored by a single server.
     ``staging_grace``: seconds after the last sign of life of a staged (unpublished) workflow
     before the sweep removes it (:mod:`.arango_staging`).
+    ``bulk_lease``: seconds a chunked bulk operation's guard stays valid after its last chunk
+    commit; after that the next caller takes it over (:mod:`.arango_chunks`).
     """
 
     host: str
@@ -67,6 +69,7 @@ class Settings:
     replication_factor: int = 2
     write_concern: int = 1
     staging_grace: float = 600.0
+    bulk_lease: float = 300.0
 
     @property
     def query_runtime(self) -> float:
@@ -76,7 +79,7 @@ class Settings:
 
 
 _INT_OPTIONS = {"lock_timeout", "replication_factor", "write_concern"}
-_FLOAT_OPTIONS = {"request_timeout", "staging_grace"}
+_FLOAT_OPTIONS = {"request_timeout", "staging_grace", "bulk_lease"}
 
 
 def mask_url(url: str) -> str:
@@ -93,7 +96,7 @@ def parse_url(url: str) -> dict[str, Any]:
     """Split ``arangodb[s]://user:password@host:port/database`` into client settings.
 
     Query options: ``request_timeout`` (s), ``lock_timeout`` (s), ``max_transaction_mib``,
-    ``replication_factor``, ``write_concern``, ``staging_grace`` (s). Raises InvalidInput for
+    ``replication_factor``, ``write_concern``, ``staging_grace`` (s), ``bulk_lease`` (s). Raises InvalidInput for
     another scheme, a missing host or a bad option. The password comes from the URL, else from
     ``TORC_GRAPH_ARANGO_PASSWORD``, else is empty; the user defaults to ``root`` and the
     database to ``_system``.

@@ -133,7 +133,7 @@ class WorkflowOps:
             f"LET e2 = (INSERT {{_from: w._id, _to: s._id, {SEQ_FIELD}: {q.value(seqs[4])}}} "
             f"INTO {hs} RETURN 1) "
             f"LET o = ({owner_aql}) "
-            "RETURN {w: w, c: c, s: s}"
+            "RETURN {w: w, c: c, s: s, now: DATE_NOW()}"
         )
         return text, q
 
@@ -186,13 +186,13 @@ class WorkflowOps:
             f"FOR x IN {c} FILTER x._id == e._to RETURN x)) "
             f"LET s = FIRST((FOR e IN {hs} FILTER e._from == w._id "
             f"FOR x IN {s} FILTER x._id == e._to RETURN x)) "
-            "RETURN {w: w, c: c, s: s}"
+            "RETURN {w: w, c: c, s: s, now: DATE_NOW()}"
         )
         rows = self._run(text, q, f"workflow {key}")
         if not rows:
             raise missing_workflow(key)
         row = rows[0]
-        self.check_guard(key, row["w"])
+        self.check_guard(key, row["w"], int(row.get("now") or 0))
         if row["c"] is None or row["s"] is None:
             log.error("workflow %s lacks its config or status document", key)
             raise StoreError("storage error: workflow config or status missing")

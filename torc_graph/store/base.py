@@ -69,6 +69,23 @@ from torc_graph.errors import InvalidInput, NotFound
 _MISSING = object()
 T = TypeVar("T")
 
+#: The bulk operations a backend may rerun after a crash (:meth:`GraphStore.bulk_transaction`):
+#: name -> ``fn(store, workflow, **args)``.
+BULK_OPERATIONS: dict[str, Callable[..., Any]] = {}
+
+
+def bulk_operation(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Register ``fn(store, workflow, **args)`` as the bulk operation ``name`` (a decorator;
+    the function is returned unchanged). Raises ValueError for a name registered twice."""
+
+    def register(fn: Callable[..., T]) -> Callable[..., T]:
+        if BULK_OPERATIONS.get(name, fn) is not fn:
+            raise ValueError(f"bulk operation {name!r} is registered twice")
+        BULK_OPERATIONS[name] = fn
+        return fn
+
+    return register
+
 Document = dict[str, Any]
 Where = Mapping[str, Any]
 #: ``[(field_path, descending), ...]``
@@ -247,18 +264,26 @@ class GraphStore(abc.ABC):
         """
         yield
 
-    def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs"
-                         ) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs",
+                         **args: Any) -> Iterator[bool]:
         """:meth:`transaction` for a bulk update of a workflow that may exceed what one
-        backend transaction can hold; ``operation`` names the API call.
+        backend transaction can hold; ``operation`` names the registered operation
+        (:func:`bulk_operation`) and ``args`` its JSON keyword arguments. Yields whether this
+        run resumes an interrupted run of the same operation and arguments (whose committed
+        part is in the store): the operation must then complete it.
 
-        ArangoDB may commit it in chunks; until the last one commits, the workflow is guarded:
-        other transactions that read the workflow get ``StoreUnavailable`` (503, retry, naming
-        ``operation``), and if the process dies mid-way the guard stays until a bulk operation
-        runs again (``operation`` must therefore complete when rerun over its own partial
-        state). This default (SQLite) is :meth:`transaction`: one transaction, all or nothing.
+        ArangoDB may commit it in chunks; until the last one commits, the workflow is guarded
+        by a lease the chunks renew: other transactions that read the workflow, and other bulk
+        operations, get ``StoreUnavailable`` (503, retry). If the process dies mid-way, the
+        next caller after the lease takes over: the same operation resumes it, anyone else
+        gets 503 while this process reruns it in the background from the registry. So
+        ``operation(store, workflow, **args)`` must complete when rerun over its own partial
+        state. This default (SQLite) is :meth:`transaction`: one transaction, all or nothing;
+        it yields False.
         """
-        return self.transaction(workflow)
+        with self.transaction(workflow):
+            yield False
 
     def transact(self, workflow: str | None, fn: Callable[[], T]) -> T:
         """Run ``fn()`` (which calls this store) in a write transaction and return its result,
