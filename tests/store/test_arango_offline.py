@@ -54,7 +54,7 @@ from torc_graph.store.arango import ArangoStore, TransactionTooLarge, mask_url, 
 from torc_graph.store.arango_keys import RESERVE_AQL
 from torc_graph.store.arango_layout import JOBS_COMPUTED
 from torc_graph.store.arango_lint import lint
-from torc_graph.store.base import Ge, HasEdge, In, Le, Lt
+from torc_graph.store.base import Ge, HasEdge, In, Le, Lt, NotIn
 
 HOSTILE = 'x" RETURN 1 //'
 
@@ -1538,3 +1538,211 @@ def test_a_creation_the_sweep_condemned_is_never_published(fake):
     condemn = next(e for e in fake.log if f"UPDATE w WITH {{{STAGED_FIELD}: 0}}" in e[1])
     assert f"w.{STAGED_FIELD} < @" in condemn[1]
     assert_queries_sound(fake)
+
+
+# -- change detection and auto-tune in chunks (issue 12, item 1 of what was left) -----------------
+
+
+class EngineRows:
+    """Answers the real engine's reads of a workflow ``12`` of ``n`` jobs (chains of 100 over
+    ``blocks``) on the fake, and records every chunked update's key batch in order.
+
+    ``jobs``: the job documents (``SEQ_FIELD`` = key); a chunked update's target read answers
+    its bound keys (``NOT IN``: the other jobs) at ``TARGET_BYTES`` each."""
+
+    TARGET_BYTES = 470
+
+    def __init__(self, fake, jobs, config=None, status=None, neighbors=None):
+        self.fake, self.jobs = fake, jobs
+        self.by_key = {j["_key"]: j for j in jobs}
+        self.config, self.status, self.neighbors = config or {}, status or {}, neighbors or {}
+        self.batches: list[tuple[int, list[str]]] = []  # (tx, keys) of each key batch
+        self.real = fake.execute
+        fake.execute = self.execute
+        fake.adjacency = {f"jobs__12/{k}": [f"jobs__12/{k + 1}"]
+                          for k in range(1, len(jobs)) if k % 100}
+
+    def execute(self, db_name, tx_id, query, bind_vars=None, **options):
+        bind = dict(bind_vars or {})
+        lists = [(k, v) for k, v in bind.items() if isinstance(v, list)]
+        rows = None
+        if query.endswith("RETURN {k: d._key, b: LENGTH(TO_STRING(d))}"):  # targets
+            name, keys = lists[0]
+            if f"NOT IN @{name}" in query:
+                keys = [k for k in self.by_key if k not in set(keys)]
+            rows = [{"k": k, "b": self.TARGET_BYTES} for k in keys]
+        elif "FILTER d._key IN @" in query and " UPDATE d WITH " in query:
+            self.batches.append((tx_id, list(lists[0][1])))
+        elif query.endswith("LIMIT 1 RETURN 1") and "workflows" in bind.values():
+            rows = [1]  # workflow_exists
+        elif "now: DATE_NOW()" in query:  # workflow_space
+            rows = self.fake.respond(query, bind, tx_id)
+            rows[0]["c"].update(self.config)
+            rows[0]["s"].update(self.status)
+        elif "RETURN {e: e, v: v}" in query:  # neighbors, by edge collection
+            edge = next(v for k, v in bind.items() if k.startswith("@"))
+            rows = self.neighbors.get(edge.partition("__")[0], [])
+        elif query.startswith("FOR d IN") and query.endswith("RETURN d") and "jobs__12" in bind.values():
+            rows = self._find(query, bind, lists)
+        if rows is None:
+            return self.real(db_name, tx_id, query, bind, **options)
+        self.fake.log.append((db_name, query, bind, options))
+        return self.fake._cursor(rows)
+
+    def _find(self, query, bind, lists):
+        jobs = self.jobs
+        lists = [(k, v) for k, v in lists if v != ["blocked"]]  # auto-tune: none is blocked
+        if lists and " NOT IN @" in query:
+            return []  # "another job not disabled": none
+        if lists:
+            wanted = set(lists[0][1])
+            jobs = [j for j in jobs if j["_key"] in wanted]
+        status = next((v for v in bind.values() if v in ("done", "disabled", "ready")), None)
+        if status == "done":
+            jobs = [j for j in jobs if j["status"] == "done"]
+        after = next((v for k, v in bind.items() if f"> @{k})" in query), 0)
+        jobs = [j for j in jobs if j[SEQ_FIELD] > after]
+        m = re.search(r"LIMIT @(\w+), @(\w+)", query)
+        return jobs[bind[m[1]]:bind[m[1]] + bind[m[2]]] if m else jobs
+
+    def per_chunk_bytes(self):
+        """Bytes each stream transaction's key batches wrote, by the fake's NEW sizes."""
+        out: dict[int, int] = {}
+        for tx, keys in self.batches:
+            out[tx] = out.get(tx, 0) + len(keys) * (self.fake.doc_bytes + 128)
+        return out
+
+
+def _jobs(n, **fields):
+    return [{"_key": str(i), "_id": f"jobs__12/{i}", "_rev": "_r", SEQ_FIELD: i,
+             "name": f"j{i}", "command": f"run {i}", **fields} for i in range(1, n + 1)]
+
+
+def test_process_changed_job_inputs_runs_in_guarded_chunks_changed_jobs_last(fake):
+    """The real engine's change detection over 6,000 done jobs (60 chains of 100, the chain
+    heads changed) with a 1 MiB cap (the bytes/cap ratio of 10^6 jobs at 120 MiB): a bulk
+    operation in several chunks, each under the cap; the downstream jobs are written first
+    and the changed ones last (so an interrupted run leaves them ``done``, selected again by
+    the rerun); the guard names the operation and is cleared at the end; every job reported."""
+    from torc_graph.engine import initialize
+
+    jobs = _jobs(6000, status="done")
+    for j in jobs:
+        stale = int(j["_key"]) % 100 == 1
+        j["internal"] = {"hash": -1 if stale else initialize.input_hash(j, (), (), ())}
+    rows = EngineRows(fake, jobs)
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    got = initialize.process_changed_job_inputs(store, "12")
+    assert got == {"reinitialized_jobs": [j["_key"] for j in jobs]}
+    per_chunk = rows.per_chunk_bytes()
+    assert len(per_chunk) >= 4 and max(per_chunk.values()) <= 2**20
+    written = [k for _, keys in rows.batches for k in keys]
+    heads = [j["_key"] for j in jobs if int(j["_key"]) % 100 == 1]
+    assert sorted(written, key=int) == [j["_key"] for j in jobs]
+    assert written[-len(heads):] == heads  # the changed jobs last
+    assert {g[2] for g in fake.guards[:-1]} == {"process_changed_job_inputs"}
+    assert fake.guards[-1][2] is None and BULK_FIELD not in fake.workflows["12"]
+    assert_queries_sound(fake)
+
+
+def test_auto_tune_runs_in_guarded_chunks_and_a_rerun_resumes_it(fake):
+    """Auto-tune enable over 6,000 jobs (one representative, 5,999 to disable) at a 1 MiB cap:
+    chunks under the cap, guard named. Interrupted in its 3rd chunk, the committed chunks
+    stay disabled; the same call after the lease is told it resumes and completes, where a
+    fresh call would refuse the already disabled jobs (400) as before."""
+    from torc_graph.engine import autotune
+    from torc_graph.errors import BadRequest
+
+    jobs = _jobs(6000, status="ready")
+    stats = {"compute_node_resource_stats": {"process": True}}
+    rows = EngineRows(fake, jobs, config=stats)
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1&bulk_lease=60")
+    assert autotune.auto_tune_resource_requirements(store, "12")["message"]
+    per_chunk = rows.per_chunk_bytes()
+    assert len(per_chunk) >= 4 and max(per_chunk.values()) <= 2**20
+    assert sorted((k for _, ks in rows.batches for k in ks), key=int) == [str(i) for i in range(2, 6001)]
+    assert {g[2] for g in fake.guards[:-1]} == {"auto_tune_resource_requirements"}
+    assert BULK_FIELD not in fake.workflows["12"]
+
+    rows.batches.clear()
+    real = rows.execute
+    chunks = []
+
+    def dies_in_chunk_3(db_name, tx_id, query, bind_vars=None, **options):
+        if " UPDATE d WITH " in query and "FILTER d._key IN @" in query:
+            chunks.append(tx_id)
+            if len(set(chunks)) == 3:
+                raise aql_error(errno.QUERY_KILLED, 410)
+        return real(db_name, tx_id, query, bind_vars, **options)
+
+    fake.execute = dies_in_chunk_3
+    with pytest.raises(StoreUnavailable):
+        autotune.auto_tune_resource_requirements(store, "12")
+    fake.execute = real
+    done = {k for _, ks in rows.batches for k in ks}  # the chunks committed before the kill
+    assert done and len(set(chunks)) == 3
+    for k in done:
+        rows.by_key[k]["status"] = "disabled"
+    assert fake.workflows["12"][BULK_FIELD]["op"] == "auto_tune_resource_requirements"
+    fake.clock += 61_000
+    assert autotune.auto_tune_resource_requirements(store, "12")["message"]  # resumes
+    assert BULK_FIELD not in fake.workflows["12"]
+    with pytest.raises(BadRequest, match="already is"):  # not resuming: refused, as before
+        autotune.auto_tune_resource_requirements(store, "12")
+
+
+def test_processing_auto_tune_results_writes_the_jobs_first_in_chunks(fake):
+    """Processing the auto-tune results over 6,000 jobs at a 1 MiB cap: the 5,999 other jobs
+    go back to ``uninitialized`` in chunks under the cap, before the requirements, the event
+    and the status (the last chunk); the guard names the operation."""
+    from torc_graph.engine import autotune
+
+    jobs = _jobs(6000, status="disabled")
+    jobs[0]["status"] = "done"
+    rr = {"_key": "r1", "_id": "resource_requirements__12/r1", SEQ_FIELD: 9, "name": "small"}
+    edge = {"_from": "jobs__12/1", "_to": "x", SEQ_FIELD: 1}
+    neighbors = {
+        "requires": [{"e": edge, "v": rr}],
+        "process_used": [{"e": edge, "v": {"run_id": 1, "max_cpu_percent": 250, "max_rss": 2**30}}],
+        "returned": [{"e": edge, "v": {"run_id": 1, "exec_time_minutes": 3}}],
+    }
+    status = {"run_id": 1, "auto_tune_status": {"enabled": True, "job_keys": ["1"]}}
+    rows = EngineRows(fake, jobs, status=status, neighbors=neighbors)
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    n = len(fake.log)
+    assert autotune.process_auto_tune_resource_requirements_results(store, "12")["message"]
+    per_chunk = rows.per_chunk_bytes()
+    assert len(per_chunk) >= 4 and max(per_chunk.values()) <= 2**20
+    assert sorted((k for _, ks in rows.batches for k in ks), key=int) == [str(i) for i in range(2, 6001)]
+    log = fake.log[n:]
+    last_batch = max(i for i, e in enumerate(log) if "FILTER d._key IN @" in e[1] and " UPDATE d WITH " in e[1])
+    updates = [i for i, e in enumerate(log) if e[1].startswith("LET cur = ")]  # rr, status
+    events = [i for i, e in enumerate(log) if " INSERT d INTO " in e[1]]
+    assert len(updates) == 2 and len(events) == 1 and min(updates + events) > last_batch
+    assert {g[2] for g in fake.guards[:-1]} == {"process_auto_tune_resource_requirements_results"}
+
+
+@pytest.mark.slow
+def test_chunked_updates_of_a_million_jobs_stay_under_the_default_cap(fake):
+    """The write phases of change detection (every job downstream, then the changed ones)
+    and auto-tune (every job but one) at 10^6 jobs of ~0.5 KB with the default 120 MiB cap:
+    each stream transaction's writes stay under the cap, every job is written once per
+    update, the guard is renewed by every chunk and cleared at the end."""
+    n = 10**6
+    rows = EngineRows(fake, _jobs(0))
+    rows.by_key = {str(i): None for i in range(1, n + 1)}
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    cap = store.settings.max_transaction_bytes
+    keys = [str(i) for i in range(1, n + 1)]
+    with store.bulk_transaction("12", "process_changed_job_inputs"):
+        store.update_many("jobs", "12", {"_key": In(keys[100:])}, {"status": "uninitialized"})
+        store.update_many("jobs", "12", {"_key": In(keys[:100])}, {"status": "uninitialized"})
+    with store.bulk_transaction("12", "auto_tune_resource_requirements"):
+        store.update_many("jobs", "12", {"_key": NotIn(["1"])}, {"status": "disabled"})
+    per_chunk = rows.per_chunk_bytes()
+    assert max(per_chunk.values()) <= cap and len(per_chunk) >= 8
+    written = [k for _, ks in rows.batches for k in ks]
+    assert len(written) == 2 * n - 1 and written[n - 100:n] == keys[:100]
+    guards = [g[2] for g in fake.guards]
+    assert guards.count(None) == 2 and len(guards) == len(per_chunk)  # n - 1 renewals + clear
+    assert BULK_FIELD not in fake.workflows["12"]
