@@ -227,3 +227,91 @@ def test_abandoned_creation_is_swept_on_the_server():
     finally:
         store.close()
         other.close()
+
+
+def test_values_is_an_index_ordered_projection_on_the_server(live):
+    """``values`` returns the named fields only, in insertion order, None for a missing one;
+    unfiltered (the dashboard's counts per stage) it reads the sequence index, no sort."""
+    wf = live.new_workflow()
+    live.insert_many("jobs", wf, [{"name": f"j{i}", "status": "ready", "internal": {"h": i}}
+                                  for i in range(30)])
+    got = live.values("jobs", wf, ["name", "internal.h", "missing"])
+    assert got == [(f"j{i}", i, None) for i in range(30)]
+    assert live.values("jobs", wf, ["name"], {"internal.h": 7}) == [("j7",)]
+    text, q = live._values_query(f"jobs__{wf}", wf, ["name", "status"], None)
+    types = [n["type"] for n in plan_nodes(live, text, q)]
+    assert "IndexNode" in types and "SortNode" not in types, types
+
+
+def _guard(store, wf):
+    q = Query()
+    text = (f"FOR w IN {q.collection('workflows')} FILTER w._key == {q.value(wf)} "
+            "RETURN w._torc_bulk")
+    return store._run(text, q)[0]
+
+
+def test_change_detection_and_auto_tune_run_in_chunks_on_the_server():
+    """At a 1 MiB cap, 3,000 jobs of ~0.6 KB: change detection resets every changed job and
+    auto-tune disables every job but one, each in several stream transactions; no guard is
+    left."""
+    from torc_graph.engine import autotune, initialize, specifications
+
+    store = open_store(_with_option("max_transaction_mib=1"))
+    jobs = [{"name": f"j{i}", "command": "echo " + "x" * 500} for i in range(3000)]
+    wf = specifications.create_from_specification(store, {"name": "bulk", "jobs": jobs})["_key"]
+    try:
+        with store.bulk_transaction(wf, "test_setup"):
+            store.update_many("jobs", wf, None, {"status": "done", "internal": {"hash": -1}})
+        got = initialize.process_changed_job_inputs(store, wf)
+        assert len(got["reinitialized_jobs"]) == 3000
+        assert store.count("jobs", wf, {"status": "uninitialized"}) == 3000
+        space = store.workflow_space(wf)
+        store.update("workflow_configs", None, space.config["_key"],
+                     {"compute_node_resource_stats": {"process": True}})
+        autotune.auto_tune_resource_requirements(store, wf)
+        assert store.count("jobs", wf, {"status": "disabled"}) == 2999
+        assert _guard(store, wf) is None
+    finally:
+        store.delete_workflow(wf)
+        store.close()
+
+
+def test_an_interrupted_bulk_run_is_completed_after_its_lease_on_the_server():
+    """A chunked initialize_jobs dies after committing chunks: during the lease claims get 503;
+    after it the next claim gets 503 while the store reruns initialize_jobs in the background,
+    which completes it (statuses right, guard gone); then claims pass. No manual step."""
+    import time
+
+    from torc_graph.engine import initialize, specifications  # noqa: F401 (registers the rerun)
+    from torc_graph.errors import StoreUnavailable
+
+    store = open_store(_with_option("max_transaction_mib=1&bulk_lease=3"))
+    jobs = [{"name": f"j{i}", "command": "echo " + "x" * 500,
+             **({"blocked_by": [f"j{i - 1}"]} if i % 100 else {})} for i in range(3000)]
+    wf = specifications.create_from_specification(store, {"name": "lease", "jobs": jobs})["_key"]
+    try:
+        with pytest.raises(RuntimeError):
+            with store.bulk_transaction(wf, "initialize_jobs", only_uninitialized=False,
+                                        clear_ephemeral_user_data=True):
+                store.update_many("jobs", wf, None, {"status": "ready"})
+                assert store._tx().chunks >= 2
+                raise RuntimeError("killed")
+        assert _guard(store, wf)["op"] == "initialize_jobs"
+        with pytest.raises(StoreUnavailable, match="being changed"):
+            with store.transaction(wf):
+                store.workflow_space(wf)
+        time.sleep(3.5)
+        with pytest.raises(StoreUnavailable, match="being completed"):
+            with store.transaction(wf):
+                store.workflow_space(wf)
+        deadline = time.monotonic() + 60
+        while _guard(store, wf) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _guard(store, wf) is None
+        assert store.count("jobs", wf, {"status": "ready"}) == 30
+        assert store.count("jobs", wf, {"status": "blocked"}) == 2970
+        with store.transaction(wf):
+            store.workflow_space(wf)
+    finally:
+        store.delete_workflow(wf)
+        store.close()
