@@ -1435,6 +1435,45 @@ def test_after_its_lease_any_other_caller_triggers_the_rerun_in_the_background(f
         del base.BULK_OPERATIONS["test_rerun"]
 
 
+def test_a_background_rerun_of_a_guard_completed_meanwhile_does_nothing(fake, caplog):
+    """The background rerun starts only its own takeover: if the caller's own call completed
+    the interrupted run first, the rerun finds no guard and writes nothing (running a
+    completed reset_job_status again would reset jobs that started since)."""
+    import logging
+    import threading
+
+    from torc_graph.store import base
+
+    caplog.set_level(logging.INFO)
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
+    ran, release = [], threading.Event()
+
+    def rerun(store_, workflow, **args):
+        if threading.current_thread().name.startswith("complete-"):
+            release.wait(5)
+        with store_.bulk_transaction(workflow, "test_again", **args) as resumed:
+            ran.append((threading.current_thread().name, resumed))
+            store_.update_many("jobs", workflow, None, {"status": "uninitialized"})
+
+    base.BULK_OPERATIONS["test_again"] = rerun
+    try:
+        fake.workflows["12"] = {"_key": "12", BULK_FIELD: {
+            "op": "test_again", "args": {}, "owner": "dead", "until": 0}}
+        with pytest.raises(StoreUnavailable, match="being completed"):
+            with store.transaction("12"):
+                store.workflow_space("12")
+        rerun(store, "12")  # the client calls it again itself: takes over, completes
+        assert ran == [("MainThread", True)] and BULK_FIELD not in fake.workflows["12"]
+        writes = len(fake.log)
+        release.set()
+        next(t for t in threading.enumerate() if t.name == "complete-test_again-12").join(5)
+        assert ran == [("MainThread", True)]
+        assert not [e for e in fake.log[writes:] if "UPDATE" in e[1]]
+        assert "completed by another caller" in caplog.text
+    finally:
+        del base.BULK_OPERATIONS["test_again"]
+
+
 def test_an_unregistered_operation_is_left_to_a_process_that_has_it(fake, caplog):
     store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
     fake.workflows["12"] = {"_key": "12", BULK_FIELD: {"op": "nope", "args": {}, "owner": "x",

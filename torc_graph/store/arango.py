@@ -122,6 +122,8 @@ class _Tx:
     owner: str | None = None
     #: A bulk transaction that took over an interrupted run of the same operation.
     resumed: bool = False
+    #: A background rerun (:meth:`~.arango_chunks.ChunkOps.complete`): the dead run's owner.
+    completing: str | None = None
     chunks: int = 1
 
 

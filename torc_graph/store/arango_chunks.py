@@ -27,8 +27,10 @@ every bulk transaction as it begins) checks it, under the exclusive jobs lock:
   reset_job_status, process_changed_job_inputs and auto-tune select what they change
   independently of what they write, or are told they resume). Any other caller gets 503
   while this process reruns the operation in a background thread (:meth:`ChunkOps.complete`),
-  which takes the guard over the same way. If that process dies too, the lease runs out again
-  and the next caller starts over: no manual step.
+  which takes the guard over the same way, or does nothing if the guard it was started for
+  is gone or taken over by then (so a completed operation is never run again, which could
+  reset jobs that started since). If that process dies too, the lease runs out again and
+  the next caller starts over: no manual step.
 
 Because only transactions holding the workflow's exclusive jobs lock read and write the
 guard, two callers can never both take one over.
@@ -61,6 +63,12 @@ _completing: set[tuple[str, str]] = set()
 _completing_lock = threading.Lock()
 
 
+class Superseded(Exception):
+    """A background rerun found the guard it was started for gone or taken over: the
+    interrupted run was completed by another caller, so it does nothing (not a rerun of a
+    completed operation, which could reset jobs that run since)."""
+
+
 class ChunkOps:
     """Mixin of :class:`~torc_graph.store.arango.ArangoStore` (uses its ``_tx``, ``_run``,
     ``_next_chunk``, ``transaction``, ``workflow_space`` and ``settings``)."""
@@ -81,6 +89,7 @@ class ChunkOps:
             tx = self._tx()
             tx.chunked = True
             tx.operation, tx.op_args, tx.owner = operation, dict(args), uuid.uuid4().hex
+            tx.completing = getattr(self._local, "completing", None)
             self.workflow_space(workflow)  # NotFound; the guard check below (may take over)
             yield tx.resumed
             self.set_guard(workflow, None)  # ours, if a chunk set it or we took it over
@@ -110,6 +119,9 @@ class ChunkOps:
         the same operation takes an expired guard over."""
         tx = self._tx()
         guard = doc.get(BULK_FIELD)
+        if tx is not None and tx.completing is not None and (
+                not isinstance(guard, Mapping) or guard.get("owner") != tx.completing):
+            raise Superseded  # a rerun of a guard that someone else completed or took over
         if not guard or tx is None:
             return
         if not isinstance(guard, Mapping):  # written by an earlier build: no lease, no args
@@ -146,13 +158,18 @@ class ChunkOps:
             _completing.add(token)
 
         def run() -> None:
+            self._local.completing = token[1]
             try:
                 fn(self, workflow, **dict(guard.get("args") or {}))
                 log.warning("workflow %s: completed an interrupted %s", workflow, guard.get("op"))
+            except Superseded:
+                log.info("workflow %s: the interrupted %s was completed by another caller",
+                         workflow, guard.get("op"))
             except Exception:
                 log.exception("workflow %s: completing an interrupted %s failed", workflow,
                               guard.get("op"))
             finally:
+                self._local.completing = None
                 with _completing_lock:
                     _completing.discard(token)
 
