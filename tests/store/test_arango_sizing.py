@@ -24,6 +24,7 @@ import pytest
 from torc_graph.engine import autotune, claims, initialize, specifications
 from torc_graph.store import open_store
 from torc_graph.store.arango import DOC_OVERHEAD
+from torc_graph.store.base import GraphStore
 from torc_graph.testing import CountingStore
 
 CHAIN = 100
@@ -103,6 +104,12 @@ class Pricing(CountingStore):
         the guard check as it begins and the guard clear as it ends (2 queries)."""
         self.queries += 2
         return self.transaction(workflow)
+
+    def set_initial_job_state(self, workflow, state):
+        """ArangoDB runs the protocol's generic version (a set-based update per pass): priced
+        through this proxy, pass by pass (SQLite's own is one statement)."""
+        self.calls["set_initial_job_state"] += 1
+        GraphStore.set_initial_job_state(self, workflow, state)
 
     def __getattr__(self, name):
         attr = super().__getattr__(name)  # counts the call
