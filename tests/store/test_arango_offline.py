@@ -1762,22 +1762,30 @@ def test_processing_auto_tune_results_writes_the_jobs_first_in_chunks(fake):
 
 
 @pytest.mark.slow
-def test_chunked_updates_of_a_million_jobs_stay_under_the_default_cap(fake):
+def test_chunked_updates_of_a_million_jobs_stay_under_the_default_cap(fake, capsys):
     """The write phases of change detection (every job downstream, then the changed ones)
     and auto-tune (every job but one) at 10^6 jobs of ~0.5 KB with the default 120 MiB cap:
     each stream transaction's writes stay under the cap, every job is written once per
-    update, the guard is renewed by every chunk and cleared at the end."""
+    update, the guard is renewed by every chunk and cleared at the end. ``pytest -s -k
+    million`` prints the chunks and queries per call (docs/arango-at-scale.md)."""
     n = 10**6
     rows = EngineRows(fake, _jobs(0))
     rows.by_key = {str(i): None for i in range(1, n + 1)}
     store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc")
     cap = store.settings.max_transaction_bytes
     keys = [str(i) for i in range(1, n + 1)]
-    with store.bulk_transaction("12", "process_changed_job_inputs"):
-        store.update_many("jobs", "12", {"_key": In(keys[100:])}, {"status": "uninitialized"})
-        store.update_many("jobs", "12", {"_key": In(keys[:100])}, {"status": "uninitialized"})
-    with store.bulk_transaction("12", "auto_tune_resource_requirements"):
-        store.update_many("jobs", "12", {"_key": NotIn(["1"])}, {"status": "disabled"})
+    figures = []
+    for label, operation, updates in [
+        ("process_changed_job_inputs writes", "process_changed_job_inputs",
+         [(In(keys[100:]),), (In(keys[:100]),)]),
+        ("auto-tune enable writes", "auto_tune_resource_requirements", [(NotIn(["1"]),)]),
+    ]:
+        log0, batches0 = len(fake.log), len(rows.batches)
+        with store.bulk_transaction("12", operation):
+            for (cond,) in updates:
+                store.update_many("jobs", "12", {"_key": cond}, {"status": "uninitialized"})
+        chunks = {tx for tx, _ in rows.batches[batches0:]}
+        figures.append((label, len(chunks), len(rows.batches) - batches0, len(fake.log) - log0))
     per_chunk = rows.per_chunk_bytes()
     assert max(per_chunk.values()) <= cap and len(per_chunk) >= 8
     written = [k for _, ks in rows.batches for k in ks]
@@ -1785,3 +1793,9 @@ def test_chunked_updates_of_a_million_jobs_stay_under_the_default_cap(fake):
     guards = [g[2] for g in fake.guards]
     assert guards.count(None) == 2 and len(guards) == len(per_chunk)  # n - 1 renewals + clear
     assert BULK_FIELD not in fake.workflows["12"]
+    with capsys.disabled():
+        print(f"\n{'10^6 jobs, 120 MiB cap':36} {'chunks':>6} {'batches':>7} {'queries':>7} "
+              f"{'max MiB':>7}")
+        for label, chunks, batches, queries in figures:
+            print(f"{label:36} {chunks:>6} {batches:>7} {queries:>7} "
+                  f"{max(per_chunk.values()) / 2**20:>7.1f}")
