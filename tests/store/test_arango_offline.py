@@ -1337,25 +1337,35 @@ def test_a_bulk_update_that_fits_one_transaction_is_unchanged(fake):
     assert f"AND w.{BULK_FIELD} != null UPDATE" in clear[1]
 
 
-def _interrupted_bulk_update(store, fake, operation="initialize_jobs", **args):
-    """A chunked bulk update of 6,000 jobs that dies in its 3rd chunk (as if killed): the
-    first two chunks are committed, with the guard."""
-    fake.rows["LENGTH(TO_STRING(d))}"] = [{"k": str(i), "b": 470} for i in range(6000)]
-    calls = []
+@contextlib.contextmanager
+def killed_in_chunk(fake, n=3):
+    """The block's first key batch in its ``n``-th chunk fails (as if the process died
+    there: the earlier chunks are committed); yields the chunk ids seen."""
+    chunks = []
     real = fake.execute
 
     def execute(db_name, tx_id, query, bind_vars=None, **options):
         if " UPDATE d WITH " in query and "FILTER d._key IN @" in query:
-            calls.append(tx_id)
-            if len(set(calls)) == 3:
+            chunks.append(tx_id)
+            if len(set(chunks)) == n:
                 raise aql_error(errno.QUERY_KILLED, 410)
         return real(db_name, tx_id, query, bind_vars, **options)
 
     fake.execute = execute
-    with pytest.raises(StoreUnavailable):
-        with store.bulk_transaction("12", operation, **args):
-            store.update_many("jobs", "12", None, {"status": "ready"})
-    fake.execute = real
+    try:
+        with pytest.raises(StoreUnavailable):
+            yield chunks
+    finally:
+        fake.execute = real
+    assert len(set(chunks)) == n
+
+
+def _interrupted_bulk_update(store, fake, operation="initialize_jobs", **args):
+    """A chunked bulk update of 6,000 jobs that dies in its 3rd chunk (as if killed): the
+    first two chunks are committed, with the guard."""
+    fake.rows["LENGTH(TO_STRING(d))}"] = [{"k": str(i), "b": 470} for i in range(6000)]
+    with killed_in_chunk(fake), store.bulk_transaction("12", operation, **args):
+        store.update_many("jobs", "12", None, {"status": "ready"})
     assert fake.tx_events[-1][0] == "abort"
     return fake.workflows["12"][BULK_FIELD]
 
@@ -1704,22 +1714,10 @@ def test_auto_tune_runs_in_guarded_chunks_and_a_rerun_resumes_it(fake):
     assert BULK_FIELD not in fake.workflows["12"]
 
     rows.batches.clear()
-    real = rows.execute
-    chunks = []
-
-    def dies_in_chunk_3(db_name, tx_id, query, bind_vars=None, **options):
-        if " UPDATE d WITH " in query and "FILTER d._key IN @" in query:
-            chunks.append(tx_id)
-            if len(set(chunks)) == 3:
-                raise aql_error(errno.QUERY_KILLED, 410)
-        return real(db_name, tx_id, query, bind_vars, **options)
-
-    fake.execute = dies_in_chunk_3
-    with pytest.raises(StoreUnavailable):
+    with killed_in_chunk(fake):
         autotune.auto_tune_resource_requirements(store, "12")
-    fake.execute = real
     done = {k for _, ks in rows.batches for k in ks}  # the chunks committed before the kill
-    assert done and len(set(chunks)) == 3
+    assert done
     for k in done:
         rows.by_key[k]["status"] = "disabled"
     assert fake.workflows["12"][BULK_FIELD]["op"] == "auto_tune_resource_requirements"
