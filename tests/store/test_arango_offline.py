@@ -1425,6 +1425,7 @@ def test_after_its_lease_any_other_caller_triggers_the_rerun_in_the_background(f
     def rerun(store_, workflow, **args):
         release.wait(5)
         with store_.bulk_transaction(workflow, "test_rerun", **args) as resumed:
+            store_.workflow_space(workflow)  # as the engine's operations do: ours now
             ran.append((workflow, args, resumed))
 
     base.BULK_OPERATIONS["test_rerun"] = rerun

@@ -119,9 +119,10 @@ class ChunkOps:
         the same operation takes an expired guard over."""
         tx = self._tx()
         guard = doc.get(BULK_FIELD)
-        if tx is not None and tx.completing is not None and (
-                not isinstance(guard, Mapping) or guard.get("owner") != tx.completing):
-            raise Superseded  # a rerun of a guard that someone else completed or took over
+        if tx is not None and tx.completing is not None:  # a background rerun, first check
+            if not isinstance(guard, Mapping) or guard.get("owner") != tx.completing:
+                raise Superseded  # someone else completed the guard or took it over
+            tx.completing = None  # found: taken over below
         if not guard or tx is None:
             return
         if not isinstance(guard, Mapping):  # written by an earlier build: no lease, no args
