@@ -21,7 +21,7 @@ from arango.http import HTTPClient
 from arango.response import Response
 
 from torc_graph.errors import NotFound, StoreError, StoreUnavailable
-from torc_graph.store.aql import SEQ_FIELD, STAGED_FIELD
+from torc_graph.store.aql import BULK_FIELD, SEQ_FIELD, STAGED_FIELD
 from torc_graph.store.arango import ArangoStore, TransactionTooLarge
 from torc_graph.store.arango_lint import lint
 
@@ -392,3 +392,54 @@ def test_values_is_a_projection_through_the_real_driver(stub):
     assert text.endswith("]") and "RETURN d" not in text and f"SORT d.{SEQ_FIELD}" in text
     assert {"internal", "hash", "missing", "field", "_key"} <= set(bind.values())
     assert lint(text, bind) == [] and lint(posts[1]["body"]["query"], posts[1]["body"]["bindVars"]) == []
+
+
+def test_a_guarded_bulk_update_takes_over_and_renews_its_lease_through_the_real_driver(stub):
+    """A bulk update of 6,000 jobs over a 1 MiB cap through the real driver, on a workflow an
+    interrupted run of the same operation left guarded (lease over): the first query inside
+    the first stream transaction reads the workflow and the server clock, the next writes the
+    new guard (new owner, ``until: DATE_NOW() + lease``) in that transaction; every chunk
+    writes the guard again just before its commit; the last one clears it before its commit."""
+    dead = {"op": "reset_job_status", "args": {"failed_only": True}, "owner": "dead", "until": 5}
+
+    def server(query, bind):
+        if "now: DATE_NOW()" in query:  # workflow_space
+            return [{"w": {"_key": "12", "_id": "workflows/12", "_rev": "_r", BULK_FIELD: dead},
+                     "c": {"_key": "c1"}, "s": {"_key": "s1"}, "now": 10_000}]
+        if query.endswith("RETURN {k: d._key, b: LENGTH(TO_STRING(d))}"):
+            return [{"k": str(i), "b": 470} for i in range(6000)]
+        if "FILTER d._key IN @" in query and " UPDATE d WITH " in query:
+            return [{"k": k, "b": 540} for k in next(v for v in bind.values() if isinstance(v, list))]
+        if f"UPDATE w WITH {{{BULK_FIELD}: " in query:
+            return [1]
+        return answer(query, bind)
+
+    stub.answer = server
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1&bulk_lease=60",
+                                 http_client=stub)
+    with store.bulk_transaction("12", "reset_job_status", failed_only=True) as resumed:
+        assert resumed is True
+        store.update_many("jobs", "12", None, {"status": "uninitialized"})
+    begins = [i for i, r in enumerate(stub.requests) if r["path"].endswith("/transaction/begin")]
+    assert len(begins) >= 3
+    queries = [r for r in stub.requests[begins[0]:] if r["body"] and "query" in r["body"]]
+    assert "now: DATE_NOW()" in queries[0]["body"]["query"]
+    takeover = queries[1]["body"]
+    guard = next(v for v in takeover["bindVars"].values() if isinstance(v, dict))
+    assert guard["op"] == "reset_job_status" and guard["args"] == {"failed_only": True}
+    assert guard["owner"] != "dead" and "DATE_NOW() + @" in takeover["query"]
+    assert 60_000 in takeover["bindVars"].values() and lint(takeover["query"], takeover["bindVars"]) == []
+    for n, start in enumerate(begins):
+        trx = str(77 + n)
+        end = begins[n + 1] if n + 1 < len(begins) else len(stub.requests)
+        inside = stub.requests[start + 1:end]
+        commit = next(i for i, r in enumerate(inside)
+                      if r["method"] == "put" and r["path"].endswith(f"/_api/transaction/{trx}"))
+        last_query = [r for r in inside[:commit] if r["body"] and "query" in r["body"]][-1]
+        assert last_query["headers"][TRX] == trx
+        assert f"UPDATE w WITH {{{BULK_FIELD}: " in last_query["body"]["query"]
+        cleared = "null}" in last_query["body"]["query"]
+        assert cleared == (n == len(begins) - 1)  # renewals, then the clear in the last chunk
+        if not cleared:
+            renewed = next(v for v in last_query["body"]["bindVars"].values() if isinstance(v, dict))
+            assert renewed == guard
