@@ -309,12 +309,17 @@ class Server:
         if "RETURN {n: LENGTH(u), bytes: SUM(u)}" in query:
             return [{"n": 0, "bytes": None}]
         if f"UPDATE w WITH {{{BULK_FIELD}: " in query:  # the bulk guard: set (lease) or clear
-            key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
+            key = next(v for k, v in bind.items() if f"w._key == @{k}" in query)
             guard = next((v for v in bind.values() if isinstance(v, dict)), None)
+            owner = next((v for k, v in bind.items() if f".owner == @{k}" in query), None)
             doc = self.workflows.setdefault(key, {"_key": key})
+            current = doc.get(BULK_FIELD)
             self.guards.append((tx_id, key, guard and guard["op"]))
+            if owner is not None and (current or {}).get("owner") != owner and not (
+                    current is None and f"{BULK_FIELD} == null OR" in query):
+                return []  # not ours (any more)
             if guard is None:
-                return [1] if doc.pop(BULK_FIELD, None) else []
+                doc.pop(BULK_FIELD)
             else:
                 lease = next(v for v in bind.values() if isinstance(v, int))
                 doc[BULK_FIELD] = {**guard, "until": self.now() + lease}
@@ -1334,7 +1339,7 @@ def test_a_bulk_update_that_fits_one_transaction_is_unchanged(fake):
     assert [e[0] for e in fake.tx_events if e[0] in ("begin", "commit")] == ["begin", "commit"]
     assert fake.guards == [(1, "12", None)]  # the clear, conditional: writes only if set
     clear = next(e for e in fake.log if BULK_FIELD in e[1])
-    assert f"AND w.{BULK_FIELD} != null UPDATE" in clear[1]
+    assert f"AND w.{BULK_FIELD}.owner == @" in clear[1]  # writes only our own guard
 
 
 @contextlib.contextmanager
@@ -1384,6 +1389,32 @@ def test_the_guard_holds_claims_off_during_its_lease(fake):
             with (store.transaction("12") if op == "transaction" else store.bulk_transaction("12", op)):
                 store.workflow_space("12")
     assert fake.workflows["12"][BULK_FIELD] == guard  # untouched
+
+
+def test_a_run_whose_lease_ran_out_between_chunks_rolls_back_instead_of_interleaving(fake):
+    """A run slower than its lease between two chunks, taken over meanwhile by another run:
+    its next guard renewal (just before its chunk commits) finds the guard is not its own and
+    rolls that chunk back with 503; it never clears the other run's guard."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?max_transaction_mib=1")
+    fake.rows["LENGTH(TO_STRING(d))}"] = [{"k": str(i), "b": 470} for i in range(6000)]
+    real = fake.execute
+    seen = []
+
+    def thief(db_name, tx_id, query, bind_vars=None, **options):
+        if " UPDATE d WITH " in query and "FILTER d._key IN @" in query:
+            seen.append(tx_id)
+            if len(set(seen)) == 2 and fake.workflows["12"][BULK_FIELD]["owner"] != "thief":
+                fake.workflows["12"][BULK_FIELD]["owner"] = "thief"  # took over after the lease
+        return real(db_name, tx_id, query, bind_vars, **options)
+
+    fake.execute = thief
+    with pytest.raises(StoreUnavailable, match="took longer than its lease"):
+        with store.bulk_transaction("12"):
+            store.update_many("jobs", "12", None, {"status": "ready"})
+    fake.execute = real
+    assert fake.tx_events[-1] == ("abort", 2)  # the second chunk: rolled back, not committed
+    assert [e for e in fake.tx_events if e[0] == "commit"] == [("commit", 1)]
+    assert fake.workflows["12"][BULK_FIELD]["owner"] == "thief"
 
 
 def test_after_its_lease_the_same_operation_takes_the_guard_over_and_completes(fake):

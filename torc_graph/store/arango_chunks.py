@@ -12,8 +12,9 @@ to fill the room left.
 **The guard** (hidden attribute ``_torc_bulk`` of the workflow document): ``{op, args, owner,
 until}``: the registered operation (:data:`~.base.BULK_OPERATIONS`) and its arguments, a
 random id of this run, and the end of its lease in server time (``DATE_NOW()`` +
-``bulk_lease``). Every chunk writes it (renewing the lease) just before it commits; the last
-chunk removes it. A bulk update that fits one chunk never sets it (as before: one
+``bulk_lease``). Every chunk writes it (renewing the lease) just before it commits, only if
+the guard is still its own (else the run lost it to a takeover after its lease ran out
+between two chunks: that chunk rolls back with 503); the last chunk removes it. A bulk update that fits one chunk never sets it (as before: one
 transaction). Every transaction that reads the workflow
 (:meth:`~.arango_workflows.WorkflowOps.workflow_space`: claims, completions, resets, and
 every bulk transaction as it begins) checks it, under the exclusive jobs lock:
@@ -92,24 +93,44 @@ class ChunkOps:
             tx.completing = getattr(self._local, "completing", None)
             self.workflow_space(workflow)  # NotFound; the guard check below (may take over)
             yield tx.resumed
-            self.set_guard(workflow, None)  # ours, if a chunk set it or we took it over
+            self.clear_guard(workflow, tx)  # ours, if a chunk set it or we took it over
 
-    def set_guard(self, workflow: str, tx: Any) -> None:
-        """Write the guard of the bulk transaction ``tx`` (lease renewed from the server's
-        clock), or remove it (``None``; writes only when it is set: the ``_rev`` stays
-        otherwise), in the current transaction."""
+    def set_guard(self, workflow: str, tx: Any, *, take: bool = False) -> None:
+        """Write the guard of the bulk transaction ``tx`` in it, its lease renewed from the
+        server's clock: only over no guard or its own (``take``: over any, a takeover).
+        Raises StoreUnavailable if another run took it over meanwhile (this run's lease ran
+        out between two chunks): the current chunk then rolls back."""
         q = Query()
         w = q.collection(_WF)
-        if tx is None:
-            cond, value = f"AND w.{BULK_FIELD} != null ", "null"
-        else:
-            guard = {"op": tx.operation, "args": tx.op_args, "owner": tx.owner}
-            lease = int(self.settings.bulk_lease * 1000)
-            cond, value = "", f"MERGE({q.value(guard)}, {{until: DATE_NOW() + {q.value(lease)}}})"
+        guard = {"op": tx.operation, "args": tx.op_args, "owner": tx.owner}
+        lease = int(self.settings.bulk_lease * 1000)
+        cond = "" if take else (f"AND (w.{BULK_FIELD} == null OR "
+                                f"w.{BULK_FIELD}.owner == {q.value(tx.owner)}) ")
         text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} {cond}"
-                f"UPDATE w WITH {{{BULK_FIELD}: {value}}} IN {w} "
-                "OPTIONS {keepNull: false} RETURN 1")
-        self._run(text, q, f"workflow {workflow}")
+                f"UPDATE w WITH {{{BULK_FIELD}: MERGE({q.value(guard)}, "
+                f"{{until: DATE_NOW() + {q.value(lease)}}})}} IN {w} RETURN 1")
+        if not self._run(text, q, f"workflow {workflow}"):
+            raise self._lost(workflow, tx)
+
+    def clear_guard(self, workflow: str, tx: Any) -> None:
+        """Remove this bulk transaction's guard, in its last chunk (writes nothing when there
+        is none: the ``_rev`` stays). Raises StoreUnavailable if this run committed chunks (or
+        took a guard over) and another run took the guard over meanwhile."""
+        q = Query()
+        w = q.collection(_WF)
+        text = (f"FOR w IN {w} FILTER w._key == {q.value(workflow)} "
+                f"AND w.{BULK_FIELD}.owner == {q.value(tx.owner)} "
+                f"UPDATE w WITH {{{BULK_FIELD}: null}} IN {w} OPTIONS {{keepNull: false}} RETURN 1")
+        if not self._run(text, q, f"workflow {workflow}") and (tx.chunks > 1 or tx.resumed):
+            raise self._lost(workflow, tx)
+
+    @staticmethod
+    def _lost(workflow: str, tx: Any) -> StoreUnavailable:
+        log.error("workflow %s: a %s lost its guard to another caller (its lease of a chunk "
+                  "ran out); this chunk is rolled back", workflow, tx.operation)
+        return StoreUnavailable(
+            f"workflow {workflow}: this {tx.operation} took longer than its lease between two "
+            "chunks and another caller took it over; retry later")
 
     def check_guard(self, workflow: str, doc: Mapping[str, Any], now: int) -> None:
         """The guard check of a transaction that read the workflow document ``doc`` at server
@@ -136,7 +157,7 @@ class ChunkOps:
                 f"transactions; retry in {(int(guard['until']) - now) // 1000 + 1} s or later")
         if tx.owner is not None and (op, guard.get("args") or {}) == (tx.operation, tx.op_args):
             tx.resumed = True  # ours now: committed with our first chunk, or cleared
-            self.set_guard(workflow, tx)
+            self.set_guard(workflow, tx, take=True)
             log.warning("workflow %s: resuming an interrupted %s", workflow, op)
             return
         self.complete(workflow, guard)
