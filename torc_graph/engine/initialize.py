@@ -32,6 +32,8 @@ UNINITIALIZED = JobStatus.UNINITIALIZED.value
 #: completed (e.g. a done job downstream of a canceled one, after a restart). ``terminated``
 #: blockers still block: the ready pass re-queues them and their dependents rerun after them.
 NON_BLOCKING_AT_INIT = (JobStatus.DONE.value, JobStatus.CANCELED.value)
+#: Every status but ``uninitialized`` (job statuses are validated against the enum).
+INITIALIZED = tuple(s.value for s in JobStatus if s is not JobStatus.UNINITIALIZED)
 
 
 def endpoint(doc_id: str) -> dict[str, In]:
@@ -214,9 +216,11 @@ def initialize_jobs(
         # Safety net: everything downstream of an uninitialized job is uninitialized too.
         # The traversal visits every edge below the uninitialized jobs (all of them on a first
         # initialization: ~7 us per edge) and can change something only if some jobs are
-        # uninitialized and some are not; two index counts decide that first.
-        uninitialized = store.count(JOBS, workflow, {"status": UNINITIALIZED})
-        if uninitialized and uninitialized < store.count(JOBS, workflow):
+        # uninitialized and some are not; two index counts decide that first. (Counting the
+        # other statuses: on a first initialization there are none, so nothing is read, where
+        # counting ``uninitialized`` read every job row: 0.8 s at 10^6 jobs.)
+        initialized = store.count(JOBS, workflow, {"status": In(INITIALIZED)})
+        if 0 < initialized < store.count(JOBS, workflow):
             store.update_descendants(
                 workflow,
                 Edge.BLOCKS.value,
