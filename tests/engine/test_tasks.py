@@ -152,3 +152,37 @@ def test_tasks_do_not_take_workflow_keys(tmp_path):
     assert first["_key"] == "1"
     [task] = listed["items"]
     assert task["_key"].startswith("t") and len(task["_key"]) == 17
+
+
+KILLED_AFTER_INITIALIZE = """
+import os, signal, sys
+from torc_graph.engine import initialize, tasks
+from torc_graph.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+wf = sys.argv[2]
+# The task document tasks.start writes, without its thread (which would record the outcome).
+doc = store.insert("tasks", None, {
+    "workflow": wf, "operation": "initialize_jobs", "state": "running", "phase": "queued",
+    "done": 0, "total": None, "created": 0, "updated": 0, "heartbeat": 0, "result": None,
+    "error": None, "retryable": False,
+    "process": {"host": __import__("socket").gethostname(), "pid": os.getpid(),
+                "started": tasks._process_started()}})
+print(doc["_key"], flush=True)
+initialize.initialize_jobs(store, wf, progress=tasks.Progress(store, doc["_key"]))
+os.kill(os.getpid(), signal.SIGKILL)  # dies before the task thread could record the outcome
+"""
+
+
+def test_initialize_task_killed_after_its_commit_is_succeeded_not_retryable(store, wf):
+    """The task's success commits with the jobs: a process killed right after the commit
+    leaves a succeeded task (its result), not a failed one inviting a rerun."""
+    a = jobs.add_job(store, wf, {"name": "a", "command": "x"})
+    jobs.add_job(store, wf, {"name": "b", "command": "x", "blocked_by": [a["_id"]]})
+    proc = subprocess.run([sys.executable, "-c", KILLED_AFTER_INITIALIZE, store.path, wf],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    task = tasks.get_task(store, wf, proc.stdout.split()[0])
+    assert task["state"] == "succeeded" and task["retryable"] is False
+    assert task["result"] == {"message": "Initialized job status"}
+    assert task["done"] == task["total"] == 4
+    assert {j["name"]: j["status"] for j in store.find("jobs", wf)} == {"a": "ready", "b": "blocked"}

@@ -197,7 +197,8 @@ def initialize_jobs(
 ) -> dict[str, str]:
     """``POST /workflows/{wf}/initialize_jobs`` (§4.1), in one transaction.
 
-    ``progress(phase, done, total)`` is told each step (:class:`.tasks.Progress`). Raises
+    ``progress(phase, done, total)`` is told each step; a :class:`.tasks.Progress` is also
+    marked succeeded inside the transaction. Raises
     NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a dependency
     cycle, :mod:`.integrity` — in which case nothing is changed).
     """
@@ -232,7 +233,13 @@ def initialize_jobs(
         progress("setting job resources and status", 2, steps)
         store.set_initial_job_state(workflow, state)
         progress("committing", 3, steps)
-    return {"message": "Initialized job status"}
+        result = {"message": "Initialized job status"}
+        if isinstance(progress, tasks.Progress):
+            # Succeeded in the jobs' own transaction: visible the moment they commit (not
+            # after the WAL checkpoint that follows a huge commit), and never "failed" for a
+            # process that died after committing.
+            progress.succeed(result)
+    return result
 
 
 def initialize_jobs_action(store: GraphStore, workflow: str, *, only_uninitialized: bool = False,
