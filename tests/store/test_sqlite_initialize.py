@@ -16,9 +16,10 @@ from torc_graph.store.base import GraphStore
 from torc_graph.store.sqlite import SQLiteStore
 
 
-def build(store):
-    """A workflow with every case: rrs (one asking for 0 CPUs, one job with two), schedulers,
-    blockers done / canceled / disabled / running, a chain, a disabled job, a job without rr."""
+def build_from(store, spec):
+    """A workflow with three rrs (``big``, ``zero`` asking for 0 CPUs, ``small``), a local and
+    a slurm scheduler, and ``spec``'s jobs: ``(name, status, rr indexes, scheduler indexes,
+    blocker names)``, each job's requires / scheduled_bys edges in the order given."""
     wf = workflows.create_workflow(store, {"name": "w", "user": "u"})["_key"]
     rr = [store.insert("resource_requirements", wf, body)["_id"] for body in (
         {"name": "big", "num_cpus": 8, "num_gpus": 2, "num_nodes": 3, "memory": "4g",
@@ -28,18 +29,6 @@ def build(store):
     )]
     sched = [store.insert(c, wf, {"name": n})["_id"]
              for c, n in (("local_schedulers", "l"), ("slurm_schedulers", "s"))]
-    spec = [
-        ("a", "done", [rr[0]], [sched[0]], []),
-        ("b", "canceled", [rr[1]], [], []),
-        ("c", "disabled", [], [sched[1]], []),
-        ("d", "submitted", [rr[2], rr[0]], [sched[0], sched[1]], []),
-        ("e", "uninitialized", [], [], ["a"]),
-        ("f", "uninitialized", [rr[2]], [], ["a", "b"]),
-        ("g", "ready", [], [], ["d"]),
-        ("h", "blocked", [], [], ["a"]),
-        ("i", "uninitialized", [rr[1]], [], ["c"]),
-        ("k", "done", [], [], ["g"]),
-    ]
     keys = {}
     for name, status, rrs, scheds, blockers in spec:
         body = {"name": name, "command": "x", "status": status,
@@ -47,10 +36,27 @@ def build(store):
         job = jobs.add_job(store, wf, body)
         keys[name] = job["_id"]
         for r in rrs:
-            store.insert("requires", wf, {"_from": job["_id"], "_to": r})
+            store.insert("requires", wf, {"_from": job["_id"], "_to": rr[r]})
         for s in scheds:
-            store.insert("scheduled_bys", wf, {"_from": job["_id"], "_to": s})
+            store.insert("scheduled_bys", wf, {"_from": job["_id"], "_to": sched[s]})
     return wf
+
+
+def build(store):
+    """Every case: rrs (one asking for 0 CPUs, one job with two), schedulers, blockers done /
+    canceled / disabled / running, a chain, a disabled job, a job without rr."""
+    return build_from(store, [
+        ("a", "done", [0], [0], []),
+        ("b", "canceled", [1], [], []),
+        ("c", "disabled", [], [1], []),
+        ("d", "submitted", [2, 0], [0, 1], []),
+        ("e", "uninitialized", [], [], ["a"]),
+        ("f", "uninitialized", [2], [], ["a", "b"]),
+        ("g", "ready", [], [], ["d"]),
+        ("h", "blocked", [], [], ["a"]),
+        ("i", "uninitialized", [1], [], ["c"]),
+        ("k", "done", [], [], ["g"]),
+    ])
 
 
 def snapshot(store, wf):
@@ -85,28 +91,10 @@ def test_reinitializing_unchanged_jobs_writes_nothing(tmp_path):
 def build_uninitialized(store):
     """A never-initialized workflow: rrs (one asking for 0 CPUs, a job with two), schedulers
     (a job with two), a chain and a diamond, jobs without rr or scheduler."""
-    wf = workflows.create_workflow(store, {"name": "w", "user": "u"})["_key"]
-    rr = [store.insert("resource_requirements", wf, body)["_id"] for body in (
-        {"name": "big", "num_cpus": 8, "num_gpus": 2, "num_nodes": 3, "memory": "4g",
-         "runtime": "P0DT2H"},
-        {"name": "zero", "num_cpus": 0, "memory": "1m", "runtime": "PT1M"},
-        {"name": "small", "num_cpus": 2, "memory": "512m", "runtime": "PT90.5S"},
-    )]
-    sched = [store.insert(c, wf, {"name": n})["_id"]
-             for c, n in (("local_schedulers", "l"), ("slurm_schedulers", "s"))]
-    spec = [("a", [rr[0]], [sched[0]], []), ("b", [rr[1]], [], []),
-            ("c", [rr[2], rr[0]], [sched[1], sched[0]], ["a"]), ("d", [], [sched[1]], ["a"]),
-            ("e", [rr[2]], [], ["c", "d"]), ("f", [], [], [])]
-    keys = {}
-    for name, rrs, scheds, blockers in spec:
-        job = jobs.add_job(store, wf, {"name": name, "command": "x",
-                                       "blocked_by": [keys[b] for b in blockers]})
-        keys[name] = job["_id"]
-        for r in rrs:
-            store.insert("requires", wf, {"_from": job["_id"], "_to": r})
-        for s in scheds:
-            store.insert("scheduled_bys", wf, {"_from": job["_id"], "_to": s})
-    return wf
+    u = "uninitialized"
+    return build_from(store, [("a", u, [0], [0], []), ("b", u, [1], [], []),
+                              ("c", u, [2, 0], [1, 0], ["a"]), ("d", u, [], [1], ["a"]),
+                              ("e", u, [2], [], ["c", "d"]), ("f", u, [], [], [])])
 
 
 @pytest.mark.parametrize("only_uninitialized", [False, True])
