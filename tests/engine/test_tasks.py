@@ -155,21 +155,17 @@ def test_tasks_do_not_take_workflow_keys(tmp_path):
 
 
 KILLED_AFTER_INITIALIZE = """
-import os, signal, sys
+import os, signal, sys, time
 from torc_graph.engine import initialize, tasks
 from torc_graph.store.sqlite import SQLiteStore
-store = SQLiteStore(sys.argv[1])
-wf = sys.argv[2]
-# The task document tasks.start writes, without its thread (which would record the outcome).
-doc = store.insert("tasks", None, {
-    "workflow": wf, "operation": "initialize_jobs", "state": "running", "phase": "queued",
-    "done": 0, "total": None, "created": 0, "updated": 0, "heartbeat": 0, "result": None,
-    "error": None, "retryable": False,
-    "process": {"host": __import__("socket").gethostname(), "pid": os.getpid(),
-                "started": tasks._process_started()}})
-print(doc["_key"], flush=True)
-initialize.initialize_jobs(store, wf, progress=tasks.Progress(store, doc["_key"]))
-os.kill(os.getpid(), signal.SIGKILL)  # dies before the task thread could record the outcome
+store, wf = SQLiteStore(sys.argv[1]), sys.argv[2]
+
+def initialize_then_die(progress):
+    initialize.initialize_jobs(store, wf, progress=progress)
+    os.kill(os.getpid(), signal.SIGKILL)  # before the task thread records the outcome
+
+print(tasks.start(store, wf, "initialize_jobs", initialize_then_die).body["_key"], flush=True)
+time.sleep(60)
 """
 
 
