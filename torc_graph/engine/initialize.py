@@ -234,12 +234,19 @@ def initialize_jobs(
         store.set_initial_job_state(workflow, state)
         progress("committing", 3, steps)
         result = {"message": "Initialized job status"}
-        if isinstance(progress, tasks.Progress):
+        if isinstance(progress, tasks.Progress) and _one_transaction(store):
             # Succeeded in the jobs' own transaction: visible the moment they commit (not
             # after the WAL checkpoint that follows a huge commit), and never "failed" for a
             # process that died after committing.
             progress.succeed(result)
     return result
+
+
+def _one_transaction(store: GraphStore) -> bool:
+    """Whether the store's bulk transaction is one transaction (the default; ArangoDB may
+    chunk it, and its last chunk clears its guard after this point: there the task thread
+    records the outcome after the commit, as for other operations)."""
+    return type(store).bulk_transaction is GraphStore.bulk_transaction
 
 
 def initialize_jobs_action(store: GraphStore, workflow: str, *, only_uninitialized: bool = False,
