@@ -152,3 +152,33 @@ def test_tasks_do_not_take_workflow_keys(tmp_path):
     assert first["_key"] == "1"
     [task] = listed["items"]
     assert task["_key"].startswith("t") and len(task["_key"]) == 17
+
+
+KILLED_AFTER_INITIALIZE = """
+import os, signal, sys, time
+from torc_graph.engine import initialize, tasks
+from torc_graph.store.sqlite import SQLiteStore
+store, wf = SQLiteStore(sys.argv[1]), sys.argv[2]
+
+def initialize_then_die(progress):
+    initialize.initialize_jobs(store, wf, progress=progress)
+    os.kill(os.getpid(), signal.SIGKILL)  # before the task thread records the outcome
+
+print(tasks.start(store, wf, "initialize_jobs", initialize_then_die).body["_key"], flush=True)
+time.sleep(60)
+"""
+
+
+def test_initialize_task_killed_after_its_commit_is_succeeded_not_retryable(store, wf):
+    """The task's success commits with the jobs: a process killed right after the commit
+    leaves a succeeded task (its result), not a failed one inviting a rerun."""
+    a = jobs.add_job(store, wf, {"name": "a", "command": "x"})
+    jobs.add_job(store, wf, {"name": "b", "command": "x", "blocked_by": [a["_id"]]})
+    proc = subprocess.run([sys.executable, "-c", KILLED_AFTER_INITIALIZE, store.path, wf],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    task = tasks.get_task(store, wf, proc.stdout.split()[0])
+    assert task["state"] == "succeeded" and task["retryable"] is False
+    assert task["result"] == {"message": "Initialized job status"}
+    assert task["done"] == task["total"] == 4
+    assert {j["name"]: j["status"] for j in store.find("jobs", wf)} == {"a": "ready", "b": "blocked"}

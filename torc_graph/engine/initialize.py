@@ -32,6 +32,8 @@ UNINITIALIZED = JobStatus.UNINITIALIZED.value
 #: completed (e.g. a done job downstream of a canceled one, after a restart). ``terminated``
 #: blockers still block: the ready pass re-queues them and their dependents rerun after them.
 NON_BLOCKING_AT_INIT = (JobStatus.DONE.value, JobStatus.CANCELED.value)
+#: Every status but ``uninitialized`` (job statuses are validated against the enum).
+INITIALIZED = tuple(s.value for s in JobStatus if s is not JobStatus.UNINITIALIZED)
 
 
 def endpoint(doc_id: str) -> dict[str, In]:
@@ -196,7 +198,8 @@ def initialize_jobs(
 ) -> dict[str, str]:
     """``POST /workflows/{wf}/initialize_jobs`` (§4.1), in one transaction.
 
-    ``progress(phase, done, total)`` is told each step (:class:`.tasks.Progress`). Raises
+    ``progress(phase, done, total)`` is told each step; a :class:`.tasks.Progress` is also
+    marked succeeded inside the transaction. Raises
     NotFound (workflow), BadRequest (archived workflow; bad memory/runtime string; a dependency
     cycle, :mod:`.integrity` — in which case nothing is changed).
     """
@@ -217,9 +220,11 @@ def initialize_jobs(
         # Safety net: everything downstream of an uninitialized job is uninitialized too.
         # The traversal visits every edge below the uninitialized jobs (all of them on a first
         # initialization: ~7 us per edge) and can change something only if some jobs are
-        # uninitialized and some are not; two index counts decide that first.
-        uninitialized = store.count(JOBS, workflow, {"status": UNINITIALIZED})
-        if uninitialized and uninitialized < store.count(JOBS, workflow):
+        # uninitialized and some are not; two index counts decide that first. (Counting the
+        # other statuses: on a first initialization there are none, so nothing is read, where
+        # counting ``uninitialized`` read every job row: 0.8 s at 10^6 jobs.)
+        initialized = store.count(JOBS, workflow, {"status": In(INITIALIZED)})
+        if 0 < initialized < store.count(JOBS, workflow):
             store.update_descendants(
                 workflow,
                 Edge.BLOCKS.value,
@@ -231,7 +236,20 @@ def initialize_jobs(
         progress("setting job resources and status", 2, steps)
         store.set_initial_job_state(workflow, state)
         progress("committing", 3, steps)
-    return {"message": "Initialized job status"}
+        result = {"message": "Initialized job status"}
+        if isinstance(progress, tasks.Progress) and _one_transaction(store):
+            # Succeeded in the jobs' own transaction: visible the moment they commit (not
+            # after the WAL checkpoint that follows a huge commit), and never "failed" for a
+            # process that died after committing.
+            progress.succeed(result)
+    return result
+
+
+def _one_transaction(store: GraphStore) -> bool:
+    """Whether the store's bulk transaction is one transaction (the default; ArangoDB may
+    chunk it, and its last chunk clears its guard after this point: there the task thread
+    records the outcome after the commit, as for other operations)."""
+    return type(store).bulk_transaction is GraphStore.bulk_transaction
 
 
 def initialize_jobs_action(store: GraphStore, workflow: str, *, only_uninitialized: bool = False,

@@ -28,7 +28,6 @@ from torc_graph.store.base import (
     Document,
     GraphStore,
     HasEdge,
-    In,
     InitialJobState,
     Neighbor,
     OrderBy,
@@ -751,13 +750,20 @@ class SQLiteStore(GraphStore):
 
     def set_initial_job_state(self, workflow: str, state: InitialJobState) -> None:
         """See :meth:`GraphStore.set_initial_job_state`: one statement writing each changed job
-        row once (:mod:`.sqlite_initialize`), or the generic passes for values no column holds."""
-        _c, wf = self._coll(model.Collection.JOBS.value, workflow)
+        row once (:mod:`.sqlite_initialize`; every row in one pass, with the indexes over the
+        written columns rebuilt, when every status changes), or the generic passes for values
+        no column holds. Atomic: inside one write transaction."""
+        c, wf = self._coll(model.Collection.JOBS.value, workflow)
         if not initial.fits(state):
             super().set_initial_job_state(workflow, state)
             return
         with self._db.write() as conn:
-            any_non_blocking = self.count(model.Collection.JOBS.value, wf,
-                                          {"status": In(state.non_blocking)}) > 0
-            text, params = initial.statement(wf, state, any_non_blocking)
-            conn.execute(text, params)
+            present = initial.statuses(conn, wf)
+            if not initial.every_row_changes(state, present):
+                any_non_blocking = present is None or any(s in state.non_blocking
+                                                          for s in present)
+                conn.execute(*initial.statement(wf, state, any_non_blocking))
+                return
+            rows = self.count(c.name, wf)
+            with initial.indexes_rebuilt(conn, c.table, initial.written_columns(), rows):
+                conn.execute(*initial.every_row_statement(wf, state))
