@@ -64,11 +64,10 @@ class Column:
         return value if self.accepts(value) else None
 
 
-#: Column fields per document collection (only jobs so far). Migration ``0003_job_columns``
-#: creates exactly these: a new column needs a new migration (and no path deeper than two
-#: levels, see ``_ROW_PLANS``).
-COLUMNS: dict[str, tuple[Column, ...]] = {
-    Collection.JOBS.value: (
+#: The columns each migration adds, by migration name (a shipped entry never changes): a new
+#: column needs a new migration (and no path deeper than two levels, see ``_ROW_PLANS``).
+MIGRATION_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "0003_job_columns": (
         Column("status", "status", "text"),
         Column("internal.num_cpus", "i_num_cpus", "number"),
         Column("internal.num_gpus", "i_num_gpus", "number"),
@@ -77,6 +76,15 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("internal.runtime_seconds", "i_runtime_seconds", "number"),
         Column("internal.scheduler_config_id", "i_scheduler_config_id", "text"),
     ),
+    # The name index on a column: inserting a job maintains it without parsing the document's
+    # JSON (the expression index ``json_extract(doc, '$.name')`` parsed every new row).
+    "0007_job_name_column": (Column("name", "name", "text"),),
+}
+
+#: Column fields per document collection (only jobs so far): every migration's columns.
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    Collection.JOBS.value: MIGRATION_COLUMNS["0003_job_columns"]
+    + MIGRATION_COLUMNS["0007_job_name_column"],
 }
 
 #: Collections whose ``_rev`` is the column ``rev`` (so column-only updates renew it).
