@@ -87,10 +87,13 @@ def build_jobs(bodies: Any, workflow: str, *, label: str = "jobs") -> JobRows:
     for index, body in enumerate(bodies):
         doc: dict[str, Any] | None = {}
         link: dict[str, list[str]] = {}
-        if type(body) is not dict or not all(name in body for name in required):
+        if type(body) is not dict:
             doc = None
         else:
             try:
+                for name in required:
+                    if name not in body:
+                        raise KeyError(name)
                 for k, x in body.items():
                     rel = _BY_FIELD.get(k)
                     if rel is not None:
@@ -100,10 +103,10 @@ def build_jobs(bodies: Any, workflow: str, *, label: str = "jobs") -> JobRows:
                         if ids:
                             link[k] = ids
                         continue
-                    x = props[k](x)  # KeyError: an unknown field
+                    x = props[k](x)
                     if k not in _DROPPED:
                         doc[k] = x
-            except (invalid, KeyError):
+            except (invalid, KeyError):  # a failed check, an unknown or missing field
                 doc = None
         if doc is None:
             job = validation.validate_item("job", body, label, index)

@@ -14,8 +14,10 @@ collection, never one per job), and a bad job rejects the whole batch naming its
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from torc_graph import model, validation
@@ -56,8 +58,25 @@ def add_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[
     # The envelope is checked without its jobs, which validate_many checks once, naming the
     # index of a bad job (validating them through bulk_jobs too would double the cost).
     validation.validate("bulk_jobs", {**body, "jobs": []})
-    rows = build_jobs(body["jobs"], workflow, label="jobs")
-    return {"items": _insert(store, workflow, rows, bulk=True)}
+    with _gc_paused():
+        rows = build_jobs(body["jobs"], workflow, label="jobs")
+        return {"items": _insert(store, workflow, rows, bulk=True)}
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a bulk insert allocates its ~10 containers
+    per job (none cyclic; reference counting frees them): otherwise its collections, each
+    walking every live container, cost ~20 % of a 10,000-job request (measured with
+    ``gc.callbacks``). Process-wide; only the caller that turned it off turns it back on."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def job_keys(store: GraphStore, workflow: str) -> dict[str, list[str]]:
@@ -82,10 +101,9 @@ def _insert(store: GraphStore, workflow: str, rows: JobRows, *,
                 ids = targets.get(field)
                 if ids:
                     job_id = job["_id"]
-                    if rel.inbound:
-                        out.extend({"_from": target, "_to": job_id} for target in ids)
-                    else:
-                        out.extend({"_from": job_id, "_to": target} for target in ids)
+                    for target in ids:
+                        out.append({"_from": target, "_to": job_id} if rel.inbound
+                                   else {"_from": job_id, "_to": target})
             if not out:
                 del edges[rel.edge]
         for edge, edge_rows in edges.items():
