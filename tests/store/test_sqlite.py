@@ -473,19 +473,26 @@ def test_job_columns_keep_document_semantics(store, patches, expected):
         assert store.find("jobs", wf, {"_key": key})[0] == got
 
 
-def test_migration_0003_converts_existing_jobs(db):
-    """A database created before the columns keeps its documents and gets the columns."""
+def _database_before(db, applied: int) -> sqlite3.Connection:
+    """A connection in an open transaction on a database with only the first ``applied``
+    migrations and workflow 1."""
     from torc_graph.store import sqlite_schema
 
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("BEGIN IMMEDIATE")
     con.execute(sqlite_schema._CREATE_MIGRATIONS)
-    for m in MIGRATIONS[:2]:
+    for m in MIGRATIONS[:applied]:
         for stmt in m.statements():
             con.execute(stmt)
         con.execute("INSERT INTO schema_migrations VALUES (?, 'x')", (m.name,))
     con.execute("INSERT INTO doc_workflows (wf, key, doc) VALUES "
                 "('', '1', '{\"_key\":\"1\",\"_id\":\"workflows/1\",\"_rev\":\"r\"}')")
+    return con
+
+
+def test_migration_0003_converts_existing_jobs(db):
+    """A database created before the columns keeps its documents and gets the columns."""
+    con = _database_before(db, 2)
     docs = {
         "2": '{"_key":"2","_id":"jobs__1/2","_rev":"a","status":"ready",'
              '"internal":{"num_cpus":2,"runtime_seconds":60.0,"scheduler_config_id":""}}',
@@ -539,17 +546,7 @@ def test_job_name_filter_and_sort_use_the_name_column_index(store):
 def test_migration_0007_moves_job_names_into_the_column(db):
     """A database at 0006 keeps its job documents; names become the column and the old
     expression index is gone."""
-    from torc_graph.store import sqlite_schema
-
-    con = sqlite3.connect(db, isolation_level=None)
-    con.execute("BEGIN IMMEDIATE")
-    con.execute(sqlite_schema._CREATE_MIGRATIONS)
-    for m in MIGRATIONS[:6]:
-        for stmt in m.statements():
-            con.execute(stmt)
-        con.execute("INSERT INTO schema_migrations VALUES (?, 'x')", (m.name,))
-    con.execute("INSERT INTO doc_workflows (wf, key, doc) VALUES "
-                "('', '1', '{\"_key\":\"1\",\"_id\":\"workflows/1\",\"_rev\":\"r\"}')")
+    con = _database_before(db, 6)
     docs = {"2": '{"_key":"2","_id":"jobs__1/2","_rev":"a","name":"x"}',
             "3": '{"_key":"3","_id":"jobs__1/3","_rev":"b","name":[1]}',
             "4": '{"_key":"4","_id":"jobs__1/4","_rev":"c"}'}
