@@ -83,6 +83,7 @@ class _Fail(Exception):
 #: Raised by the checks of :class:`ObjectShape` (no message: re-validate to get one).
 Invalid = _Fail
 
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
