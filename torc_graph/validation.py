@@ -23,6 +23,7 @@ import importlib.resources
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ class _Fail(Exception):
         self.detail = detail
         self.value = value
         self.path: list[str | int] = []
+
+
+#: Raised by the checks of :class:`ObjectShape` (no message: re-validate to get one).
+Invalid = _Fail
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +146,40 @@ def validate_many(schema: str, bodies: Any, *, label: str | None = None) -> list
     except _Fail as exc:
         raise InvalidInput(f"{label}[{i}]: {_describe(exc)}") from None
     return out
+
+
+def validate_item(schema: str, body: Any, label: str, index: int) -> dict:
+    """:func:`validate` for element ``index`` of a list: the message names it as
+    :func:`validate_many` does (``jobs[17]: ...``)."""
+    try:
+        return _root_check(schema)(body)
+    except _Fail as exc:
+        raise InvalidInput(f"{label}[{index}]: {_describe(exc)}") from None
+
+
+@dataclass(frozen=True)
+class ObjectShape:
+    """The compiled parts of an object schema, for callers that validate and build documents
+    in one pass (bulk inserts). ``properties`` maps a field to its compiled check (returns the
+    validated value, a copy for containers; raises :class:`Invalid`); ``defaults`` are
+    ``(field, value, mutable)`` in schema order (copy a mutable value with :func:`copy_value`).
+    A body is valid iff it is a dict holding every ``required`` field, only ``properties``
+    fields (when not ``additional``) and each passes its check."""
+
+    properties: dict[str, Callable[[Any], Any]]
+    required: tuple[str, ...]
+    additional: bool
+    defaults: tuple[tuple[str, Any, bool], ...]
+
+
+def object_shape(schema: str) -> ObjectShape:
+    """The :class:`ObjectShape` of an object schema. Raises ValueError for an unknown schema
+    or one that is not an object."""
+    check = _root_check(schema)
+    shape = getattr(check, "shape", None)
+    if shape is None:
+        raise ValueError(f"schema {schema!r} is not an object schema")
+    return shape
 
 
 def fields(schema: str) -> frozenset[str]:
@@ -388,10 +427,11 @@ def _compile_object(node: dict, file: str) -> _Check:
                 out[name] = _copy(value) if mutable else value
         return out
 
+    check.shape = ObjectShape(props, required, bool(additional), tuple(defaults))
     return check
 
 
-def _copy(v: Any) -> Any:
+def copy_value(v: Any) -> Any:
     """Copy a JSON value (much faster than copy.deepcopy for plain JSON)."""
     t = type(v)
     if t is dict:
@@ -399,6 +439,9 @@ def _copy(v: Any) -> Any:
     if t is list:
         return [_copy(x) for x in v]
     return v
+
+
+_copy = copy_value
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ multi-process concurrency (no "database is locked", no lost update, bounded WAL)
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -472,19 +473,26 @@ def test_job_columns_keep_document_semantics(store, patches, expected):
         assert store.find("jobs", wf, {"_key": key})[0] == got
 
 
-def test_migration_0003_converts_existing_jobs(db):
-    """A database created before the columns keeps its documents and gets the columns."""
+def _database_before(db, applied: int) -> sqlite3.Connection:
+    """A connection in an open transaction on a database with only the first ``applied``
+    migrations and workflow 1."""
     from torc_graph.store import sqlite_schema
 
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("BEGIN IMMEDIATE")
     con.execute(sqlite_schema._CREATE_MIGRATIONS)
-    for m in MIGRATIONS[:2]:
+    for m in MIGRATIONS[:applied]:
         for stmt in m.statements():
             con.execute(stmt)
         con.execute("INSERT INTO schema_migrations VALUES (?, 'x')", (m.name,))
     con.execute("INSERT INTO doc_workflows (wf, key, doc) VALUES "
                 "('', '1', '{\"_key\":\"1\",\"_id\":\"workflows/1\",\"_rev\":\"r\"}')")
+    return con
+
+
+def test_migration_0003_converts_existing_jobs(db):
+    """A database created before the columns keeps its documents and gets the columns."""
+    con = _database_before(db, 2)
     docs = {
         "2": '{"_key":"2","_id":"jobs__1/2","_rev":"a","status":"ready",'
              '"internal":{"num_cpus":2,"runtime_seconds":60.0,"scheduler_config_id":""}}',
@@ -506,4 +514,53 @@ def test_migration_0003_converts_existing_jobs(db):
     assert [d["_key"] for d in store.find("jobs", "1", {"status": "ready"})] == ["2"]
     assert [d["_key"] for d in store.find("jobs", "1", {"status": 7})] == ["3"]
     assert "0003_job_columns" in store.info()["migrations"]
+    store.close()
+
+
+# -- job name as a column (migration 0007_job_name_column) -----------------------------------------
+
+
+def test_job_name_filter_and_sort_use_the_name_column_index(store):
+    wf = new_workflow(store)
+    keys = [d["_key"] for d in store.insert_many("jobs", wf, [
+        {"name": "b"}, {"name": 7}, {"name": "a"}, {"command": "x"}])]
+    assert _raw(store, wf, keys[0], "name") == ("b",)
+    assert _raw(store, wf, keys[1], "name") == (None,)  # not a string: the document holds it
+    plan = _plan(store, "jobs", wf, {"name": "a"})
+    assert "USING INDEX ix_doc_jobs_name_col (wf=? AND <expr>=?)" in plan
+    assert [d["_key"] for d in store.find("jobs", wf, {"name": "a"})] == [keys[2]]
+    assert [d["_key"] for d in store.find("jobs", wf, {"name": 7})] == [keys[1]]
+    # type-strict order as before: null (absent) < numbers < strings
+    assert [d["_key"] for d in store.find("jobs", wf, order_by=[("name", False)])] == [
+        keys[3], keys[1], keys[2], keys[0]]
+    # renames go to the column; the document text is not rewritten, reads see the new name
+    before = _raw(store, wf, keys[0])[0]
+    store.update_many("jobs", wf, {"_key": keys[0]}, {"name": "c"})
+    assert _raw(store, wf, keys[0])[0] == before
+    assert store.get("jobs", wf, keys[0])["name"] == "c"
+    store.update("jobs", wf, keys[0], {"name": None})
+    assert store.get("jobs", wf, keys[0])["name"] is None
+    assert store.find("jobs", wf, {"name": "c"}) == []
+
+
+def test_migration_0007_moves_job_names_into_the_column(db):
+    """A database at 0006 keeps its job documents; names become the column and the old
+    expression index is gone."""
+    con = _database_before(db, 6)
+    docs = {"2": '{"_key":"2","_id":"jobs__1/2","_rev":"a","name":"x"}',
+            "3": '{"_key":"3","_id":"jobs__1/3","_rev":"b","name":[1]}',
+            "4": '{"_key":"4","_id":"jobs__1/4","_rev":"c"}'}
+    for key, text in docs.items():
+        con.execute("INSERT INTO doc_jobs (wf, key, doc, rev) VALUES ('1', ?, ?, ?)",
+                    (key, text, json.loads(text)["_rev"]))
+    con.execute("COMMIT")
+    con.close()
+    store = SQLiteStore.from_url(f"sqlite:///{db}")
+    for key, text in docs.items():
+        assert store.get("jobs", "1", key) == json.loads(text)
+    assert [_raw(store, "1", k, "name")[0] for k in docs] == ["x", None, None]
+    assert [d["_key"] for d in store.find("jobs", "1", {"name": "x"})] == ["2"]
+    indexes = {r[0] for r in store._db.conn().execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_jobs'")}
+    assert "ix_doc_jobs_name" not in indexes and "ix_doc_jobs_name_col" in indexes
     store.close()

@@ -23,6 +23,7 @@ from torc_graph.model import Collection, Edge, GlobalCollection, GlobalEdge
 
 #: Fields of vertex collections with an expression index ``(wf, json_extract(doc, '$.f'))``.
 #: Queries must use exactly ``json_extract(<alias>.doc, '$.<f>')`` for the planner to match them.
+#: (Migrations 0003 and 0007 replace the jobs' two by indexes on columns, :mod:`.sqlite_columns`.)
 INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     Collection.JOBS.value: ("status", "name"),
     Collection.FILES.value: ("name",),
@@ -119,11 +120,26 @@ def _job_columns() -> list[str]:
 
     jobs = Collection.JOBS.value
     t = doc_table(jobs)
+    added = cols.MIGRATION_COLUMNS["0003_job_columns"]
     stmts = [f"ALTER TABLE {t} ADD COLUMN rev TEXT"]
-    sets = ["rev = json_extract(doc, '$._rev')"]
-    for col in cols.columns(jobs):
+    stmts += _add_columns(t, added, ["rev = json_extract(doc, '$._rev')"])
+    by_path = {c.path: c for c in added}
+    # One index serves both status lookups (its prefix) and the claim order: every status
+    # change maintains one index, not two.
+    stmts += [f"DROP INDEX IF EXISTS ix_{t}_status", f"DROP INDEX IF EXISTS ix_{t}_claim"]
+    order = ", ".join(f"{cols.index_expr(by_path[f])} DESC" for f in CLAIM_ORDER)
+    stmts.append(f"CREATE INDEX ix_{t}_status_claim ON {t} "
+                 f"(wf, {cols.index_expr(by_path['status'])}, {order})")
+    return stmts
+
+
+def _add_columns(table: str, added, sets: list[str]) -> list[str]:
+    """ADD COLUMN for each :class:`~.sqlite_columns.Column` of ``added`` and one UPDATE filling
+    them (and the extra ``sets``) from the documents, by the column rule."""
+    stmts = []
+    for col in added:
         # No declared type: no affinity, so a REAL stays REAL (60.0 is not turned into 60).
-        stmts.append(f"ALTER TABLE {t} ADD COLUMN {col.name}")
+        stmts.append(f"ALTER TABLE {table} ADD COLUMN {col.name}")
         p = f"'$.{col.path}'"
         value = f"json_extract(doc, {p})"
         if col.kind == "text":
@@ -134,15 +150,20 @@ def _job_columns() -> list[str]:
                   f"{value} <> 0 AND "
                   f"json_extract(json_set('{{}}', '$.v', {value}), '$.v') = {value}))")
         sets.append(f"{col.name} = iif({ok}, {value}, NULL)")
-    stmts.append(f"UPDATE {t} SET {', '.join(sets)}")
-    by_path = {c.path: c for c in cols.columns(jobs)}
-    # One index serves both status lookups (its prefix) and the claim order: every status
-    # change maintains one index, not two.
-    stmts += [f"DROP INDEX IF EXISTS ix_{t}_status", f"DROP INDEX IF EXISTS ix_{t}_claim"]
-    order = ", ".join(f"{cols.index_expr(by_path[f])} DESC" for f in CLAIM_ORDER)
-    stmts.append(f"CREATE INDEX ix_{t}_status_claim ON {t} "
-                 f"(wf, {cols.index_expr(by_path['status'])}, {order})")
+    stmts.append(f"UPDATE {table} SET {', '.join(sets)}")
     return stmts
+
+
+def _job_name_column() -> list[str]:
+    """Jobs' ``name`` as a column (:mod:`.sqlite_columns`); the name index moves from the
+    expression ``json_extract(doc, '$.name')``, which parsed each new job's JSON on insert, to
+    the column's ``coalesce`` expression (what filters and sorts on ``name`` compile to)."""
+    from torc_graph.store import sqlite_columns as cols
+
+    t = doc_table(Collection.JOBS.value)
+    added = cols.MIGRATION_COLUMNS["0007_job_name_column"]
+    return [*_add_columns(t, added, []), f"DROP INDEX IF EXISTS ix_{t}_name",
+            f"CREATE INDEX ix_{t}_name_col ON {t} (wf, {cols.index_expr(added[0])})"]
 
 
 def _global_tables(*names: str) -> list[str]:
@@ -195,6 +216,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_auth_tokens", _auth_tokens),
     Migration("0005_dashboard_sessions", _dashboard_sessions),
     Migration("0006_tasks", _tasks),
+    Migration("0007_job_name_column", _job_name_column),
 )
 
 _CREATE_MIGRATIONS = (
