@@ -113,10 +113,30 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _py_spy(server: LiveServer, profile: str | None) -> subprocess.Popen | None:
+    """``py-spy record`` of the server's processes into ``profile`` (raw collapsed stacks; CPU
+    only, idle frames too with ``BENCH_PROFILE_IDLE=1``), or None without ``profile``. Needs
+    root or ptrace rights."""
+    if not profile:
+        return None
+    idle = ["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(server.proc.pid), "--subprocesses", *idle,
+         "--format", "raw", "--rate", "200", "--output", profile],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_py_spy(spy: subprocess.Popen | None) -> None:
+    if spy is not None:
+        spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
+        spy.wait(60)
+
+
 def throughput(jobs: int, procs: int, batch: int, single_jobs: int | None = None,
-               workers: int | None = None) -> dict:
+               workers: int | None = None, profile: str | None = None) -> dict:
     """Batched vs single-job path through ``torc-graph serve`` (its default worker count
-    unless ``workers``), each with the server's CPU per job; load before and after."""
+    unless ``workers``), each with the server's CPU per job; load before and after. With
+    ``profile``, py-spy records the server during the batched run into that file."""
     single_jobs = single_jobs or jobs
     serve_workers = workers or next(s.default for s in SETTINGS if s.name == "workers")
     load = [round(os.getloadavg()[0], 2)]
@@ -124,8 +144,12 @@ def throughput(jobs: int, procs: int, batch: int, single_jobs: int | None = None
             LiveServer(f"sqlite:///{d}/db.sqlite", workers=serve_workers) as server, \
             server.client() as client:
         bcpu = {"server_pid": server.proc.pid}
-        batched = _run_procs(_batched, server.url, _workflow(client, jobs), procs, batch, jobs,
-                             bcpu)
+        wf = _workflow(client, jobs)
+        spy = _py_spy(server, profile)
+        try:
+            batched = _run_procs(_batched, server.url, wf, procs, batch, jobs, bcpu)
+        finally:
+            _stop_py_spy(spy)
         scpu = {"server_pid": server.proc.pid}
         single = _run_procs(_single, server.url, _workflow(client, single_jobs), procs, batch,
                             single_jobs, scpu)
@@ -245,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--batch", type=int, default=16)
     tp.add_argument("--single-jobs", type=int, help="jobs of the single-job path (default --jobs)")
     tp.add_argument("--workers", type=int, help="server workers (default: serve's default)")
+    tp.add_argument("--profile", help="py-spy the server's batched run into this file (raw)")
     wk = sub.add_parser("workers")
     wk.add_argument("--wait", type=float, default=20)
     wk.add_argument("--jobs", type=int, default=4000)
@@ -253,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     il.add_argument("--wait", type=float, default=30)
     args = parser.parse_args(argv)
     if args.figure == "throughput":
-        result = throughput(args.jobs, args.procs, args.batch, args.single_jobs, args.workers)
+        result = throughput(args.jobs, args.procs, args.batch, args.single_jobs, args.workers,
+                            args.profile)
     elif args.figure == "workers":
         result = workers_compare(args.wait, args.jobs)
     else:

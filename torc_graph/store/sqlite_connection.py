@@ -61,12 +61,14 @@ _WRITE_LOCKS_GUARD = threading.Lock()
 
 # Writers of different processes also queue on an advisory lock file next to the database
 # (``<db>-wlock``) before BEGIN IMMEDIATE. SQLite's busy handler sleeps 1, 2, 5, ... up to
-# 100 ms between tries, so under contention a freed write lock sits idle for tens of ms (p99 of
-# a request with 4 client processes on 4 gunicorn workers: ~250 ms); a waiter here re-tries
-# every 0.2-2 ms. One descriptor per database file per process; a forked child opens its own
-# (sharing the parent's open file description would share its lock).
+# 100 ms between tries, so under contention a freed write lock sits idle for tens of ms; polling
+# the lock file instead cost 18 % of a gunicorn worker's samples and still left it idle up to
+# 2 ms per hand-over. So a waiter blocks in ``flock`` (the kernel wakes it the moment the holder
+# unlocks or dies) — on a helper thread of its process (:class:`_FileLock`), so that the waiter
+# itself can give up at its deadline. One descriptor per database file per process; a forked
+# child opens its own (sharing the parent's open file description would share its lock).
 _LOCK_FDS: dict[str, int] = {}
-_LOCK_POLL_MAX = 0.002
+_FILE_LOCKS: dict[str, "_FileLock"] = {}
 
 
 def _reset_locks_after_fork() -> None:
@@ -78,6 +80,7 @@ def _reset_locks_after_fork() -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)  # the parent's descriptor, and any lock it holds, stay intact
     _LOCK_FDS.clear()
+    _FILE_LOCKS.clear()  # their helper threads do not exist in the child
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
@@ -88,33 +91,93 @@ def _write_lock(path: str) -> threading.Lock:
         return _WRITE_LOCKS.setdefault(path, threading.Lock())
 
 
-def _lock_fd(path: str) -> int:
-    """This process's descriptor of the database's writer lock file; -1 if there is none
-    (in-memory database, no fcntl, or a directory where the file cannot be created)."""
+def _file_lock(path: str) -> "_FileLock | None":
+    """This process's cross-process writer lock of the database; None if there is none
+    (in-memory database, no fcntl, or a directory where the lock file cannot be created)."""
     with _WRITE_LOCKS_GUARD:
-        fd = _LOCK_FDS.get(path)
-        if fd is None:
-            fd = -1
+        if path in _FILE_LOCKS:
+            return _FILE_LOCKS[path]
+        fd = _LOCK_FDS.get(path, -1)
+        if path not in _LOCK_FDS:
             if fcntl is not None and path not in ("", ":memory:") and not path.startswith("file:"):
                 with contextlib.suppress(OSError):
                     fd = os.open(path + "-wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             _LOCK_FDS[path] = fd
-        return fd
+        lock = _FileLock(fd) if fd >= 0 else None
+        if lock is not None:
+            _FILE_LOCKS[path] = lock
+        return lock
 
 
-def _flock(fd: int, deadline: float) -> bool:
-    """Take the lock file's exclusive lock, polling until ``deadline``; False on timeout."""
-    delay = 0.0002
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+class _FileLock:
+    """The exclusive ``flock`` of one lock-file descriptor, handed over without polling.
+
+    Callers are serialized by the process write lock, so at most one waits at a time; a taken
+    lock is released with :meth:`release`. Uncontended, :meth:`acquire` is one non-blocking
+    ``flock``. Contended, a helper thread blocks in ``flock`` (without the GIL; the kernel wakes
+    it when the holder unlocks or dies) and hands the lock to the waiter, who waits on a
+    condition only until its deadline. If the waiter gave up first, the helper releases the
+    lock at once. While the helper is in ``flock`` (``_armed``) nobody else tries it: a
+    second ``flock`` on the same descriptor would succeed at once (one open file description)
+    and the helper's release would then drop that caller's lock.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._cond = threading.Condition(threading.Lock())
+        self._wanted = False  # a waiter wants the lock from the helper
+        self._armed = False  # the helper is taking the lock (or holds it, not yet passed on)
+        self._granted = False  # the helper took it for the waiter
+        self._helper: threading.Thread | None = None
+
+    def acquire(self, deadline: float) -> bool:
+        """Take the lock; False (not taken) once ``deadline`` (monotonic) passed."""
+        with self._cond:
+            if not self._armed:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass
+            self._wanted = True
+            if self._helper is None:
+                self._helper = threading.Thread(target=self._serve, daemon=True,
+                                                name="torc-graph-sqlite-wlock")
+                self._helper.start()
+            self._cond.notify_all()
+            while not self._granted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._wanted = False
+                    return False
+                self._cond.wait(remaining)
+            self._granted = self._wanted = False
             return True
-        except BlockingIOError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, _LOCK_POLL_MAX)
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._wanted or self._granted:
+                    self._cond.wait()
+                self._armed = True
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)  # blocks without the GIL
+            except OSError:  # the descriptor is unusable: waiters time out into a 503
+                log.exception("cannot wait for the SQLite writer lock file")
+                with self._cond:
+                    self._armed, self._helper = False, None
+                return
+            with self._cond:
+                self._armed = False
+                if self._wanted:
+                    self._granted = True
+                    self._cond.notify_all()
+                else:
+                    self.release()  # its waiter gave up meanwhile
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -246,8 +309,8 @@ class Connections:
         lock = _write_lock(self.path)
         if not lock.acquire(timeout=self.busy_timeout):
             raise StoreUnavailable("the database stayed busy past the timeout")
-        fd = _lock_fd(self.path)
-        if fd >= 0 and not _flock(fd, deadline):
+        flock = _file_lock(self.path)
+        if flock is not None and not flock.acquire(deadline):
             lock.release()
             raise StoreUnavailable("the database stayed busy past the timeout")
         try:
@@ -284,9 +347,8 @@ class Connections:
                 raise
             self._maybe_checkpoint(conn)
         finally:
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+            if flock is not None:
+                flock.release()
             lock.release()
 
     def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
