@@ -71,7 +71,7 @@ def test_a_waiter_blocks_without_polling_and_gets_the_lock_at_the_release(db, st
     p.join(30)
     # Polling every 0.2-2 ms took hundreds of tries in a second; blocking takes a few calls.
     assert len(flocks) <= 6, flocks
-    assert released.value > 0 and got - released.value < 0.5
+    assert released.value > 0 and got - released.value < 1.0
     assert [d["name"] for d in store.find("jobs", _wf(store))] == ["holder", "waiter"]
 
 
@@ -82,7 +82,7 @@ def test_a_waiter_past_its_timeout_gives_up_and_leaves_the_lock_free(db, store, 
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailable):
         impatient.insert("jobs", wf, {"name": "late"})
-    assert time.monotonic() - t0 < 1.2
+    assert time.monotonic() - t0 < 1.4
     assert len(flocks) <= 3, flocks
     p.join(30)
     # The helper thread took the lock after the holder's release and gave it back: a writer
@@ -91,7 +91,7 @@ def test_a_waiter_past_its_timeout_gives_up_and_leaves_the_lock_free(db, store, 
     other.join(30)
     t0 = time.monotonic()
     impatient.insert("jobs", wf, {"name": "after"})
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < 1.0
     names = [d["name"] for d in store.find("jobs", wf)]
     assert names == ["holder", "holder", "after"]
 

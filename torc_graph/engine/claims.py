@@ -110,6 +110,25 @@ def prepare_jobs_for_submission(
     return store.transact(workflow, write)
 
 
+def check_resources(resources: Mapping[str, Any], sort_method: str) -> tuple[float, float | None]:
+    """The memory limit in bytes and the runtime limit in seconds (None: unlimited) of a
+    claim's ``resources``. Raises BadRequest (unknown sort method, negative memory, bad time
+    limit); reads nothing, so callers may check before their transaction."""
+    if sort_method not in SORT_METHODS:
+        raise InvalidInput(
+            f"sort_method must be one of {', '.join(SORT_METHODS)}: {sort_method!r}"
+        )
+    memory = resources["memory_gb"] * GiB
+    if not memory >= 0:
+        raise InvalidInput(f"memory_gb must not be negative: {resources['memory_gb']!r}")
+    # torc v0.6.4 accepted any non-negative number, and its runner may report absurd ones
+    # (17179869184 GB seen): more than 64-bit bytes means "no memory limit" (issue 10 item 8).
+    memory = min(memory, MAX_BYTES)
+    time_limit = resources.get("time_limit")
+    runtime = None if time_limit is None else duration_seconds(time_limit)
+    return memory, runtime
+
+
 def choose(
     store: GraphStore,
     workflow: str,
@@ -121,22 +140,11 @@ def choose(
     """The ready/scheduled jobs that fit ``resources`` (see
     :func:`prepare_jobs_for_submission`), and the reason when there are none. Reads only; call
     it inside the transaction that claims them. Raises BadRequest for bad arguments."""
-    if sort_method not in SORT_METHODS:
-        raise InvalidInput(
-            f"sort_method must be one of {', '.join(SORT_METHODS)}: {sort_method!r}"
-        )
+    memory, runtime = check_resources(resources, sort_method)
     count_limit = _limit(limit, model.MAX_TRANSFER_RECORDS)
     cpus = resources["num_cpus"]
     gpus = resources.get("num_gpus", 0) or 0
     nodes = resources.get("num_nodes", 1)
-    memory = resources["memory_gb"] * GiB
-    if not memory >= 0:
-        raise InvalidInput(f"memory_gb must not be negative: {resources['memory_gb']!r}")
-    # torc v0.6.4 accepted any non-negative number, and its runner may report absurd ones
-    # (17179869184 GB seen): more than 64-bit bytes means "no memory limit" (issue 10 item 8).
-    memory = min(memory, MAX_BYTES)
-    time_limit = resources.get("time_limit")
-    runtime = None if time_limit is None else duration_seconds(time_limit)
     scheduler_id = resources.get("scheduler_config_id") or ""
     # Without scheduled jobs (the common case) the status is one value, so the store walks
     # the claim-order index and stops after the batch; ``IN (ready, scheduled)`` makes SQLite

@@ -276,6 +276,18 @@ class GraphStore(abc.ABC):
         with self.transaction(workflow):
             return fn()
 
+    def transact_many(self, workflow: str | None, key: str, payload: Any,
+                      fn: Callable[[list[Any]], list[Any]]) -> Any:
+        """Like :meth:`transact`, for calls that can be merged: ``fn(payloads)`` runs in a write
+        transaction and returns one outcome per payload (a value, or an exception instance,
+        which is raised to that payload's caller). A backend with group commit may run the
+        concurrent calls of one process that pass the same ``key`` (and so the same ``fn``)
+        as ONE ``fn`` call in one savepoint; ``fn`` keeps each payload's failure to that
+        payload (its own savepoints), and if ``fn`` raises, every payload of the call gets
+        the exception and nothing of the call is written. This default runs ``fn([payload])``.
+        """
+        return _outcome(self.transact(workflow, lambda: fn([payload]))[0])
+
     def rewrite_each(self, collection: str, workflow: str | None,
                      docs: Sequence[Mapping[str, Any]]) -> list[Document]:
         """Write back documents the caller read IN THE CURRENT TRANSACTION and changed (fields
@@ -677,3 +689,10 @@ class GraphStore(abc.ABC):
                          edges=[HasEdge("blocks", "in", {"status": NotIn(state.non_blocking)})])
         self.update_many(jobs, workflow, {"status": NotIn((*state.keep, state.blocked))},
                          {"status": state.ready})
+
+
+def _outcome(value: Any) -> Any:
+    """A :meth:`GraphStore.transact_many` outcome for its caller: returned, or raised."""
+    if isinstance(value, BaseException):
+        raise value
+    return value

@@ -201,12 +201,15 @@ GROUP_MAX = 64
 
 
 class _Pending:
-    """A write function waiting for a group commit, then its outcome."""
+    """A write function (or a mergeable call, see :meth:`Connections.group`) waiting for a
+    group commit, then its outcome."""
 
-    __slots__ = ("fn", "result", "error", "done")
+    __slots__ = ("fn", "merge", "result", "error", "done")
 
-    def __init__(self, fn: Callable[[], object]):
-        self.fn, self.result, self.error, self.done = fn, None, None, False
+    def __init__(self, fn: Callable[[], object] | None,
+                 merge: tuple[str, object, Callable[[list], list]] | None = None):
+        self.fn, self.merge = fn, merge
+        self.result, self.error, self.done = None, None, False
 
 
 class Connections:
@@ -409,9 +412,15 @@ class Connections:
             finally:
                 st.depth = 0
 
-    def group(self, fn: Callable[[], T]) -> T:
+    def group(self, fn: Callable[[], T] | None,
+              merge: tuple[str, object, Callable[[list], list]] | None = None) -> T:
         """Run ``fn()`` in a write transaction shared with the concurrent callers of this
         process (group commit) and return its result once that transaction committed.
+
+        With ``merge = (key, payload, run)`` instead of ``fn``: the queued calls of the group
+        with the same ``key`` run as ONE ``run([payloads])`` in one savepoint, which returns
+        an outcome per payload (a value, or an exception instance raised to its caller); if
+        ``run`` raises, each of them gets that error (see ``GraphStore.transact_many``).
 
         The first caller becomes the leader: it takes the write locks, then runs every function
         queued by then (at most :data:`GROUP_MAX`, its own included), each in a savepoint of its
@@ -423,8 +432,10 @@ class Connections:
         """
         if self.in_transaction:
             with self.transaction():
-                return fn()
-        item = _Pending(fn)
+                if merge is None:
+                    return fn()
+                return _outcome(merge[2]([merge[1]])[0])
+        item = _Pending(fn, merge)
         pid = os.getpid()
         if self._group_pid != pid:
             # First use in this process (or a forked child: the parent's condition may have
@@ -451,7 +462,7 @@ class Connections:
                     self._group_cond.notify_all()
         if item.error is not None:
             raise item.error
-        return item.result  # type: ignore[return-value]
+        return _outcome(item.result) if merge is not None else item.result
 
     def _lead(self, own: _Pending) -> None:
         """Run queued write functions, ``own`` among them, in one transaction (see
@@ -468,12 +479,15 @@ class Connections:
                     del self._group_queue[:GROUP_MAX]
                 st.depth = 1
                 try:
-                    for item in batch:
+                    for run, items in _runs(batch):
                         try:
                             with self.transaction():
-                                item.result = item.fn()
-                        except Exception as exc:  # noqa: BLE001 - handed to its caller
-                            item.error = exc
+                                outcomes = run()
+                            for item, outcome in zip(items, outcomes):
+                                item.result = outcome
+                        except Exception as exc:  # noqa: BLE001 - handed to its callers
+                            for item in items:
+                                item.error = exc
                             if not conn.in_transaction:
                                 raise  # the whole transaction is gone: fail the group
                 finally:
@@ -503,6 +517,30 @@ class Connections:
         """One atomic write operation (its own transaction, or a savepoint of the open one)."""
         with guard("write"), self.transaction() as conn:
             yield conn
+
+
+def _runs(batch: list[_Pending]) -> list[tuple[Callable[[], list], list[_Pending]]]:
+    """The calls of a group in queue order: each plain function alone; the mergeable ones
+    with the same key together, at the place of the first."""
+    runs: list[tuple[Callable[[], list], list[_Pending]]] = []
+    merged: dict[str, list[_Pending]] = {}
+    for item in batch:
+        if item.merge is None:
+            runs.append(((lambda fn=item.fn: [fn()]), [item]))
+        elif item.merge[0] in merged:
+            merged[item.merge[0]].append(item)
+        else:
+            items = merged[item.merge[0]] = [item]
+            runs.append(((lambda items=items: items[0].merge[2]([i.merge[1] for i in items])),
+                         items))
+    return runs
+
+
+def _outcome(value: object) -> object:
+    """A merged call's outcome for its caller: returned, or raised."""
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 @contextlib.contextmanager
