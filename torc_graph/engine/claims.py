@@ -9,7 +9,8 @@ jobs no longer match ``status in (ready, scheduled)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection as Keys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torc_graph import model
@@ -23,7 +24,7 @@ from torc_graph.engine.initialize import (
 )
 from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne
+from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne, NotIn
 from torc_graph.units import (MAX_BYTES, GiB, duration_seconds, is_iso_duration,
                               seconds_to_duration)
 
@@ -55,17 +56,20 @@ def claim(
     *,
     status: str = JobStatus.SUBMITTED_PENDING.value,
     node_key: str | None = None,
+    node_keys: Sequence[str] | None = None,
 ) -> list[Document]:
     """Set the jobs to ``status`` with their claim's ``execution`` record (leases §2) and return
     them (new ``_rev``) in the given order. The jobs must have been read in the caller's
-    transaction (they are written back whole, set-based, without a second read)."""
+    transaction (they are written back whole, set-based, without a second read). ``node_keys``
+    (one per job) overrides ``node_key`` for claims of several nodes at once."""
     if not jobs:
         return []
     now = now_ms()
+    holders = node_keys if node_keys is not None else [node_key] * len(jobs)
     claimed = store.rewrite_each(JOBS, workflow, [
         {**job, "status": status,
-         "execution": leases.claimed_execution(job, now, node_key=node_key, config=config)}
-        for job in jobs])
+         "execution": leases.claimed_execution(job, now, node_key=holder, config=config)}
+        for job, holder in zip(jobs, holders)])
     for job in claimed:
         del job["_oldRev"]  # claims return the stored documents, as a read would
     return claimed
@@ -136,10 +140,13 @@ def choose(
     *,
     sort_method: str = "gpus_runtime_memory",
     limit: float | int | None = model.MAX_TRANSFER_RECORDS,
+    exclude: Keys[str] = (),
 ) -> tuple[list[Document], str]:
     """The ready/scheduled jobs that fit ``resources`` (see
-    :func:`prepare_jobs_for_submission`), and the reason when there are none. Reads only; call
-    it inside the transaction that claims them. Raises BadRequest for bad arguments."""
+    :func:`prepare_jobs_for_submission`), and the reason when there are none; never the jobs
+    keyed in ``exclude`` (chosen for another claim of the same transaction, not yet written).
+    Reads only; call it inside the transaction that claims them. Raises BadRequest for bad
+    arguments."""
     memory, runtime = check_resources(resources, sort_method)
     count_limit = _limit(limit, model.MAX_TRANSFER_RECORDS)
     cpus = resources["num_cpus"]
@@ -163,6 +170,8 @@ def choose(
     }
     if runtime is not None:
         where["internal.runtime_seconds"] = Le(runtime)
+    if exclude:
+        where["_key"] = NotIn(list(exclude))
 
     chosen: list[Document] = []
     left_cpus, left_gpus, left_memory = cpus, gpus, memory

@@ -82,43 +82,59 @@ def _claim_once(store: GraphStore, workflow: str, node_key: str, resources: Mapp
 
 
 def _claim_in(store: GraphStore, workflow: str, space: Any, node: Document,
-              resources: Mapping[str, Any], limit: int, sort_method: str,
-              starts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              resources: Mapping[str, Any], limit: int, sort_method: str) -> dict[str, Any]:
     """Claim and start inside the caller's transaction, for ``node`` of the workflow whose
-    documents are ``space`` (both read in that transaction). With ``starts``, the ``job/start``
-    events are appended there for the caller to insert (after the other claims' ones)."""
+    documents are ``space`` (both read in that transaction)."""
+    return _claim_many(store, workflow, space, [(node, resources, limit, sort_method)])[0]
+
+
+def _claim_many(store: GraphStore, workflow: str, space: Any,
+                asks: Sequence[tuple[Document, Mapping[str, Any], int, str]]) -> list[dict]:
+    """Claims and starts of several nodes ``(node, resources, limit, sort_method)`` inside the
+    caller's transaction, with the effects of one claim after the other: each chooses among
+    the jobs the earlier ones left, and each node's lease is renewed; then the jobs of all of
+    them are written together (statuses, ``executed`` edges, ``job/start`` events). Raises
+    Conflict (a node lost its lease) and BadRequest (arguments)."""
     now = now_ms()
-    leases.require_live_node(node, now)
-    chosen, reason = claims.choose(
-        store, workflow, resources, sort_method=sort_method, limit=limit
-    )
     canceled = bool(space.status.get("is_canceled"))
-    if canceled:
-        chosen, reason = [], claims.CANCELED_REASON
-    node = leases.renew(store, workflow, node, space.config, now)
-    jobs = claims.claim(store, workflow, chosen, space.config, status=SUBMITTED,
-                        node_key=node["_key"])
+    taken: set[str] = set()
+    picks: list[tuple[Document, list[Document], str]] = []
+    for node, resources, limit, sort_method in asks:
+        leases.require_live_node(node, now)
+        chosen, reason = claims.choose(store, workflow, resources, sort_method=sort_method,
+                                       limit=limit, exclude=taken)
+        if canceled:
+            chosen, reason = [], claims.CANCELED_REASON
+        taken.update(j["_key"] for j in chosen)
+        picks.append((leases.renew(store, workflow, node, space.config, now), chosen, reason))
+    jobs = claims.claim(store, workflow, [j for _, chosen, _ in picks for j in chosen],
+                        space.config, status=SUBMITTED,
+                        node_keys=[n["_key"] for n, chosen, _ in picks for _ in chosen])
     run_id = space.status.get("run_id")
     if jobs:
+        nodes = [n for n, chosen, _ in picks for _ in chosen]
         store.insert_many(Edge.EXECUTED.value, workflow, [
-            {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
-            for j in jobs
+            {"_from": n["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
+            for n, j in zip(nodes, jobs)
         ])
-        events = [lifecycle.start_event_doc(job, node) for job in jobs]
-        if starts is None:
-            store.insert_many(Collection.EVENTS.value, workflow, events)
-        else:
-            starts += events
-    complete = False if jobs else _is_complete(store, workflow)
-    return {
-        "jobs": jobs,
-        "run_id": run_id,
-        "heartbeat_seconds": leases.heartbeat_seconds(space.config),
-        "lease_seconds": leases.lease_seconds(space.config),
-        "is_complete": complete,
-        "is_canceled": canceled,
-        "reason": "" if jobs else reason,
-    }
+        store.insert_many(Collection.EVENTS.value, workflow,
+                          [lifecycle.start_event_doc(j, n) for n, j in zip(nodes, jobs)])
+    complete = None
+    out, at = [], 0
+    for node, chosen, reason in picks:
+        mine, at = jobs[at:at + len(chosen)], at + len(chosen)
+        if not mine and complete is None:
+            complete = _is_complete(store, workflow)
+        out.append({
+            "jobs": mine,
+            "run_id": run_id,
+            "heartbeat_seconds": leases.heartbeat_seconds(space.config),
+            "lease_seconds": leases.lease_seconds(space.config),
+            "is_complete": False if mine else complete,
+            "is_canceled": canceled,
+            "reason": "" if mine else reason,
+        })
+    return out
 
 
 _UNFINISHED = tuple(s.value for s in JobStatus if s.value not in model.FINISHED_STATUSES)
@@ -338,8 +354,9 @@ def _complete_merged(store: GraphStore, workflow: str,
     """Inside one transaction: the completions of ``requests`` (each checked and its
     requeues written in a savepoint of its own: its error is its outcome and undoes only it),
     then the writes of all their completions together (results, edges, hashes, statuses,
-    events, downstream processing: set-based), then each request's claim (start events
-    together). Returns per request ``(items, claimed, is_complete)`` or its exception."""
+    events, downstream processing: set-based), then their claims together
+    (:func:`_claim_many`). Returns per request ``(items, claimed, is_complete)`` or its
+    exception."""
     space = workspace(store, workflow)
     pending: dict[str, tuple[int, str | None]] = {}  # key -> (attempt, old status), all requests
     entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
@@ -369,23 +386,18 @@ def _complete_merged(store: GraphStore, workflow: str,
     if events:
         store.insert_many(Collection.EVENTS.value, workflow, events)
     lifecycle.process_completions(store, workflow, succeeded, failed)
-    starts: list[dict[str, Any]] = []
+    now = now_ms()
+    claiming = [i for i, r in enumerate(outcomes) if isinstance(r, _Completions)
+                and r.claim is not None and leases.is_live(r.node, now)]
+    claimed = dict(zip(claiming, _claim_many(store, workflow, space, [
+        (outcomes[i].node, *outcomes[i].claim[:3]) for i in claiming]) if claiming else []))
+    complete = None
     for i, request in enumerate(outcomes):
-        if not isinstance(request, _Completions):
-            continue
-        claimed = None
-        if request.claim is not None and leases.is_live(request.node, now_ms()):
-            resources, limit, sort_method, _ = request.claim
-            claimed = _claim_in(store, workflow, space, request.node, resources, limit,
-                                sort_method, starts)
-        outcomes[i] = request.out, claimed, claimed is not None and claimed["is_complete"]
-    if starts:
-        store.insert_many(Collection.EVENTS.value, workflow, starts)
-    unknown = [i for i, o in enumerate(outcomes) if isinstance(o, tuple) and o[1] is None]
-    if unknown:
-        complete = _is_complete(store, workflow)
-        for i in unknown:
-            outcomes[i] = (*outcomes[i][:2], complete)
+        if isinstance(request, _Completions):
+            if i not in claimed and complete is None:
+                complete = _is_complete(store, workflow)
+            got = claimed.get(i)
+            outcomes[i] = request.out, got, got["is_complete"] if got else complete
     return outcomes
 
 
