@@ -204,12 +204,14 @@ class _Pending:
     """A write function (or a mergeable call, see :meth:`Connections.group`) waiting for a
     group commit, then its outcome."""
 
-    __slots__ = ("fn", "merge", "result", "error", "done")
+    __slots__ = ("fn", "merge", "result", "error", "done", "lead", "wake")
 
     def __init__(self, fn: Callable[[], object] | None,
                  merge: tuple[str, object, Callable[[list], list]] | None = None):
         self.fn, self.merge = fn, merge
         self.result, self.error, self.done = None, None, False
+        self.lead = False  # this caller is the next leader
+        self.wake = threading.Event()  # set when ``done`` or ``lead`` became true
 
 
 class Connections:
@@ -224,7 +226,7 @@ class Connections:
         self._conns_guard = threading.Lock()
         self._generation = 0  # bumped by close(): every thread then reconnects
         self._checkpoint_after = 0.0
-        self._group_cond = threading.Condition()
+        self._group_cond = threading.Lock()  # guards the queue and the leader flags
         self._group_queue: list[_Pending] = []
         self._group_pid = 0  # the process whose leader flag and queue these are (fork)
         self._group_leading = False
@@ -438,28 +440,35 @@ class Connections:
         item = _Pending(fn, merge)
         pid = os.getpid()
         if self._group_pid != pid:
-            # First use in this process (or a forked child: the parent's condition may have
-            # been held by one of its threads at the fork). The guard is reset at fork.
+            # First use in this process (or a forked child: the parent's lock may have been
+            # held by one of its threads at the fork). The guard is reset at fork.
             with _WRITE_LOCKS_GUARD:
                 if self._group_pid != pid:
-                    self._group_cond = threading.Condition()
+                    self._group_cond = threading.Lock()
                     self._group_queue, self._group_leading = [], False
                     self._group_pid = pid
         with self._group_cond:
             self._group_queue.append(item)
-        while True:
-            with self._group_cond:
-                while self._group_leading and not item.done:
-                    self._group_cond.wait()
-                if item.done:
-                    break
-                self._group_leading = True
+            if not self._group_leading:
+                self._group_leading = item.lead = True
+        # Each caller sleeps on its own event: a finished group wakes its callers and the one
+        # next leader only (waking every waiter per commit cost a third of a busy worker).
+        while not item.done:
+            if not item.lead:
+                item.wake.wait()
+                item.wake.clear()  # only the leader sets it, and no one leads while we run
+                continue
+            item.lead = False
             try:
                 self._lead(item)  # runs ``item`` unless GROUP_MAX earlier ones came first
             finally:
                 with self._group_cond:
-                    self._group_leading = False
-                    self._group_cond.notify_all()
+                    if self._group_queue:
+                        successor = self._group_queue[0]
+                        successor.lead = True
+                        successor.wake.set()
+                    else:
+                        self._group_leading = False
         if item.error is not None:
             raise item.error
         return _outcome(item.result) if merge is not None else item.result
@@ -503,6 +512,8 @@ class Connections:
             with self._group_cond:
                 for item in batch:
                     item.done = True
+                    if item is not own:
+                        item.wake.set()
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read: inside a transaction directly, else retried on SQLITE_BUSY."""
