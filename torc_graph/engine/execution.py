@@ -99,10 +99,11 @@ def _claim_many(store: GraphStore, workflow: str, space: Any,
     canceled = bool(space.status.get("is_canceled"))
     taken: set[str] = set()
     picks: list[tuple[Document, list[Document], str]] = []
+    scheduled = claims.any_scheduled(store, workflow)
     for node, resources, limit, sort_method in asks:
         leases.require_live_node(node, now)
         chosen, reason = claims.choose(store, workflow, resources, sort_method=sort_method,
-                                       limit=limit, exclude=taken)
+                                       limit=limit, exclude=taken, has_scheduled=scheduled)
         if canceled:
             chosen, reason = [], claims.CANCELED_REASON
         taken.update(j["_key"] for j in chosen)
@@ -358,18 +359,22 @@ def _complete_merged(store: GraphStore, workflow: str,
     (:func:`_claim_many`). Returns per request ``(items, claimed, is_complete)`` or its
     exception."""
     space = workspace(store, workflow)
+    wanted = list({k for r in requests for k in r.keys})
+    known = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(wanted)})}
     pending: dict[str, tuple[int, str | None]] = {}  # key -> (attempt, old status), all requests
     entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
     nodes: list[Document] = []
     outcomes: list[Any] = []
     for request in requests:
         staged: dict[str, tuple[int, str | None]] = {}
+        jobs = {k: known[k] for k in request.keys if k in known}
         try:
             with store.transaction(workflow):
-                mine = _stage(store, workflow, space, request, pending, staged)
+                mine = _stage(store, workflow, space, request, jobs, pending, staged)
         except Exception as exc:  # noqa: BLE001 - this request's outcome; the others go on
             outcomes.append(exc)
             continue
+        known.update(jobs)  # requeued documents, for the requests after this one
         pending.update(staged)
         entries += mine
         nodes += [request.node] * len(mine)
@@ -402,14 +407,14 @@ def _complete_merged(store: GraphStore, workflow: str,
 
 
 def _stage(store: GraphStore, workflow: str, space: Any, request: _Completions,
-           pending: Mapping[str, tuple[int, str | None]],
+           jobs: dict[str, Document], pending: Mapping[str, tuple[int, str | None]],
            staged: dict[str, tuple[int, str | None]]) -> list[tuple]:
     """Fence and decide the items of one request (process stats and requeues written now);
     return its completion entries, its items in ``request.out`` and its node in
-    ``request.node``. ``pending``: the jobs completed by earlier requests of the merged call;
-    this request's go to ``staged``. Raises NotFound (node), InvalidInput (process stats)."""
-    node, jobs = _open_batch(store, workflow, request.node_key, request.keys)
-    request.node = node
+    ``request.node``. ``jobs``: its jobs as read in this transaction (requeued ones replaced);
+    ``pending``: the jobs completed by earlier requests of the merged call; this request's go
+    to ``staged``. Raises NotFound (node), InvalidInput (process stats)."""
+    node = request.node = _node(store, workflow, request.node_key)
     current_run = space.status.get("run_id")
     run_id = request.run_id
     out = request.out = []
