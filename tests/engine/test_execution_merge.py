@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from torc_graph.engine import execution, workflows
+from torc_graph.engine import execution
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store import open_store
 
@@ -27,17 +27,10 @@ RES, add_node, claim, complete, item, make_jobs, statuses = (
 
 @pytest.fixture
 def store(tmp_path):
+    """SQLite only (the conftest's ``wf`` uses it): merging happens in its group commit."""
     s = open_store(f"sqlite:///{tmp_path}/t.db", synchronous="NORMAL")
     yield s
     s.close()
-
-
-@pytest.fixture
-def wf(store):
-    key = workflows.create_workflow(store, {"user": "test", "name": "wf"})["_key"]
-    status = store.workflow_space(key).status
-    store.update("workflow_statuses", None, status["_key"], {"run_id": 1})
-    return key
 
 
 @pytest.fixture
