@@ -284,9 +284,11 @@ class GraphStore(abc.ABC):
         concurrent calls of one process that pass the same ``key`` (and so the same ``fn``)
         as ONE ``fn`` call in one savepoint; ``fn`` keeps each payload's failure to that
         payload (its own savepoints), and if ``fn`` raises, every payload of the call gets
-        the exception and nothing of the call is written. This default runs ``fn([payload])``.
+        the exception and nothing of the call is written. This default runs ``fn([payload])``
+        alone and raises a failed outcome inside the transaction, so that nothing of it is
+        written even where a nested transaction is no savepoint.
         """
-        return _outcome(self.transact(workflow, lambda: fn([payload]))[0])
+        return self.transact(workflow, lambda: unwrap_outcome(fn([payload])[0]))
 
     def rewrite_each(self, collection: str, workflow: str | None,
                      docs: Sequence[Mapping[str, Any]]) -> list[Document]:
@@ -690,8 +692,7 @@ class GraphStore(abc.ABC):
         self.update_many(jobs, workflow, {"status": NotIn((*state.keep, state.blocked))},
                          {"status": state.ready})
 
-
-def _outcome(value: Any) -> Any:
+def unwrap_outcome(value: Any) -> Any:
     """A :meth:`GraphStore.transact_many` outcome for its caller: returned, or raised."""
     if isinstance(value, BaseException):
         raise value

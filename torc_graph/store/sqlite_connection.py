@@ -44,6 +44,7 @@ from torc_graph.errors import (
     UniqueConstraintViolated,
 )
 from torc_graph.store import sqlite_schema as schema
+from torc_graph.store.base import unwrap_outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -436,7 +437,7 @@ class Connections:
             with self.transaction():
                 if merge is None:
                     return fn()
-                return _outcome(merge[2]([merge[1]])[0])
+                return unwrap_outcome(merge[2]([merge[1]])[0])
         item = _Pending(fn, merge)
         pid = os.getpid()
         if self._group_pid != pid:
@@ -471,7 +472,7 @@ class Connections:
                         self._group_leading = False
         if item.error is not None:
             raise item.error
-        return _outcome(item.result) if merge is not None else item.result
+        return unwrap_outcome(item.result) if merge is not None else item.result
 
     def _lead(self, own: _Pending) -> None:
         """Run queued write functions, ``own`` among them, in one transaction (see
@@ -545,13 +546,6 @@ def _runs(batch: list[_Pending]) -> list[tuple[Callable[[], list], list[_Pending
             runs.append(((lambda items=items: items[0].merge[2]([i.merge[1] for i in items])),
                          items))
     return runs
-
-
-def _outcome(value: object) -> object:
-    """A merged call's outcome for its caller: returned, or raised."""
-    if isinstance(value, BaseException):
-        raise value
-    return value
 
 
 @contextlib.contextmanager
