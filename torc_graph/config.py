@@ -52,11 +52,6 @@ def _positive_float(value: str) -> float:
     return n
 
 
-#: One worker process per CPU, at most 4. Concurrent completions of one process are merged
-#: into one engine call and one commit; measured on 2 CPUs with 16 batched workers, 2 processes
-#: cost ~15 % less server CPU per job than 4 (scripts/bench_server.py throughput --workers).
-DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
-
 SETTINGS: tuple[Setting, ...] = (
     Setting("database", DEFAULT_DATABASE_URL,
             "Store URL: sqlite:///path/to/file.db (embedded, the default) or "
@@ -72,10 +67,7 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_float),
     Setting("host", "127.0.0.1", "Address `torc-graph serve` binds to."),
     Setting("port", 8529, "Port `torc-graph serve` listens on.", _positive_int),
-    Setting("workers", DEFAULT_WORKERS,
-            "gunicorn worker processes for `torc-graph serve` (default: one per CPU, at most "
-            "4: concurrent writers are merged per process, so a small box serves more with "
-            "fewer processes).", _positive_int),
+    Setting("workers", 4, "gunicorn worker processes for `torc-graph serve`.", _positive_int),
     Setting("threads", 32,
             "Threads per gunicorn worker process of `torc-graph serve` (one per request in "
             "progress: workers x threads bounds the concurrent long polls of claim_jobs).",
