@@ -10,8 +10,13 @@ Every figure is a ratio or comparison measured in the same run (these machines a
   8 long polls waiting 20 s — their durations, /ping answers while they wait, server CPU —
   then /ping and batched throughput.
 * ``idle``: server CPU with no request vs with P long polls waiting.
+* ``engine``: T threads of ONE process (as a gunicorn worker's) claim and complete N jobs
+  through the engine on an embedded SQLite file, L jobs per call: the process's CPU ms per
+  job (no HTTP, little noise from other load) and the mean number of requests merged into one
+  engine call; ``--threads 1`` is the unmerged baseline of the same run.
 
     python scripts/bench_server.py throughput --jobs 4000 --procs 16 --batch 16
+    python scripts/bench_server.py engine --jobs 4000 --batch 16 --threads 8
     python scripts/bench_server.py workers
     python scripts/bench_server.py idle --polls 16
 """
@@ -113,10 +118,30 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _py_spy(server: LiveServer, profile: str | None) -> subprocess.Popen | None:
+    """``py-spy record`` of the server's processes into ``profile`` (raw collapsed stacks; CPU
+    only, idle frames too with ``BENCH_PROFILE_IDLE=1``), or None without ``profile``. Needs
+    root or ptrace rights."""
+    if not profile:
+        return None
+    idle = ["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(server.proc.pid), "--subprocesses", *idle,
+         "--format", "raw", "--rate", "200", "--output", profile],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_py_spy(spy: subprocess.Popen | None) -> None:
+    if spy is not None:
+        spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
+        spy.wait(60)
+
+
 def throughput(jobs: int, procs: int, batch: int, single_jobs: int | None = None,
-               workers: int | None = None) -> dict:
+               workers: int | None = None, profile: str | None = None) -> dict:
     """Batched vs single-job path through ``torc-graph serve`` (its default worker count
-    unless ``workers``), each with the server's CPU per job; load before and after."""
+    unless ``workers``), each with the server's CPU per job; load before and after. With
+    ``profile``, py-spy records the server during the batched run into that file."""
     single_jobs = single_jobs or jobs
     serve_workers = workers or next(s.default for s in SETTINGS if s.name == "workers")
     load = [round(os.getloadavg()[0], 2)]
@@ -124,8 +149,12 @@ def throughput(jobs: int, procs: int, batch: int, single_jobs: int | None = None
             LiveServer(f"sqlite:///{d}/db.sqlite", workers=serve_workers) as server, \
             server.client() as client:
         bcpu = {"server_pid": server.proc.pid}
-        batched = _run_procs(_batched, server.url, _workflow(client, jobs), procs, batch, jobs,
-                             bcpu)
+        wf = _workflow(client, jobs)
+        spy = _py_spy(server, profile)
+        try:
+            batched = _run_procs(_batched, server.url, wf, procs, batch, jobs, bcpu)
+        finally:
+            _stop_py_spy(spy)
         scpu = {"server_pid": server.proc.pid}
         single = _run_procs(_single, server.url, _workflow(client, single_jobs), procs, batch,
                             single_jobs, scpu)
@@ -236,6 +265,76 @@ def idle(polls: int, wait: float = 30) -> dict:
             "cpu_ms_per_s_per_poll": round((busy - base) / polls * 1000, 2)}
 
 
+def engine(jobs: int, batch: int, threads: int) -> dict:
+    """CPU per job of batched claim/complete through the engine in one process (module doc),
+    with ``threads`` concurrent workers and with one, in the same run; every job exactly
+    once."""
+    from torc_graph.engine import execution, initialize
+    from torc_graph.engine import jobs as job_docs
+    from torc_graph.engine import workflows
+    from torc_graph.store import open_store
+
+    def run(store, n_threads: int) -> dict:
+        wf = workflows.create_workflow(store, {"user": "bench", "name": "engine"})["_key"]
+        status = store.workflow_space(wf).status
+        store.update("workflow_statuses", None, status["_key"], {"run_id": 1})
+        job_docs.add_jobs(store, wf, {"jobs": [{"name": f"k{i}", "command": "true"}
+                                               for i in range(jobs)]})
+        initialize.initialize_jobs(store, wf)
+        res, seen, sizes = {"num_cpus": batch, "memory_gb": 64.0}, [], []
+        real = execution._complete_merged
+
+        def counted(s, w, requests):
+            sizes.append(len(requests))
+            return real(s, w, requests)
+
+        def worker() -> None:
+            node = store.insert("compute_nodes", wf, {
+                "hostname": "n", "pid": 1, "start_time": "t", "is_active": True,
+                "resources": {"num_cpus": 1, "memory_gb": 1.0}})["_key"]
+            resp = execution.claim_jobs(store, wf, {"compute_node_key": node,
+                                                    "resources": res, "limit": batch})
+            while resp and resp["jobs"]:
+                seen.extend(j["_key"] for j in resp["jobs"])
+                resp = execution.complete_jobs(store, wf, {
+                    "compute_node_key": node, "run_id": resp["run_id"], "completions": [
+                        {"job_key": j["_key"], "attempt_id": j["execution"]["attempt_id"],
+                         "status": "done", "result": {"return_code": 0,
+                                                      "exec_time_minutes": 0,
+                                                      "completion_time": "t"}}
+                        for j in resp["jobs"]], "claim": {"resources": res, "limit": batch}}
+                )["claimed"]
+
+        execution._complete_merged = counted
+        try:
+            ts = [threading.Thread(target=worker) for _ in range(n_threads)]
+            cpu, wall = time.process_time(), time.monotonic()
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        finally:
+            execution._complete_merged = real
+        assert len(seen) == len(set(seen)) == jobs, (len(seen), len(set(seen)), jobs)
+        return {"threads": n_threads, "cpu_ms_per_job": round(cpu / jobs * 1000, 3),
+                "jobs_per_s": round(jobs / wall, 1),
+                "mean_requests_per_engine_call": round(sum(sizes) / max(1, len(sizes)), 2)}
+
+    load = [round(os.getloadavg()[0], 2)]
+    with tempfile.TemporaryDirectory() as d:
+        store = open_store(f"sqlite:///{d}/db.sqlite")
+        try:
+            runs = [run(store, 1), run(store, threads)]
+        finally:
+            store.close()
+    load.append(round(os.getloadavg()[0], 2))
+    return {"jobs": jobs, "batch": batch, "runs": runs,
+            "cpu_ratio_threads_vs_one": round(runs[1]["cpu_ms_per_job"]
+                                              / runs[0]["cpu_ms_per_job"], 3),
+            "load_before_after": load}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="figure", required=True)
@@ -245,17 +344,25 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--batch", type=int, default=16)
     tp.add_argument("--single-jobs", type=int, help="jobs of the single-job path (default --jobs)")
     tp.add_argument("--workers", type=int, help="server workers (default: serve's default)")
+    tp.add_argument("--profile", help="py-spy the server's batched run into this file (raw)")
     wk = sub.add_parser("workers")
     wk.add_argument("--wait", type=float, default=20)
     wk.add_argument("--jobs", type=int, default=4000)
     il = sub.add_parser("idle")
     il.add_argument("--polls", type=int, default=16)
     il.add_argument("--wait", type=float, default=30)
+    en = sub.add_parser("engine")
+    en.add_argument("--jobs", type=int, default=4000)
+    en.add_argument("--batch", type=int, default=16)
+    en.add_argument("--threads", type=int, default=8)
     args = parser.parse_args(argv)
     if args.figure == "throughput":
-        result = throughput(args.jobs, args.procs, args.batch, args.single_jobs, args.workers)
+        result = throughput(args.jobs, args.procs, args.batch, args.single_jobs, args.workers,
+                            args.profile)
     elif args.figure == "workers":
         result = workers_compare(args.wait, args.jobs)
+    elif args.figure == "engine":
+        result = engine(args.jobs, args.batch, args.threads)
     else:
         result = idle(args.polls, args.wait)
     print(json.dumps(result))

@@ -9,7 +9,8 @@ jobs no longer match ``status in (ready, scheduled)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection as Keys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torc_graph import model
@@ -23,7 +24,7 @@ from torc_graph.engine.initialize import (
 )
 from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne
+from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne, NotIn
 from torc_graph.units import (MAX_BYTES, GiB, duration_seconds, is_iso_duration,
                               seconds_to_duration)
 
@@ -55,17 +56,20 @@ def claim(
     *,
     status: str = JobStatus.SUBMITTED_PENDING.value,
     node_key: str | None = None,
+    node_keys: Sequence[str] | None = None,
 ) -> list[Document]:
     """Set the jobs to ``status`` with their claim's ``execution`` record (leases §2) and return
     them (new ``_rev``) in the given order. The jobs must have been read in the caller's
-    transaction (they are written back whole, set-based, without a second read)."""
+    transaction (they are written back whole, set-based, without a second read). ``node_keys``
+    (one per job) overrides ``node_key`` for claims of several nodes at once."""
     if not jobs:
         return []
     now = now_ms()
+    holders = node_keys if node_keys is not None else [node_key] * len(jobs)
     claimed = store.rewrite_each(JOBS, workflow, [
         {**job, "status": status,
-         "execution": leases.claimed_execution(job, now, node_key=node_key, config=config)}
-        for job in jobs])
+         "execution": leases.claimed_execution(job, now, node_key=holder, config=config)}
+        for job, holder in zip(jobs, holders)])
     for job in claimed:
         del job["_oldRev"]  # claims return the stored documents, as a read would
     return claimed
@@ -110,25 +114,14 @@ def prepare_jobs_for_submission(
     return store.transact(workflow, write)
 
 
-def choose(
-    store: GraphStore,
-    workflow: str,
-    resources: Mapping[str, Any],
-    *,
-    sort_method: str = "gpus_runtime_memory",
-    limit: float | int | None = model.MAX_TRANSFER_RECORDS,
-) -> tuple[list[Document], str]:
-    """The ready/scheduled jobs that fit ``resources`` (see
-    :func:`prepare_jobs_for_submission`), and the reason when there are none. Reads only; call
-    it inside the transaction that claims them. Raises BadRequest for bad arguments."""
+def check_resources(resources: Mapping[str, Any], sort_method: str) -> tuple[float, float | None]:
+    """The memory limit in bytes and the runtime limit in seconds (None: unlimited) of a
+    claim's ``resources``. Raises BadRequest (unknown sort method, negative memory, bad time
+    limit); reads nothing, so callers may check before their transaction."""
     if sort_method not in SORT_METHODS:
         raise InvalidInput(
             f"sort_method must be one of {', '.join(SORT_METHODS)}: {sort_method!r}"
         )
-    count_limit = _limit(limit, model.MAX_TRANSFER_RECORDS)
-    cpus = resources["num_cpus"]
-    gpus = resources.get("num_gpus", 0) or 0
-    nodes = resources.get("num_nodes", 1)
     memory = resources["memory_gb"] * GiB
     if not memory >= 0:
         raise InvalidInput(f"memory_gb must not be negative: {resources['memory_gb']!r}")
@@ -137,13 +130,43 @@ def choose(
     memory = min(memory, MAX_BYTES)
     time_limit = resources.get("time_limit")
     runtime = None if time_limit is None else duration_seconds(time_limit)
+    return memory, runtime
+
+
+def any_scheduled(store: GraphStore, workflow: str) -> bool:
+    """Whether the workflow has a ``scheduled`` job (then claims consider them too)."""
+    return bool(store.find(JOBS, workflow, {"status": JobStatus.SCHEDULED.value}, limit=1))
+
+
+def choose(
+    store: GraphStore,
+    workflow: str,
+    resources: Mapping[str, Any],
+    *,
+    sort_method: str = "gpus_runtime_memory",
+    limit: float | int | None = model.MAX_TRANSFER_RECORDS,
+    exclude: Keys[str] = (),
+    has_scheduled: bool | None = None,
+) -> tuple[list[Document], str]:
+    """The ready/scheduled jobs that fit ``resources`` (see
+    :func:`prepare_jobs_for_submission`), and the reason when there are none; never the jobs
+    keyed in ``exclude`` (chosen for another claim of the same transaction, not yet written).
+    ``has_scheduled``: :func:`any_scheduled`, if the caller already asked it in this
+    transaction (a stale True only costs speed). Reads only; call it inside the transaction
+    that claims them. Raises BadRequest for bad arguments."""
+    memory, runtime = check_resources(resources, sort_method)
+    count_limit = _limit(limit, model.MAX_TRANSFER_RECORDS)
+    cpus = resources["num_cpus"]
+    gpus = resources.get("num_gpus", 0) or 0
+    nodes = resources.get("num_nodes", 1)
     scheduler_id = resources.get("scheduler_config_id") or ""
     # Without scheduled jobs (the common case) the status is one value, so the store walks
     # the claim-order index and stops after the batch; ``IN (ready, scheduled)`` makes SQLite
     # read and sort every ready job per claim (O(ready), profiled at 7 ms with 4,000 ready).
-    scheduled = JobStatus.SCHEDULED.value
     status: Any = JobStatus.READY.value
-    if store.find(JOBS, workflow, {"status": scheduled}, limit=1):
+    if has_scheduled is None:
+        has_scheduled = any_scheduled(store, workflow)
+    if has_scheduled:
         status = In(model.CLAIMABLE_STATUSES)
     where: dict[str, Any] = {
         "status": status,
@@ -155,6 +178,8 @@ def choose(
     }
     if runtime is not None:
         where["internal.runtime_seconds"] = Le(runtime)
+    if exclude:
+        where["_key"] = NotIn(list(exclude))
 
     chosen: list[Document] = []
     left_cpus, left_gpus, left_memory = cpus, gpus, memory

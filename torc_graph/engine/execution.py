@@ -85,35 +85,57 @@ def _claim_in(store: GraphStore, workflow: str, space: Any, node: Document,
               resources: Mapping[str, Any], limit: int, sort_method: str) -> dict[str, Any]:
     """Claim and start inside the caller's transaction, for ``node`` of the workflow whose
     documents are ``space`` (both read in that transaction)."""
+    return _claim_many(store, workflow, space, [(node, resources, limit, sort_method)])[0]
+
+
+def _claim_many(store: GraphStore, workflow: str, space: Any,
+                asks: Sequence[tuple[Document, Mapping[str, Any], int, str]]) -> list[dict]:
+    """Claims and starts of several nodes ``(node, resources, limit, sort_method)`` inside the
+    caller's transaction, with the effects of one claim after the other: each chooses among
+    the jobs the earlier ones left, and each node's lease is renewed; then the jobs of all of
+    them are written together (statuses, ``executed`` edges, ``job/start`` events). Raises
+    Conflict (a node lost its lease) and BadRequest (arguments)."""
     now = now_ms()
-    leases.require_live_node(node, now)
-    chosen, reason = claims.choose(
-        store, workflow, resources, sort_method=sort_method, limit=limit
-    )
     canceled = bool(space.status.get("is_canceled"))
-    if canceled:
-        chosen, reason = [], claims.CANCELED_REASON
-    node = leases.renew(store, workflow, node, space.config, now)
-    jobs = claims.claim(store, workflow, chosen, space.config, status=SUBMITTED,
-                        node_key=node["_key"])
+    taken: set[str] = set()
+    picks: list[tuple[Document, list[Document], str]] = []
+    scheduled = claims.any_scheduled(store, workflow)
+    for node, resources, limit, sort_method in asks:
+        leases.require_live_node(node, now)
+        chosen, reason = claims.choose(store, workflow, resources, sort_method=sort_method,
+                                       limit=limit, exclude=taken, has_scheduled=scheduled)
+        if canceled:
+            chosen, reason = [], claims.CANCELED_REASON
+        taken.update(j["_key"] for j in chosen)
+        picks.append((leases.renew(store, workflow, node, space.config, now), chosen, reason))
+    jobs = claims.claim(store, workflow, [j for _, chosen, _ in picks for j in chosen],
+                        space.config, status=SUBMITTED,
+                        node_keys=[n["_key"] for n, chosen, _ in picks for _ in chosen])
     run_id = space.status.get("run_id")
     if jobs:
+        nodes = [n for n, chosen, _ in picks for _ in chosen]
         store.insert_many(Edge.EXECUTED.value, workflow, [
-            {"_from": node["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
-            for j in jobs
+            {"_from": n["_id"], "_to": j["_id"], "data": {"run_id": run_id}}
+            for n, j in zip(nodes, jobs)
         ])
         store.insert_many(Collection.EVENTS.value, workflow,
-                          [lifecycle.start_event_doc(job, node) for job in jobs])
-    complete = False if jobs else _is_complete(store, workflow)
-    return {
-        "jobs": jobs,
-        "run_id": run_id,
-        "heartbeat_seconds": leases.heartbeat_seconds(space.config),
-        "lease_seconds": leases.lease_seconds(space.config),
-        "is_complete": complete,
-        "is_canceled": canceled,
-        "reason": "" if jobs else reason,
-    }
+                          [lifecycle.start_event_doc(j, n) for n, j in zip(nodes, jobs)])
+    complete = None
+    out, at = [], 0
+    for node, chosen, reason in picks:
+        mine, at = jobs[at:at + len(chosen)], at + len(chosen)
+        if not mine and complete is None:
+            complete = _is_complete(store, workflow)
+        out.append({
+            "jobs": mine,
+            "run_id": run_id,
+            "heartbeat_seconds": leases.heartbeat_seconds(space.config),
+            "lease_seconds": leases.lease_seconds(space.config),
+            "is_complete": False if mine else complete,
+            "is_canceled": canceled,
+            "reason": "" if mine else reason,
+        })
+    return out
 
 
 _UNFINISHED = tuple(s.value for s in JobStatus if s.value not in model.FINISHED_STATUSES)
@@ -249,12 +271,11 @@ def _fence(store: GraphStore, workflow: str, job: Mapping[str, Any] | None, key:
 
 
 def _open_batch(store: GraphStore, workflow: str, node_key: str, keys: Sequence[str]):
-    """Inside a batch's transaction: the workflow space, the node and the named jobs by key.
-    Raises NotFound (workflow, node)."""
-    space = workspace(store, workflow)
+    """Inside a batch's transaction: the node and the named jobs by key. Raises NotFound
+    (workflow, node)."""
     node = _node(store, workflow, node_key)
     jobs = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(list(set(keys)))})}
-    return space, node, jobs
+    return node, jobs
 
 
 def _check_batch(items: Sequence[Any], what: str, workflow: str) -> list[str]:
@@ -280,6 +301,20 @@ def _process_stats(store: GraphStore, workflow: str, job: Mapping[str, Any], run
     store.insert(Edge.PROCESS_USED.value, workflow, {"_from": job["_id"], "_to": stored["_id"]})
 
 
+@dataclass
+class _Completions:
+    """One ``complete_jobs`` request, checked outside the transaction; then, while staged in
+    the merged call, its node and items."""
+
+    node_key: str
+    run_id: int
+    items: Sequence[Mapping[str, Any]]
+    keys: list[str]
+    claim: tuple[dict[str, Any], int, str, float] | None
+    node: Document | None = None
+    out: list[dict[str, Any]] | None = None
+
+
 def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """``POST /workflows/{wf}/complete_jobs``: record up to N finished attempts in one
     transaction, then (optionally, same transaction) claim more.
@@ -289,75 +324,23 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
     set-based for the whole batch), or a requeue when the failure handler / cause says so
     (outcome ``retried``, with the rule's ``recovery_script``). Fenced items are ``stale``
     (409) or ``duplicate`` (200) and write nothing. Raises NotFound (workflow, node) and
-    InvalidInput (bad body, bad process stats): then nothing is written.
+    InvalidInput (bad body, bad process stats): then nothing of this request is written.
+
+    Concurrent requests of one server process on the same workflow may be merged into one
+    call of :func:`_complete_merged` (``GraphStore.transact_many``): the same effects as
+    running them one after the other, with the fixed cost of a batch paid once.
     """
     node_key = body["compute_node_key"]
-    run_id = body["run_id"]
     items_in = body["completions"]
     keys = _check_batch(items_in, "completions", workflow)
-    claim_args = _claim_args(body["claim"]) if body.get("claim") is not None else None
-
-    def write() -> tuple[list[dict[str, Any]], dict[str, Any] | None, bool]:
-        out: list[dict[str, Any]] = []
-        space, node, jobs = _open_batch(store, workflow, node_key, keys)
-        current_run = space.status.get("run_id")
-        # Completions are fenced one by one, then written together (set-based).
-        entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
-        pending: dict[str, tuple[int, str | None]] = {}  # key -> (attempt, old status)
-        for i, (key, item) in enumerate(zip(keys, items_in)):
-            attempt = item["attempt_id"]
-            if key in pending:  # the same job twice in one batch
-                same = pending[key][0] == attempt
-                out.append(_item(key, attempt, "duplicate" if same else "stale", None,
-                                 200 if same else 409, "reported twice in this batch"))
-                continue
-            job = jobs.get(key)
-            fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, current_run)
-            if fenced is not None:
-                out.append(fenced)
-                continue
-            res = item["result"]
-            status = item["status"]
-            old_status = job.get("status")
-            decision = retries.decide(space.config, job, status, item.get("cause") or "exit",
-                                      res["return_code"])
-            if old_status not in leases.HELD_STATUSES:
-                # Canceled while running (workflow cancel): recorded as complete_job does,
-                # never retried.
-                decision = retries.Decision(False, status, decision.cause)
-            if item.get("process_stats"):
-                _process_stats(store, workflow, job, run_id, item["process_stats"], i)
-            if decision.retry:
-                jobs[key] = retries.requeue(store, workflow, job, decision, run_id=run_id,
-                                            result=res, node=node)
-                out.append(_item(key, attempt, "retried", JobStatus.READY.value, 200,
-                                 decision.reason, decision.recovery_script))
-                continue
-            status = decision.status
-            row = {"job_key": key, "run_id": run_id, "status": status, **res}
-            entries.append((job, status, row, decision.cause, old_status != status))
-            pending[key] = (attempt, old_status)
-            out.append(_item(key, attempt, "completed", status, 200, decision.reason))
-        succeeded: list[str] = []
-        failed: list[str] = []
-        updated = lifecycle.record_completions(store, workflow, entries)
-        events = []
-        for (_, status, row, _, changed), new in zip(entries, updated):
-            rc = row["return_code"]
-            if changed and pending[new["_key"]][1] not in model.COMPLETE_STATUSES:
-                (failed if rc != 0 else succeeded).append(new["_id"])
-            events.append(lifecycle.complete_event_doc(new, node, status, rc))
-        if events:
-            store.insert_many(Collection.EVENTS.value, workflow, events)
-        lifecycle.process_completions(store, workflow, succeeded, failed)
-        claimed = None
-        if claim_args is not None and leases.is_live(node, now_ms()):
-            resources, limit, sort_method, _ = claim_args
-            claimed = _claim_in(store, workflow, space, node, resources, limit, sort_method)
-        complete = claimed["is_complete"] if claimed is not None else _is_complete(store, workflow)
-        return out, claimed, complete
-
-    out, claimed, complete = store.transact(workflow, write)
+    claim_args = None
+    if body.get("claim") is not None:
+        claim_args = _claim_args(body["claim"])
+        claims.check_resources(claim_args[0], claim_args[2])  # never a 400 after the writes
+    request = _Completions(node_key, body["run_id"], items_in, keys, claim_args)
+    out, claimed, complete = store.transact_many(
+        workflow, f"complete_jobs {workflow}", request,
+        lambda requests: _complete_merged(store, workflow, requests))
     if claimed is not None and claim_args[3] > 0 and not (
         claimed["jobs"] or claimed["is_complete"] or claimed["is_canceled"]
     ):
@@ -365,6 +348,113 @@ def complete_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
         claimed = claim_jobs(store, workflow, {**body["claim"], "compute_node_key": node_key})
         complete = claimed["is_complete"]
     return {"items": out, "is_complete": complete, "claimed": claimed}
+
+
+def _complete_merged(store: GraphStore, workflow: str,
+                     requests: list[_Completions]) -> list[Any]:
+    """Inside one transaction: the completions of ``requests`` (each checked and its
+    requeues written in a savepoint of its own: its error is its outcome and undoes only it),
+    then the writes of all their completions together (results, edges, hashes, statuses,
+    events, downstream processing: set-based), then their claims together
+    (:func:`_claim_many`). Returns per request ``(items, claimed, is_complete)`` or its
+    exception."""
+    space = workspace(store, workflow)
+    wanted = list({k for r in requests for k in r.keys})
+    known = {d["_key"]: d for d in store.find(JOBS, workflow, {"_key": In(wanted)})}
+    pending: dict[str, tuple[int, str | None]] = {}  # key -> (attempt, old status), all requests
+    entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
+    nodes: list[Document] = []
+    outcomes: list[Any] = []
+    for request in requests:
+        staged: dict[str, tuple[int, str | None]] = {}
+        jobs = {k: known[k] for k in request.keys if k in known}
+        try:
+            with store.transaction(workflow):
+                mine = _stage(store, workflow, space, request, jobs, pending, staged)
+        except Exception as exc:  # noqa: BLE001 - this request's outcome; the others go on
+            outcomes.append(exc)
+            continue
+        known.update(jobs)  # requeued documents, for the requests after this one
+        pending.update(staged)
+        entries += mine
+        nodes += [request.node] * len(mine)
+        outcomes.append(request)
+    succeeded: list[str] = []
+    failed: list[str] = []
+    updated = lifecycle.record_completions(store, workflow, entries)
+    events = []
+    for (_, status, row, _, changed), new, node in zip(entries, updated, nodes):
+        rc = row["return_code"]
+        if changed and pending[new["_key"]][1] not in model.COMPLETE_STATUSES:
+            (failed if rc != 0 else succeeded).append(new["_id"])
+        events.append(lifecycle.complete_event_doc(new, node, status, rc))
+    if events:
+        store.insert_many(Collection.EVENTS.value, workflow, events)
+    lifecycle.process_completions(store, workflow, succeeded, failed)
+    now = now_ms()
+    claiming = [i for i, r in enumerate(outcomes) if isinstance(r, _Completions)
+                and r.claim is not None and leases.is_live(r.node, now)]
+    claimed = dict(zip(claiming, _claim_many(store, workflow, space, [
+        (outcomes[i].node, *outcomes[i].claim[:3]) for i in claiming]) if claiming else []))
+    complete = None
+    for i, request in enumerate(outcomes):
+        if isinstance(request, _Completions):
+            if i not in claimed and complete is None:
+                complete = _is_complete(store, workflow)
+            got = claimed.get(i)
+            outcomes[i] = request.out, got, got["is_complete"] if got else complete
+    return outcomes
+
+
+def _stage(store: GraphStore, workflow: str, space: Any, request: _Completions,
+           jobs: dict[str, Document], pending: Mapping[str, tuple[int, str | None]],
+           staged: dict[str, tuple[int, str | None]]) -> list[tuple]:
+    """Fence and decide the items of one request (process stats and requeues written now);
+    return its completion entries, its items in ``request.out`` and its node in
+    ``request.node``. ``jobs``: its jobs as read in this transaction (requeued ones replaced);
+    ``pending``: the jobs completed by earlier requests of the merged call; this request's go
+    to ``staged``. Raises NotFound (node), InvalidInput (process stats)."""
+    node = request.node = _node(store, workflow, request.node_key)
+    current_run = space.status.get("run_id")
+    run_id = request.run_id
+    out = request.out = []
+    entries: list[tuple[Document, str, dict[str, Any], str, bool]] = []
+    for i, (key, item) in enumerate(zip(request.keys, request.items)):
+        attempt = item["attempt_id"]
+        earlier = staged.get(key) or pending.get(key)
+        if earlier is not None:  # the same job twice in this batch (or merged batches)
+            same = earlier[0] == attempt
+            out.append(_item(key, attempt, "duplicate" if same else "stale", None,
+                             200 if same else 409, "reported twice in this batch"))
+            continue
+        job = jobs.get(key)
+        fenced = _fence(store, workflow, job, key, node["_key"], attempt, run_id, current_run)
+        if fenced is not None:
+            out.append(fenced)
+            continue
+        res = item["result"]
+        status = item["status"]
+        old_status = job.get("status")
+        decision = retries.decide(space.config, job, status, item.get("cause") or "exit",
+                                  res["return_code"])
+        if old_status not in leases.HELD_STATUSES:
+            # Canceled while running (workflow cancel): recorded as complete_job does,
+            # never retried.
+            decision = retries.Decision(False, status, decision.cause)
+        if item.get("process_stats"):
+            _process_stats(store, workflow, job, run_id, item["process_stats"], i)
+        if decision.retry:
+            jobs[key] = retries.requeue(store, workflow, job, decision, run_id=run_id,
+                                        result=res, node=node)
+            out.append(_item(key, attempt, "retried", JobStatus.READY.value, 200,
+                             decision.reason, decision.recovery_script))
+            continue
+        status = decision.status
+        row = {"job_key": key, "run_id": run_id, "status": status, **res}
+        entries.append((job, status, row, decision.cause, old_status != status))
+        staged[key] = (attempt, old_status)
+        out.append(_item(key, attempt, "completed", status, 200, decision.reason))
+    return entries
 
 
 def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -378,7 +468,8 @@ def release_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> d
 
     def write() -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        space, node, jobs = _open_batch(store, workflow, node_key, keys)
+        space = workspace(store, workflow)
+        node, jobs = _open_batch(store, workflow, node_key, keys)
         run_id = space.status.get("run_id")
         for key, item in zip(keys, items_in):
             attempt = item["attempt_id"]

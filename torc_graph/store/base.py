@@ -301,6 +301,20 @@ class GraphStore(abc.ABC):
         with self.transaction(workflow):
             return fn()
 
+    def transact_many(self, workflow: str | None, key: str, payload: Any,
+                      fn: Callable[[list[Any]], list[Any]]) -> Any:
+        """Like :meth:`transact`, for calls that can be merged: ``fn(payloads)`` runs in a write
+        transaction and returns one outcome per payload (a value, or an exception instance,
+        which is raised to that payload's caller). A backend with group commit may run the
+        concurrent calls of one process that pass the same ``key`` (and so the same ``fn``)
+        as ONE ``fn`` call in one savepoint; ``fn`` keeps each payload's failure to that
+        payload (its own savepoints), and if ``fn`` raises, every payload of the call gets
+        the exception and nothing of the call is written. This default runs ``fn([payload])``
+        alone and raises a failed outcome inside the transaction, so that nothing of it is
+        written even where a nested transaction is no savepoint.
+        """
+        return self.transact(workflow, lambda: unwrap_outcome(fn([payload])[0]))
+
     def rewrite_each(self, collection: str, workflow: str | None,
                      docs: Sequence[Mapping[str, Any]]) -> list[Document]:
         """Write back documents the caller read IN THE CURRENT TRANSACTION and changed (fields
@@ -702,3 +716,9 @@ class GraphStore(abc.ABC):
                          edges=[HasEdge("blocks", "in", {"status": NotIn(state.non_blocking)})])
         self.update_many(jobs, workflow, {"status": NotIn((*state.keep, state.blocked))},
                          {"status": state.ready})
+
+def unwrap_outcome(value: Any) -> Any:
+    """A :meth:`GraphStore.transact_many` outcome for its caller: returned, or raised."""
+    if isinstance(value, BaseException):
+        raise value
+    return value

@@ -149,6 +149,12 @@ class SQLiteStore(GraphStore):
         (:meth:`.sqlite_connection.Connections.group`)."""
         return self._db.group(fn)
 
+    def transact_many(self, workflow: str | None, key: str, payload: Any,
+                      fn: Callable[[list[Any]], list[Any]]) -> Any:
+        """See :meth:`GraphStore.transact_many`: merged within a group commit
+        (:meth:`.sqlite_connection.Connections.group`)."""
+        return self._db.group(None, merge=(key, payload, fn))
+
     def info(self) -> dict[str, Any]:
         def run(conn):
             return {

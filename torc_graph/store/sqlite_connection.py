@@ -44,6 +44,7 @@ from torc_graph.errors import (
     UniqueConstraintViolated,
 )
 from torc_graph.store import sqlite_schema as schema
+from torc_graph.store.base import unwrap_outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,12 +68,14 @@ _WRITE_LOCKS_GUARD = threading.Lock()
 
 # Writers of different processes also queue on an advisory lock file next to the database
 # (``<db>-wlock``) before BEGIN IMMEDIATE. SQLite's busy handler sleeps 1, 2, 5, ... up to
-# 100 ms between tries, so under contention a freed write lock sits idle for tens of ms (p99 of
-# a request with 4 client processes on 4 gunicorn workers: ~250 ms); a waiter here re-tries
-# every 0.2-2 ms. One descriptor per database file per process; a forked child opens its own
-# (sharing the parent's open file description would share its lock).
+# 100 ms between tries, so under contention a freed write lock sits idle for tens of ms; polling
+# the lock file instead cost 18 % of a gunicorn worker's samples and still left it idle up to
+# 2 ms per hand-over. So a waiter blocks in ``flock`` (the kernel wakes it the moment the holder
+# unlocks or dies) — on a helper thread of its process (:class:`_FileLock`), so that the waiter
+# itself can give up at its deadline. One descriptor per database file per process; a forked
+# child opens its own (sharing the parent's open file description would share its lock).
 _LOCK_FDS: dict[str, int] = {}
-_LOCK_POLL_MAX = 0.002
+_FILE_LOCKS: dict[str, "_FileLock"] = {}
 
 
 def _reset_locks_after_fork() -> None:
@@ -84,6 +87,7 @@ def _reset_locks_after_fork() -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)  # the parent's descriptor, and any lock it holds, stay intact
     _LOCK_FDS.clear()
+    _FILE_LOCKS.clear()  # their helper threads do not exist in the child
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
@@ -94,33 +98,93 @@ def _write_lock(path: str) -> threading.Lock:
         return _WRITE_LOCKS.setdefault(path, threading.Lock())
 
 
-def _lock_fd(path: str) -> int:
-    """This process's descriptor of the database's writer lock file; -1 if there is none
-    (in-memory database, no fcntl, or a directory where the file cannot be created)."""
+def _file_lock(path: str) -> "_FileLock | None":
+    """This process's cross-process writer lock of the database; None if there is none
+    (in-memory database, no fcntl, or a directory where the lock file cannot be created)."""
     with _WRITE_LOCKS_GUARD:
-        fd = _LOCK_FDS.get(path)
-        if fd is None:
-            fd = -1
+        if path in _FILE_LOCKS:
+            return _FILE_LOCKS[path]
+        fd = _LOCK_FDS.get(path, -1)
+        if path not in _LOCK_FDS:
             if fcntl is not None and path not in ("", ":memory:") and not path.startswith("file:"):
                 with contextlib.suppress(OSError):
                     fd = os.open(path + "-wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             _LOCK_FDS[path] = fd
-        return fd
+        lock = _FileLock(fd) if fd >= 0 else None
+        if lock is not None:
+            _FILE_LOCKS[path] = lock
+        return lock
 
 
-def _flock(fd: int, deadline: float) -> bool:
-    """Take the lock file's exclusive lock, polling until ``deadline``; False on timeout."""
-    delay = 0.0002
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+class _FileLock:
+    """The exclusive ``flock`` of one lock-file descriptor, handed over without polling.
+
+    Callers are serialized by the process write lock, so at most one waits at a time; a taken
+    lock is released with :meth:`release`. Uncontended, :meth:`acquire` is one non-blocking
+    ``flock``. Contended, a helper thread blocks in ``flock`` (without the GIL; the kernel wakes
+    it when the holder unlocks or dies) and hands the lock to the waiter, who waits on a
+    condition only until its deadline. If the waiter gave up first, the helper releases the
+    lock at once. While the helper is in ``flock`` (``_armed``) nobody else tries it: a
+    second ``flock`` on the same descriptor would succeed at once (one open file description)
+    and the helper's release would then drop that caller's lock.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._cond = threading.Condition(threading.Lock())
+        self._wanted = False  # a waiter wants the lock from the helper
+        self._armed = False  # the helper is taking the lock (or holds it, not yet passed on)
+        self._granted = False  # the helper took it for the waiter
+        self._helper: threading.Thread | None = None
+
+    def acquire(self, deadline: float) -> bool:
+        """Take the lock; False (not taken) once ``deadline`` (monotonic) passed."""
+        with self._cond:
+            if not self._armed:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass
+            self._wanted = True
+            if self._helper is None:
+                self._helper = threading.Thread(target=self._serve, daemon=True,
+                                                name="torc-graph-sqlite-wlock")
+                self._helper.start()
+            self._cond.notify_all()
+            while not self._granted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._wanted = False
+                    return False
+                self._cond.wait(remaining)
+            self._granted = self._wanted = False
             return True
-        except BlockingIOError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, _LOCK_POLL_MAX)
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._wanted or self._granted:
+                    self._cond.wait()
+                self._armed = True
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)  # blocks without the GIL
+            except OSError:  # the descriptor is unusable: waiters time out into a 503
+                log.exception("cannot wait for the SQLite writer lock file")
+                with self._cond:
+                    self._armed, self._helper = False, None
+                return
+            with self._cond:
+                self._armed = False
+                if self._wanted:
+                    self._granted = True
+                    self._cond.notify_all()
+                else:
+                    self.release()  # its waiter gave up meanwhile
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -144,12 +208,17 @@ GROUP_MAX = 64
 
 
 class _Pending:
-    """A write function waiting for a group commit, then its outcome."""
+    """A write function (or a mergeable call, see :meth:`Connections.group`) waiting for a
+    group commit, then its outcome."""
 
-    __slots__ = ("fn", "result", "error", "done")
+    __slots__ = ("fn", "merge", "result", "error", "done", "lead", "wake")
 
-    def __init__(self, fn: Callable[[], object]):
-        self.fn, self.result, self.error, self.done = fn, None, None, False
+    def __init__(self, fn: Callable[[], object] | None,
+                 merge: tuple[str, object, Callable[[list], list]] | None = None):
+        self.fn, self.merge = fn, merge
+        self.result, self.error, self.done = None, None, False
+        self.lead = False  # this caller is the next leader
+        self.wake = threading.Event()  # set when ``done`` or ``lead`` became true
 
 
 class Connections:
@@ -164,7 +233,7 @@ class Connections:
         self._conns_guard = threading.Lock()
         self._generation = 0  # bumped by close(): every thread then reconnects
         self._checkpoint_after = 0.0
-        self._group_cond = threading.Condition()
+        self._group_cond = threading.Lock()  # guards the queue and the leader flags
         self._group_queue: list[_Pending] = []
         self._group_pid = 0  # the process whose leader flag and queue these are (fork)
         self._group_leading = False
@@ -253,8 +322,8 @@ class Connections:
         lock = _write_lock(self.path)
         if not lock.acquire(timeout=self.busy_timeout):
             raise StoreUnavailable("the database stayed busy past the timeout")
-        fd = _lock_fd(self.path)
-        if fd >= 0 and not _flock(fd, deadline):
+        flock = _file_lock(self.path)
+        if flock is not None and not flock.acquire(deadline):
             lock.release()
             raise StoreUnavailable("the database stayed busy past the timeout")
         try:
@@ -291,9 +360,8 @@ class Connections:
                 raise
             self._maybe_checkpoint(conn)
         finally:
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+            if flock is not None:
+                flock.release()
             lock.release()
 
     def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
@@ -354,9 +422,15 @@ class Connections:
             finally:
                 st.depth = 0
 
-    def group(self, fn: Callable[[], T]) -> T:
+    def group(self, fn: Callable[[], T] | None,
+              merge: tuple[str, object, Callable[[list], list]] | None = None) -> T:
         """Run ``fn()`` in a write transaction shared with the concurrent callers of this
         process (group commit) and return its result once that transaction committed.
+
+        With ``merge = (key, payload, run)`` instead of ``fn``: the queued calls of the group
+        with the same ``key`` run as ONE ``run([payloads])`` in one savepoint, which returns
+        an outcome per payload (a value, or an exception instance raised to its caller); if
+        ``run`` raises, each of them gets that error (see ``GraphStore.transact_many``).
 
         The first caller becomes the leader: it takes the write locks, then runs every function
         queued by then (at most :data:`GROUP_MAX`, its own included), each in a savepoint of its
@@ -368,35 +442,44 @@ class Connections:
         """
         if self.in_transaction:
             with self.transaction():
-                return fn()
-        item = _Pending(fn)
+                if merge is None:
+                    return fn()
+                return unwrap_outcome(merge[2]([merge[1]])[0])
+        item = _Pending(fn, merge)
         pid = os.getpid()
         if self._group_pid != pid:
-            # First use in this process (or a forked child: the parent's condition may have
-            # been held by one of its threads at the fork). The guard is reset at fork.
+            # First use in this process (or a forked child: the parent's lock may have been
+            # held by one of its threads at the fork). The guard is reset at fork.
             with _WRITE_LOCKS_GUARD:
                 if self._group_pid != pid:
-                    self._group_cond = threading.Condition()
+                    self._group_cond = threading.Lock()
                     self._group_queue, self._group_leading = [], False
                     self._group_pid = pid
         with self._group_cond:
             self._group_queue.append(item)
-        while True:
-            with self._group_cond:
-                while self._group_leading and not item.done:
-                    self._group_cond.wait()
-                if item.done:
-                    break
-                self._group_leading = True
+            if not self._group_leading:
+                self._group_leading = item.lead = True
+        # Each caller sleeps on its own event: a finished group wakes its callers and the one
+        # next leader only (waking every waiter per commit cost a third of a busy worker).
+        while not item.done:
+            if not item.lead:
+                item.wake.wait()
+                item.wake.clear()  # only the leader sets it, and no one leads while we run
+                continue
+            item.lead = False
             try:
                 self._lead(item)  # runs ``item`` unless GROUP_MAX earlier ones came first
             finally:
                 with self._group_cond:
-                    self._group_leading = False
-                    self._group_cond.notify_all()
+                    if self._group_queue:
+                        successor = self._group_queue[0]
+                        successor.lead = True
+                        successor.wake.set()
+                    else:
+                        self._group_leading = False
         if item.error is not None:
             raise item.error
-        return item.result  # type: ignore[return-value]
+        return unwrap_outcome(item.result) if merge is not None else item.result
 
     def _lead(self, own: _Pending) -> None:
         """Run queued write functions, ``own`` among them, in one transaction (see
@@ -413,12 +496,15 @@ class Connections:
                     del self._group_queue[:GROUP_MAX]
                 st.depth = 1
                 try:
-                    for item in batch:
+                    for run, items in _runs(batch):
                         try:
                             with self.transaction():
-                                item.result = item.fn()
-                        except Exception as exc:  # noqa: BLE001 - handed to its caller
-                            item.error = exc
+                                outcomes = run()
+                            for item, outcome in zip(items, outcomes):
+                                item.result = outcome
+                        except Exception as exc:  # noqa: BLE001 - handed to its callers
+                            for item in items:
+                                item.error = exc
                             if not conn.in_transaction:
                                 raise  # the whole transaction is gone: fail the group
                 finally:
@@ -434,6 +520,8 @@ class Connections:
             with self._group_cond:
                 for item in batch:
                     item.done = True
+                    if item is not own:
+                        item.wake.set()
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read: inside a transaction directly, else retried on SQLITE_BUSY."""
@@ -448,6 +536,23 @@ class Connections:
         """One atomic write operation (its own transaction, or a savepoint of the open one)."""
         with guard("write"), self.transaction() as conn:
             yield conn
+
+
+def _runs(batch: list[_Pending]) -> list[tuple[Callable[[], list], list[_Pending]]]:
+    """The calls of a group in queue order: each plain function alone; the mergeable ones
+    with the same key together, at the place of the first."""
+    runs: list[tuple[Callable[[], list], list[_Pending]]] = []
+    merged: dict[str, list[_Pending]] = {}
+    for item in batch:
+        if item.merge is None:
+            runs.append(((lambda fn=item.fn: [fn()]), [item]))
+        elif item.merge[0] in merged:
+            merged[item.merge[0]].append(item)
+        else:
+            items = merged[item.merge[0]] = [item]
+            runs.append(((lambda items=items: items[0].merge[2]([i.merge[1] for i in items])),
+                         items))
+    return runs
 
 
 @contextlib.contextmanager
