@@ -205,8 +205,10 @@ def every_row_statement(wf: str, state: InitialJobState) -> tuple[str, dict[str,
 
 
 def written_columns() -> list[str]:
-    """The job columns either statement writes."""
-    return ["rev", *(c.name for c in cols.columns(JOBS))]
+    """The job columns either statement writes: ``rev``, ``status`` and the ``internal.*``
+    ones (resources, scheduler); never ``name`` or another column a later migration adds."""
+    return ["rev", *(c.name for c in cols.columns(JOBS)
+                     if c.path == "status" or c.path.startswith("internal."))]
 
 
 @contextlib.contextmanager
