@@ -292,8 +292,8 @@ class LocalRunner(Conversation):
                 return
             self.slots.start(job, self.run_id)
             self.summary.started += 1
-            logger.info("started job %s (%s) attempt %s: %s", job["_key"], job.get("name"),
-                        attempt_of(job), job.get("command"))
+            self._job_log(f"started job {job['_key']} ({job.get('name')}) attempt "
+                          f"{attempt_of(job)}: {job.get('command')}")
             self.walltime.warn(self.slots)
 
     def _collect(self, now: float) -> None:
@@ -341,8 +341,13 @@ class LocalRunner(Conversation):
             "key": proc.key, "name": proc.job.get("name"), "status": status,
             "cause": item["cause"], "return_code": rc, "duration_seconds": duration,
         })
-        logger.info("finished job %s status=%s cause=%s return_code=%s duration=%.3fs",
-                    proc.key, status, item["cause"], rc, duration)
+        self._job_log(f"finished job {proc.key} status={status} cause={item['cause']} "
+                      f"return_code={rc} duration={duration:.3f}s")
+
+    def _job_log(self, message: str) -> None:
+        """One per-job INFO line, straight into the worker log (see :mod:`.worklog`)."""
+        if self._log_handler is not None and logger.isEnabledFor(logging.INFO):
+            self._log_handler.info(message)
 
     # ------------------------------------------------------------------ leases, walltime, cancel
 

@@ -73,8 +73,10 @@ class Watchdog:
         self._proc = subprocess.Popen(
             [sys.executable, "-I", os.path.abspath(__file__)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, bufsize=0,
         )
+        # One os.write per message: no buffer layer to fill and flush.
+        self._fd = self._proc.stdin.fileno() if self._proc.stdin is not None else -1
         self._broken = False
         self._forgotten: list[str] = []
 
@@ -86,12 +88,13 @@ class Watchdog:
         if self._forgotten:
             text = "".join(self._forgotten) + text
             self._forgotten.clear()
-        if self._broken or self._proc.stdin is None or not text:
+        if self._broken or self._fd < 0 or not text:
             return
         try:
-            self._proc.stdin.write(text.encode("ascii"))
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            data = text.encode("ascii")
+            while data:  # a pipe write of this size is whole unless the pipe is full
+                data = data[os.write(self._fd, data):]
+        except OSError:
             # The guard is gone (someone killed it); the runner still cleans up normally.
             self._broken = True
 
@@ -115,6 +118,7 @@ class Watchdog:
                 self._proc.stdin.close()
             except OSError:
                 pass
+            self._fd = -1
         try:
             self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
