@@ -176,7 +176,6 @@ class JobSlots:
     def wait(self, until: float) -> None:
         """Sleep until a child exits, :meth:`wake` is called, or ``until`` / the next per-job
         deadline passes."""
-        self._watchdog.flush()  # no stale group stays registered while the runner sleeps
         timeout = max(self.next_deadline(until) - time.monotonic(), 0.0)
         if any(p.pidfd is None and p.started for p in self.procs.values()):
             timeout = min(timeout, FALLBACK_POLL)
