@@ -2,8 +2,8 @@
 
 A runner that gets SIGKILL (or crashes) cannot stop its jobs, and jobs run in their own process
 groups, so nothing else would. The runner starts this script as a separate process with a pipe
-on its stdin (never written to) and a shared table: an unlinked file, mapped into the runner's
-memory, of 8-byte slots, each holding the process group id of a running job or 0. The runner
+on its stdin (never written to) and a shared table: a memfd (else an unlinked temporary file),
+mapped into the runner's memory, of 8-byte slots, each holding the process group id of a running job or 0. The runner
 fills a slot when a job starts and zeroes it when it has cleaned the job up: two stores into
 memory, no system call, no wake-up of the guard (a pipe message per job cost a write, a
 context switch and the guard's CPU for every job). When the pipe reaches end-of-file (the
@@ -79,12 +79,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _table_fd() -> int:
+    """A new, empty, unnamed file for the table: a memfd on Linux (memory only, whatever the
+    temporary directory is), else an unlinked temporary file. Raises OSError."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return os.memfd_create("torc-graph-watchdog")
+        except OSError:
+            pass
+    with tempfile.TemporaryFile(prefix="torc-graph-watchdog-") as file:
+        return os.dup(file.fileno())  # non-inheritable, like the file's own descriptor
+
+
 class Watchdog:
     """The runner's handle on the guard process and its table (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="torc-graph-watchdog-")
-        self._fd = self._file.fileno()
+        self._fd = _table_fd()
         self._slots = 0
         self._map: mmap.mmap | None = None
         self._free: list[int] = []
@@ -140,7 +151,7 @@ class Watchdog:
         if self._map is not None:
             self._map.close()
             self._map = None
-        self._file.close()
+        os.close(self._fd)
 
 
 if __name__ == "__main__":
