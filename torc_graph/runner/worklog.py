@@ -45,7 +45,7 @@ class WorkerLog(logging.FileHandler):
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        stream = self.stream
-        if stream is None:  # closed
-            return
-        stream.write(f"{self._stamp},{int((now - second) * 1000):03d} INFO {message}\n")
+        line = f"{self._stamp},{int((now - second) * 1000):03d} INFO {message}\n"
+        with self.lock:  # as emit(): the courier's thread logs too
+            if self.stream is not None:  # None once closed
+                self.stream.write(line)
