@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -34,17 +35,30 @@ class EndpointMissing(RuntimeError):
     """The server does not offer the batched execution API (404/405)."""
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: CPU seconds (user + system, the process and everything it waited for) of the last
+#: :func:`xargs_rate` / :func:`_run_cli` call: steadier than wall time on a shared machine.
+LAST_CPU = [0.0]
+
+
 def xargs_rate(n: int) -> float:
     """``seq N | xargs -P2 -n1 true``: the limit for N no-op processes at parallelism 2."""
-    t0 = time.perf_counter()
+    cpu0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(f"seq {n} | xargs -P {PARALLELISM} -n1 true", shell=True, check=True)
+    LAST_CPU[0] = _children_cpu() - cpu0
     return n / (time.perf_counter() - t0)
 
 
 def _run_cli(args: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
+    cpu0, t0 = _children_cpu(), time.perf_counter()
     proc = subprocess.run(cli_argv(*args), env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    LAST_CPU[0] = _children_cpu() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"torc-graph {args[0]} failed ({proc.returncode}): "
                            f"{proc.stderr[-2000:]}")
@@ -61,13 +75,17 @@ def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> 
     common = ["--num-cpus", str(PARALLELISM)]
     embedded = _run_cli(["run", str(spec_path), "--database", f"sqlite:///{workdir / f'e2e_{n}.db'}",
                          "--output", str(workdir / f"out_e_{n}"), *common], env)
+    embedded_cpu = LAST_CPU[0]
     xargs = xargs_rate(n)
+    xargs_cpu = LAST_CPU[0]
     with LiveServer(f"sqlite:///{workdir / f'e2e_server_{n}.db'}", workers=server_workers,
                     log_path=workdir / f"e2e_server_{n}.log",
                     env={"TORC_GRAPH_SQLITE_SYNCHRONOUS": synchronous}) as server:
         served = _run_cli(["run", str(spec_path), "--url", server.url,
                            "--output", str(workdir / f"out_s_{n}"), *common], env)
-    return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs}
+    # The served run's CPU misses the server (not a child of this process): embedded only.
+    return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs,
+            "embedded_cpu_ms": 1e3 * embedded_cpu / n, "xargs_cpu_ms": 1e3 * xargs_cpu / n}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             cost[mode][n] = 1 / rate
             print(f"figure 4: N={n:,} {mode}: {rate:,.1f} jobs/s, xargs {e['xargs_per_s']:,.1f}"
                   f"/s, ratio {rate / e['xargs_per_s']:.3f}", flush=True)
+        print(f"figure 4: N={n:,} CPU per job (user+sys, incl. the jobs): embedded run "
+              f"{e['embedded_cpu_ms']:.3f} ms (create + run), xargs {e['xargs_cpu_ms']:.3f} ms",
+              flush=True)
     if len(args.jobs) > 1:
         lo, hi = min(args.jobs), max(args.jobs)
         for mode, c in cost.items():

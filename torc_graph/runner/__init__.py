@@ -2,6 +2,7 @@
 
 * :mod:`.local` — :class:`~.local.LocalRunner`, the worker behind ``torc-graph run`` and
   ``torc-graph jobs run`` (the loop, interrupts, shutdown).
+* :mod:`.conversation` — the runner's round trips: what to send when, taking the answers.
 * :mod:`.options` — what a runner is told and what it reports.
 * :mod:`.execution` — claim / complete / heartbeat / release (batched API, torc v0.6.4 fallback).
 * :mod:`.link` — retries with backoff through server outages, without blocking the loop.

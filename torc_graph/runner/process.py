@@ -24,6 +24,7 @@ its own working directory (``cwd``) is started with Popen, which can change dire
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import shlex
@@ -49,7 +50,7 @@ _DEFAULT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ"
 #: (program, PATH) -> resolved path; only hits are cached (a missing program may appear later).
 _PROGRAMS: dict[tuple[str, str], str] = {}
 #: Directories known to exist (the stdio directory is created once, not per job).
-_MADE_DIRS: set[Path] = set()
+_MADE_DIRS: set[str] = set()
 _sealed = False
 
 
@@ -89,7 +90,7 @@ def find_program(program: str, env: dict[str, str]) -> str:
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
-def spawn(argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> int:
+def spawn(argv: list[str], env: dict[str, str], stdout: str | Path, stderr: str | Path) -> int:
     """Start ``argv`` in a new session with stdin from /dev/null and stdout/stderr truncated
     into the given files; return its pid. Raises OSError (no such program, not executable,
     stdio file not writable)."""
@@ -119,12 +120,18 @@ def argv_for(command: str) -> list[str]:
 
     Raises ValueError for a command that shlex cannot split (e.g. an unclosed quote).
     """
+    return list(_argv(command))
+
+
+@functools.lru_cache(maxsize=4096)
+def _argv(command: str) -> tuple[str, ...]:
+    """:func:`argv_for`, cached (many jobs share a command line; errors are not cached)."""
     if SHELL_SYNTAX.search(command):
-        return ["/bin/sh", "-c", command]
+        return ("/bin/sh", "-c", command)
     argv = shlex.split(command)
     if not argv:
         raise ValueError("the command is empty")
-    return argv
+    return tuple(argv)
 
 
 def stdio_paths(output_dir: Path, job_key: str, run_id: int) -> tuple[Path, Path]:
@@ -167,7 +174,10 @@ class JobProcess:
         self.job = job
         self.key: str = job["_key"]
         self.run_id = run_id
-        self.stdout_path, self.stderr_path = stdio_paths(output_dir, self.key, run_id)
+        # Strings, not Paths: this runs once per job (same files as :func:`stdio_paths`).
+        self.stdio_dir = os.path.join(output_dir, JOB_STDIO_DIR)
+        base = os.path.join(self.stdio_dir, f"{self.key}_{run_id}")
+        self.stdout_path, self.stderr_path = base + ".o", base + ".e"
         self.env = env
         self.cwd = cwd
         self.popen: subprocess.Popen | None = None  # only for jobs with their own cwd
@@ -204,9 +214,9 @@ class JobProcess:
         A command that cannot be started (no such program, bad quoting) does not raise: the
         reason is written to the stderr file and :attr:`return_code` is set to 127.
         """
-        directory = self.stdout_path.parent
+        directory = self.stdio_dir
         if directory not in _MADE_DIRS:
-            directory.mkdir(parents=True, exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
             _MADE_DIRS.add(directory)
         self.start_time = self._last_sample = time.monotonic()
         self.start_wall = time.time()
@@ -214,9 +224,9 @@ class JobProcess:
             try:
                 self._pid = self._launch()
             except FileNotFoundError:
-                if directory.is_dir():
+                if os.path.isdir(directory):
                     raise
-                directory.mkdir(parents=True, exist_ok=True)  # removed while the runner ran
+                os.makedirs(directory, exist_ok=True)  # removed while the runner ran
                 self._pid = self._launch()
         except (OSError, ValueError) as exc:
             open(self.stdout_path, "wb").close()

@@ -45,6 +45,8 @@ class JobSlots:
         self.max_parallel_jobs = max_parallel_jobs
         self.stats_interval = stats_interval
         self._next_sample: dict[str, float] = {}
+        #: Jobs whose pidfd the last :meth:`wait` saw readable (their main process exited).
+        self._signaled: set[str] = set()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -93,9 +95,15 @@ class JobSlots:
 
     def exited(self) -> list[JobProcess]:
         """Reap every job whose main process exited (its group is killed, its resources
-        freed); each returned process has ``return_code`` set."""
+        freed); each returned process has ``return_code`` set. A job with a pidfd is checked
+        only once :meth:`wait` saw its pidfd readable (one system call fewer per job and
+        iteration; the pidfd stays readable, so an exit is never missed, only seen at the
+        next wait, which then returns at once)."""
         done = []
+        signaled, self._signaled = self._signaled, set()
         for key, proc in list(self.procs.items()):
+            if proc.pidfd is not None and key not in signaled:
+                continue
             if not proc.has_exited():
                 continue
             if proc.pidfd is not None:
@@ -168,7 +176,6 @@ class JobSlots:
     def wait(self, until: float) -> None:
         """Sleep until a child exits, :meth:`wake` is called, or ``until`` / the next per-job
         deadline passes."""
-        self._watchdog.flush()  # no stale group stays registered while the runner sleeps
         timeout = max(self.next_deadline(until) - time.monotonic(), 0.0)
         if any(p.pidfd is None and p.started for p in self.procs.values()):
             timeout = min(timeout, FALLBACK_POLL)
@@ -178,6 +185,8 @@ class JobSlots:
                     os.read(self._wake_r, 4096)
                 except OSError:
                     pass
+            else:
+                self._signaled.add(key.data)
 
     def wake(self) -> None:
         """Interrupt :meth:`wait` (safe from a signal handler)."""
