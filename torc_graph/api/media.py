@@ -132,7 +132,8 @@ def _depth_within(raw: bytes, value: Any, limit: int) -> bool:
     ``raw`` no string holds an escaped quote, so the brackets between string quotes are found
     by a split, and they are reduced in C: each round removes the innermost ``[]``
     pairs, so a container of height h is gone after h rounds (profiled: the walk over every
-    parsed value cost ~1.4x the parse of a bulk_jobs body). Otherwise the walk decides."""
+    parsed value cost ~1.3x the parse of a 10^4-job bulk body, this ~0.45x). Otherwise the walk
+    decides."""
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return True
     if b"\\" in raw:
