@@ -112,8 +112,42 @@ def read_body(req: falcon.Request, max_bytes: int, *, required: bool = True) -> 
         raise InvalidInput("request body is required (a JSON object), not null")
     # Only an escape can produce a surrogate (raw UTF-8 ones fail to decode above), and orjson
     # refuses lone ones itself.
-    check_depth(value, surrogates=not fast and _SURROGATE_ESCAPE.search(raw) is not None)
+    if fast:
+        if not _depth_within(raw, value, MAX_DEPTH):
+            raise InvalidInput(f"request body is nested deeper than {MAX_DEPTH} levels")
+    else:
+        check_depth(value, surrogates=_SURROGATE_ESCAPE.search(raw) is not None)
     return value
+
+
+#: Maps ``{``/``}`` to ``[``/``]``; with :data:`_OTHER_BYTES` deleted, only brackets and
+#: quotes remain.
+_BRACKET_MAP = bytes.maketrans(b"{}", b"[]")
+_OTHER_BYTES = bytes(i for i in range(256) if i not in b'[]{}"')
+
+
+def _depth_within(raw: bytes, value: Any, limit: int) -> bool:
+    """Whether arrays/objects in ``value``, parsed from the valid JSON text ``raw``, nest at
+    most ``limit`` deep (:func:`check_depth` without surrogates). Without a backslash in
+    ``raw`` no string holds an escaped quote, so the brackets between string quotes are found
+    by a split, and they are reduced in C: each round removes the innermost ``[]``
+    pairs, so a container of height h is gone after h rounds (profiled: the walk over every
+    parsed value cost ~1.3x the parse of a 10^4-job bulk body, this ~0.45x). Otherwise the walk
+    decides."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return True
+    if b"\\" in raw:
+        try:
+            check_depth(value, limit, surrogates=False)
+        except InvalidInput:
+            return False
+        return True
+    brackets = b"".join(raw.translate(_BRACKET_MAP, _OTHER_BYTES).split(b'"')[::2])
+    for _ in range(limit):
+        if not brackets:
+            return True
+        brackets = brackets.replace(b"[]", b"")
+    return not brackets
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH, *, surrogates: bool = True) -> None:

@@ -107,8 +107,17 @@ def _key_rank(doc_id: str) -> tuple[int, str] | None:
 
 
 def _before(a: str, b: str) -> bool:
-    ra, rb = _key_rank(a), _key_rank(b)
-    return ra is not None and rb is not None and ra < rb
+    """Whether both ids have keys :func:`_key_rank` ranks and ``a``'s ranks below ``b``'s.
+    Inlined (it runs for every edge end of a bulk creation; ~4.7 % of a bulk_jobs request in
+    an earlier profile): no rank tuples are built."""
+    ka, kb = a[a.rfind("/") + 1:], b[b.rfind("/") + 1:]
+    la, lb = len(ka), len(kb)
+    if (la > lb or la > 18 or lb > 18 or not (ka.isdigit() and kb.isdigit())
+            or not (ka.isascii() and kb.isascii())):
+        return False
+    if (la > 1 and ka[0] == "0") or (lb > 1 and kb[0] == "0"):
+        return False
+    return la < lb or ka < kb
 
 
 def _new_edges_in_key_order(store: GraphStore, workflow: str, new_ids: set[str],

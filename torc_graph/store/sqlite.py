@@ -9,6 +9,7 @@ each protocol operation onto set-based statements.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -101,6 +102,27 @@ def _loads(text: str) -> Document:
 
 def _new_rev() -> str:
     return os.urandom(8).hex()
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_sql(c: _Coll) -> str:
+    """The INSERT text of one row of ``c`` (built once per collection)."""
+    if c.edge:
+        return f"INSERT INTO {c.table} (wf, key, from_id, to_id, doc) VALUES (?, ?, ?, ?, ?)"
+    if c.columns:
+        names = ", ".join(col.name for col in c.columns)
+        marks = ", ".join("?" * len(c.columns))
+        return f"INSERT INTO {c.table} (wf, key, doc, rev, {names}) VALUES (?, ?, ?, ?, {marks})"
+    return f"INSERT INTO {c.table} (wf, key, doc) VALUES (?, ?, ?)"
+
+
+@functools.lru_cache(maxsize=None)
+def _rewrite_sql(c: _Coll) -> str:
+    """The UPDATE text of :meth:`SQLiteStore.rewrite_each` for ``c`` (built once)."""
+    if not c.columns:
+        return f"UPDATE {c.table} SET doc = ? WHERE wf = ? AND key = ?"
+    sets = "".join(f", {col.name} = ?" for col in c.columns)
+    return f"UPDATE {c.table} SET doc = ?, rev = ?{sets} WHERE wf = ? AND key = ?"
 
 
 class SQLiteStore(GraphStore):
@@ -269,15 +291,7 @@ class SQLiteStore(GraphStore):
                 append_row((wf, key, text, rev, *row_values(doc)))
             else:
                 append_row((wf, key, text))
-        if c.edge:
-            sql_text = f"INSERT INTO {c.table} (wf, key, from_id, to_id, doc) VALUES (?, ?, ?, ?, ?)"
-        elif c.columns:
-            names = ", ".join(col.name for col in c.columns)
-            marks = ", ".join("?" * len(c.columns))
-            sql_text = (f"INSERT INTO {c.table} (wf, key, doc, rev, {names}) "
-                        f"VALUES (?, ?, ?, ?, {marks})")
-        else:
-            sql_text = f"INSERT INTO {c.table} (wf, key, doc) VALUES (?, ?, ?)"
+        sql_text = _insert_sql(c)
         try:
             conn.executemany(sql_text, rows)
         except sqlite3.IntegrityError as exc:
@@ -450,29 +464,32 @@ class SQLiteStore(GraphStore):
             raise InvalidInput("rewrite_each writes documents, not edges")
         prefix = self._prefix(c, wf)
         revs = os.urandom(8 * len(docs)).hex()
+        dumps, row_values = q.dumps, cols.row_function(c.name)
+        system, check_key = _SYSTEM, _check_key
         out, rows, keys = [], [], set()
         for i, d in enumerate(docs):
             if not isinstance(d, Mapping):
                 raise InvalidInput("a document must be a JSON object")
-            key = _check_key(d.get("_key"))
+            key = check_key(d.get("_key"))
             if key in keys:
                 raise InvalidInput(f"rewrite_each: document {key} is given twice")
             keys.add(key)
-            doc: Document = {"_key": key, "_id": prefix + key, "_rev": revs[16 * i:16 * i + 16]}
-            doc.update((k, v) for k, v in d.items() if k not in _SYSTEM)
-            text = q.dumps(doc)
-            if c.columns:
-                rows.append((text, doc["_rev"], *cols.row_values(c.name, doc), wf, key))
+            rev = revs[16 * i:16 * i + 16]
+            doc: Document = {"_key": key, "_id": prefix + key, "_rev": rev}
+            for k, v in d.items():
+                if k not in system:
+                    doc[k] = v
+            text = dumps(doc)
+            if row_values is not None:
+                rows.append((text, rev, *row_values(doc), wf, key))
             else:
                 rows.append((text, wf, key))
-            out.append({**doc, "_oldRev": d.get("_rev")})
+            doc["_oldRev"] = d.get("_rev")  # after the encoding: not part of the stored text
+            out.append(doc)
         if not rows:
             return []
-        sets = "".join(f", {col.name} = ?" for col in c.columns)
-        rev = ", rev = ?" if c.columns else ""
         with self._db.write() as conn:
-            cur = conn.executemany(
-                f"UPDATE {c.table} SET doc = ?{rev}{sets} WHERE wf = ? AND key = ?", rows)
+            cur = conn.executemany(_rewrite_sql(c), rows)
             if cur.rowcount != len(rows):
                 missing = [r[-1] for r in rows if conn.execute(
                     f"SELECT 1 FROM {c.table} WHERE wf = ? AND key = ?", (wf, r[-1])
