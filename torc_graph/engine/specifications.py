@@ -447,20 +447,16 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
     key = plan.workflow.get("_key")
     if key is not None and store.workflow_exists(key):
         raise InvalidInput(f"a workflow with key={key} already exists")
-    with store.staged_creation():  # ArangoDB: chunked, invisible until published
+    with store.staged_creation():  # invisible until published; removed on an exception
         created = workflows.create_workflow(store, plan.workflow, owner=owner)
-        try:
-            if progress is not None:
-                progress.record(workflow=created["_key"])
-            report(f"writing {len(plan.jobs):,} jobs", 2, 3)
-            with store.transaction(created["_key"]):
-                _write(store, created["_key"], plan)
-                integrity.check_no_cycle(store, created["_key"])
-                if progress is not None:
-                    progress.succeed(created)
-        except BaseException:
-            store.delete_workflow(created["_key"])
-            raise
+        if progress is not None:
+            progress.record(workflow=created["_key"])
+        report(f"writing {len(plan.jobs):,} jobs", 2, 3)
+        with store.transaction(created["_key"]):
+            _write(store, created["_key"], plan)
+            integrity.check_no_cycle(store, created["_key"])
+    if progress is not None:  # after publishing (a task read after a crash here: .tasks)
+        progress.succeed(created)
     return created
 
 
@@ -477,15 +473,39 @@ def create_from_specification(store: GraphStore, body: Any,
 def create_action(store: GraphStore, body: Any, owner: Mapping[str, Any] | None = None,
                   **flags: bool) -> Any:
     """The ``POST /workflow_specifications`` route: with ``?async=true`` a background task
-    (202; its ``result`` is the workflow document), else :func:`create_from_specification`."""
-    if not flags.get("async"):
-        return create_from_specification(store, body, owner=owner)
+    (202; its ``result`` is the workflow document), else the workflow document.
 
-    def run(progress: tasks.Progress) -> Document:
-        progress("reading the specification", 0, 3)
-        valid = validation.validate("workflow_specification", spec_formats.normalize(body))
-        return add_workflow_specification(store, valid, owner=owner, progress=progress)
-    return tasks.start(store, None, "create_workflow_from_specification", run)
+    ``body`` is the spooled request body (:class:`.staging.SpooledSpec`, created in chunks,
+    invisible until complete; the file is deleted when done) or a parsed specification
+    (:func:`create_from_specification`)."""
+    from torc_graph.engine import staging
+
+    if not isinstance(body, staging.SpooledSpec):
+        if not flags.get("async"):
+            return create_from_specification(store, body, owner=owner)
+        parsed = body
+        body = None
+
+    def run(progress: tasks.Progress | None = None) -> Document:
+        try:
+            if body is None:
+                if progress is not None:
+                    progress("reading the specification", 0, 3)
+                valid = validation.validate("workflow_specification",
+                                            spec_formats.normalize(parsed))
+                return add_workflow_specification(store, valid, owner=owner, progress=progress)
+            return staging.create(store, body, owner=owner, progress=progress)
+        finally:
+            if body is not None:
+                body.discard()
+    if not flags.get("async"):
+        return run()
+    try:
+        return tasks.start(store, None, "create_workflow_from_specification", run)
+    except BaseException:
+        if body is not None:
+            body.discard()
+        raise
 
 
 def _write(store: GraphStore, wf: str, plan: Plan) -> None:

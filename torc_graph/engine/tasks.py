@@ -57,6 +57,11 @@ INTERRUPTED = ("the server process running this task stopped before it finished;
                "it was committed: run the operation again")
 
 
+def delete_tasks_of(store: GraphStore, workflow: str) -> None:
+    """Delete the task documents of a workflow (with the workflow: they must not outlive it)."""
+    store.delete_many(TASKS, None, {"workflow": workflow})
+
+
 @dataclass(frozen=True)
 class Accepted:
     """A handler's result meaning "202 Accepted": ``body`` is the task document."""
@@ -174,17 +179,23 @@ def _dead(doc: Mapping[str, Any], now: int) -> bool:
 
 
 def _settle(store: GraphStore, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc``, marked failed (retryable) first if it is running in a dead process; a workflow
-    that a dead creation made (and never filled: success commits with the content) is deleted."""
+    """``doc``, settled first if it is running in a dead process: a creation whose workflow
+    was published (it died between publishing and recording) succeeded; otherwise the task
+    failed (retryable) and what a dead creation staged is removed (never visible)."""
     if doc.get("state") != RUNNING or not _dead(doc, now_ms()):
         return doc
-    if doc.get("operation") in CREATING and doc.get("workflow"):
-        with contextlib.suppress(NotFound):
-            store.delete_workflow(doc["workflow"])
+    outcome: dict[str, Any] = {"state": FAILED, "retryable": True,
+                               "error": error_body(500, INTERRUPTED)}
+    wf = doc.get("workflow")
+    if doc.get("operation") in CREATING and wf:
+        if store.workflow_exists(wf):
+            with contextlib.suppress(NotFound):
+                outcome = {"state": SUCCEEDED, "result": store.workflow_space(wf).workflow}
+        else:
+            store.discard_staged(wf)
     try:
-        return store.update(TASKS, None, doc["_key"], {
-            "state": FAILED, "retryable": True, "error": error_body(500, INTERRUPTED),
-            "updated": now_ms()}, rev=doc["_rev"])
+        return store.update(TASKS, None, doc["_key"], {**outcome, "updated": now_ms()},
+                            rev=doc["_rev"])
     except RevisionConflict:  # it changed meanwhile (finished, or settled by another reader)
         return store.get(TASKS, None, doc["_key"])
 
