@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +49,9 @@ CHUNK = 10_000
 #: Deepest nesting streamed (deeper bodies go to the in-memory path, which refuses them).
 MAX_DEPTH = 100
 _JOBS = object()  # the skeleton's placeholder for the streamed ``jobs`` array
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+#: Fields of a v0.6.4 job specification (a job with others may be of the current dialect).
+_V064_JOB = validation.fields("job_specification")
 
 
 class _NotStreamable(Exception):
@@ -123,8 +127,22 @@ def _in_memory(store: GraphStore, body: SpooledSpec, owner: Mapping[str, Any] | 
 # ----------------------------------------------------------------------------------------------
 
 
+def _surrogate_escapes(path: str) -> bool:
+    """Whether the text holds a ``\\uD800``-``\\uDFFF`` escape (the incremental parser turns a
+    lone one into ``?``; the API's parser refuses it with its message)."""
+    tail = b""
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 22):
+            if _SURROGATE_ESCAPE.search(tail + piece):
+                return True
+            tail = piece[-5:]
+    return False
+
+
 def _skeleton(path: str) -> dict[str, Any]:
     """The top-level object with ``jobs`` replaced by :data:`_JOBS` when it is an array."""
+    if _surrogate_escapes(path):
+        raise _NotStreamable
     with open(path, "rb") as f:
         events = ijson.parse(f, use_float=True)
         prefix, event, value = next(events, ("", None, None))
@@ -189,11 +207,12 @@ def _names(path: str) -> tuple[specs.JobNames, int]:
     of the current-torc dialect."""
     names, count = specs.JobNames(), 0
     for i, job in _jobs(path):
-        try:
-            if spec_formats.dialect({"jobs": [job]}) != spec_formats.V064:
-                raise _NotStreamable
-        except InvalidInput:
-            raise _NotStreamable from None
+        if not job.keys() <= _V064_JOB or "${" in str(job.get("command", "")):
+            try:  # the full test only for jobs that may be of the other dialect
+                if spec_formats.dialect({"jobs": [job]}) != spec_formats.V064:
+                    raise _NotStreamable
+            except InvalidInput:
+                raise _NotStreamable from None
         if not isinstance(job.get("name"), (str, type(None))) or not isinstance(
                 job.get("key", job.get("_key")), (str, type(None))):
             _validate_job(i, job)
@@ -203,8 +222,8 @@ def _names(path: str) -> tuple[specs.JobNames, int]:
 
 
 def _check(value: Any) -> None:
-    """_NotStreamable for what the API's parser refuses: depth, non-finite numbers, lone
-    surrogates (its messages come from the in-memory path)."""
+    """_NotStreamable for what the API's parser refuses: depth, non-finite numbers (its
+    messages come from the in-memory path; lone surrogates: :func:`_surrogate_escapes`)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -212,28 +231,24 @@ def _check(value: Any) -> None:
             raise _NotStreamable
         children = item.items() if isinstance(item, dict) else enumerate(item) \
             if isinstance(item, list) else ()
-        for k, child in children:
-            if isinstance(k, str) and not k.isascii() and _lone_surrogate(k):
-                raise _NotStreamable
+        for _k, child in children:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
             elif isinstance(child, float) and not math.isfinite(child):
                 raise _NotStreamable
-            elif isinstance(child, str) and not child.isascii() and _lone_surrogate(child):
-                raise _NotStreamable
-
-
-def _lone_surrogate(text: str) -> bool:
-    return any("\ud800" <= c <= "\udfff" for c in text)
 
 
 def _validate_job(i: int, job: Any) -> dict[str, Any]:
     """``job`` validated with defaults, the message naming ``jobs[i]`` as validating the whole
     specification does."""
     try:
-        return validation.validate("workflow_specification", {"jobs": [job]})["jobs"][0]
-    except InvalidInput as exc:
-        raise InvalidInput(exc.message.replace("'jobs[0]", f"'jobs[{i}]", 1)) from None
+        return validation.validate("job_specification", job)
+    except InvalidInput:  # the message of the whole specification's validation
+        try:
+            validation.validate("workflow_specification", {"jobs": [job]})
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message.replace("'jobs[0]", f"'jobs[{i}]", 1)) from None
+        raise
 
 
 # ----------------------------------------------------------------------------------------------
