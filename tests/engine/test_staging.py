@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from torc_graph.api import media
-from torc_graph.engine import specifications, staging, tasks, workflows
+from torc_graph.engine import dashboard, specifications, staging, tasks, workflows
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store.sqlite import SQLiteStore
 from torc_graph.testing import wait_for
@@ -179,7 +179,8 @@ def test_invisible_until_published(store, tmp_path, small_chunks, monkeypatch):
         real(self, chunk)
 
         def other():
-            listed = [w["_key"] for w in store.find("workflows", None)]
+            listed = [w["_key"] for w in store.find("workflows", None)] + [
+                w["_key"] for w in dashboard.workflows(store)["items"]]
             try:
                 workflows.get_workflow(store, self.wf)
                 found = True
