@@ -157,38 +157,34 @@ def _skeleton(path: str) -> dict[str, Any]:
             name = value
             prefix, event, value = next(events)
             if name == "jobs" and event == "start_array":
-                depth = 1
-                for _p, ev, _v in events:  # skipped: streamed later
-                    if ev in ("start_map", "start_array"):
-                        depth += 1
-                    elif ev in ("end_map", "end_array"):
-                        depth -= 1
-                        if depth == 0:
-                            break
+                _value(event, value, events, keep=False)  # skipped: streamed later
                 top[name] = _JOBS
             else:
-                top[name] = _build(event, value, events)
+                top[name] = _value(event, value, events)
         if next(events, None) is not None:
             raise _NotStreamable
     _check(top)
     return top
 
 
-def _build(event: str, value: Any, events: Iterator[tuple[str, str, Any]]) -> Any:
+def _value(event: str, value: Any, events: Iterator[tuple[str, str, Any]],
+           keep: bool = True) -> Any:
+    """The JSON value whose first event is ``(event, value)``, read from ``events`` to its end
+    (built when ``keep``, else skipped: None)."""
     if event not in ("start_map", "start_array"):
         return value
-    builder = ijson.ObjectBuilder()
-    builder.event(event, value)
-    depth = 1
-    for _p, ev, v in events:
-        builder.event(ev, v)
-        if ev in ("start_map", "start_array"):
+    builder = ijson.ObjectBuilder() if keep else None
+    depth = 0
+    while True:
+        if builder is not None:
+            builder.event(event, value)
+        if event in ("start_map", "start_array"):
             depth += 1
-        elif ev in ("end_map", "end_array"):
+        elif event in ("end_map", "end_array"):
             depth -= 1
             if depth == 0:
-                break
-    return builder.value
+                return None if builder is None else builder.value
+        _prefix, event, value = next(events)
 
 
 def _jobs(path: str) -> Iterator[tuple[int, dict[str, Any]]]:

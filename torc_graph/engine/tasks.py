@@ -26,17 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
-from torc_graph import model
+from torc_graph import liveness, model
 from torc_graph.engine.common import now_ms, require_workflow, to_key
 from torc_graph.errors import NotFound, RevisionConflict, TorcGraphError, error_body
 from torc_graph.store.base import GraphStore
@@ -102,7 +98,7 @@ class Progress:
 
 
 def _process_started() -> float:
-    return psutil.Process().create_time()
+    return liveness.this_process()["started"]
 
 
 def start(store: GraphStore, workflow: str | None, operation: str,
@@ -126,8 +122,7 @@ def start(store: GraphStore, workflow: str | None, operation: str,
         "_key": f"t{secrets.token_hex(8)}", "workflow": workflow, "operation": operation, "state": RUNNING, "phase": "queued",
         "done": 0, "total": None, "created": now, "updated": now, "heartbeat": now,
         "result": None, "error": None, "retryable": False,
-        "process": {"host": socket.gethostname(), "pid": os.getpid(),
-                    "started": _process_started()},
+        "process": liveness.this_process(),
     })
     progress = Progress(store, doc["_key"])
     threading.Thread(target=_run, args=(store, doc["_key"], fn, progress), daemon=True,
@@ -169,13 +164,7 @@ def _heartbeat(store: GraphStore, key: str, progress: Progress, finished: thread
 
 def _dead(doc: Mapping[str, Any], now: int) -> bool:
     """Whether a ``running`` task's process is gone."""
-    proc = doc.get("process") or {}
-    if proc.get("host") != socket.gethostname():
-        return now - int(doc.get("heartbeat") or 0) > STALE_MS
-    try:
-        return psutil.Process(int(proc["pid"])).create_time() != proc.get("started")
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        return True
+    return liveness.gone(doc.get("process"), int(doc.get("heartbeat") or 0), now, STALE_MS)
 
 
 def _settle(store: GraphStore, doc: dict[str, Any]) -> dict[str, Any]:

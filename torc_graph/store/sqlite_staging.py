@@ -26,16 +26,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
-
-from torc_graph import model
+from torc_graph import liveness, model
 from torc_graph.errors import StoreError, UniqueConstraintViolated
 from torc_graph.store import sqlite_schema as schema
 
@@ -57,22 +53,6 @@ _GLOBAL_OF_WORKFLOW = frozenset({"doc_workflows", "doc_workflow_configs", "doc_w
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _this_process() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "started": psutil.Process().create_time()}
-
-
-def _dead(stage: Any, now: int) -> bool:
-    """Whether the process that staged a workflow is gone."""
-    proc = stage if isinstance(stage, dict) else {}
-    if proc.get("host") != socket.gethostname():
-        return now - int(proc.get("alive") or 0) > STALE_MS
-    try:
-        return psutil.Process(int(proc["pid"])).create_time() != proc.get("started")
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        return True
 
 
 class StagingOps:
@@ -115,7 +95,7 @@ class StagingOps:
 
     def _stage(self, conn: Any, key: str) -> None:
         """Move a workflow created in this transaction to the staged rows."""
-        stage = json.dumps({**_this_process(), "alive": _now_ms()})
+        stage = json.dumps({**liveness.this_process(), "alive": _now_ms()})
         try:
             conn.execute("UPDATE doc_workflows SET wf = ?, doc = json_set(doc, '$._staging', "
                          "json(?)) WHERE wf = '' AND key = ?", (STAGED, stage, key))
@@ -212,7 +192,8 @@ class StagingOps:
         now, removed = _now_ms(), []
         mine = self._staging() or ()
         for key, stage in rows:
-            if key in mine or not _dead(json.loads(stage) if stage else None, now):
+            record = json.loads(stage) if stage else {}
+            if key in mine or not liveness.gone(record, record.get("alive", 0), now, STALE_MS):
                 continue
             log.warning("removing workflow %s: its creation was abandoned", key)
             if self.discard_staged(key):
