@@ -133,6 +133,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("spec", BAD + ["{not json", "", "[1, 2]", '{"jobs": [1e400]}',
+                                        '{"jobs": [{"name": "a", "command": "x"}], "jobs": '
+                                        '[{"name": "b", "command": 2}]}',
                                         '{"jobs": [{"name": "\\ud800", "command": "x"}]}'])
 def test_errors_keep_the_in_memory_paths_messages(store, tmp_path, small_chunks, spec):
     """Each bad specification fails with exactly the message of the in-memory path (which

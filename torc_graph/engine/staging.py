@@ -155,6 +155,8 @@ def _skeleton(path: str) -> dict[str, Any]:
             if event != "map_key":
                 raise _NotStreamable
             name = value
+            if name in top or "." in name:  # a repeated key (the last one counts), or one
+                raise _NotStreamable        # the jobs' item prefix could mistake
             prefix, event, value = next(events)
             if name == "jobs" and event == "start_array":
                 _value(event, value, events, keep=False)  # skipped: streamed later
