@@ -133,6 +133,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("spec", BAD + ["{not json", "", "[1, 2]", '{"jobs": [1e400]}',
+                                        '{"jobs": [{"name": "a", "command": "x", "schedule_'
+                                        'compute_nodes": ' + "[" * 120 + "]" * 120 + '}]}',
                                         '{"jobs": [{"name": "a", "command": "x"}], "jobs": '
                                         '[{"name": "b", "command": 2}]}',
                                         '{"jobs": [{"name": "\\ud800", "command": "x"}]}'])

@@ -27,7 +27,6 @@ error message as before.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 from array import array
@@ -190,12 +189,11 @@ def _value(event: str, value: Any, events: Iterator[tuple[str, str, Any]],
 
 
 def _jobs(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(index, job)`` for each element of ``jobs``; checked as the API's parser would."""
+    """``(index, job)`` for each element of ``jobs`` (objects only)."""
     with open(path, "rb") as f:
         for i, job in enumerate(ijson.items(f, "jobs.item", use_float=True)):
             if not isinstance(job, dict):
                 raise _NotStreamable
-            _check(job)
             yield i, job
 
 
@@ -205,6 +203,7 @@ def _names(path: str) -> tuple[specs.JobNames, int]:
     of the current-torc dialect."""
     names, count = specs.JobNames(), 0
     for i, job in _jobs(path):
+        _check(job)  # once: the write pass reads the same bytes
         if not job.keys() <= _V064_JOB or "${" in str(job.get("command", "")):
             try:  # the full test only for jobs that may be of the other dialect
                 if spec_formats.dialect({"jobs": [job]}) != spec_formats.V064:
@@ -220,8 +219,9 @@ def _names(path: str) -> tuple[specs.JobNames, int]:
 
 
 def _check(value: Any) -> None:
-    """_NotStreamable for what the API's parser refuses: depth, non-finite numbers (its
-    messages come from the in-memory path; lone surrogates: :func:`_surrogate_escapes`)."""
+    """_NotStreamable for what the API's parser refuses: nesting deeper than
+    :data:`MAX_DEPTH` (its message comes from the in-memory path). The incremental parser
+    itself refuses non-finite numbers (JSONError); lone surrogates: :func:`_surrogate_escapes`."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -232,8 +232,6 @@ def _check(value: Any) -> None:
         for _k, child in children:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
-            elif isinstance(child, float) and not math.isfinite(child):
-                raise _NotStreamable
 
 
 def _validate_job(i: int, job: Any) -> dict[str, Any]:
