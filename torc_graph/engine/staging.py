@@ -143,20 +143,20 @@ def _skeleton(path: str) -> dict[str, Any]:
     if _surrogate_escapes(path):
         raise _NotStreamable
     with open(path, "rb") as f:
-        events = ijson.parse(f, use_float=True)
-        prefix, event, value = next(events, ("", None, None))
+        events = ijson.basic_parse(f, use_float=True)
+        event, value = next(events, (None, None))
         if event != "start_map":
             raise _NotStreamable
         top: dict[str, Any] = {}
-        for prefix, event, value in events:
-            if event == "end_map" and prefix == "":
+        for event, value in events:
+            if event == "end_map":  # the top level's (each value is read to its end)
                 break
             if event != "map_key":
                 raise _NotStreamable
             name = value
             if name in top or "." in name:  # a repeated key (the last one counts), or one
                 raise _NotStreamable        # the jobs' item prefix could mistake
-            prefix, event, value = next(events)
+            event, value = next(events)
             if name == "jobs" and event == "start_array":
                 _value(event, value, events, keep=False)  # skipped: streamed later
                 top[name] = _JOBS
@@ -168,7 +168,7 @@ def _skeleton(path: str) -> dict[str, Any]:
     return top
 
 
-def _value(event: str, value: Any, events: Iterator[tuple[str, str, Any]],
+def _value(event: str, value: Any, events: Iterator[tuple[str, Any]],
            keep: bool = True) -> Any:
     """The JSON value whose first event is ``(event, value)``, read from ``events`` to its end
     (built when ``keep``, else skipped: None)."""
@@ -185,7 +185,7 @@ def _value(event: str, value: Any, events: Iterator[tuple[str, str, Any]],
             depth -= 1
             if depth == 0:
                 return None if builder is None else builder.value
-        _prefix, event, value = next(events)
+        event, value = next(events)
 
 
 def _jobs(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
