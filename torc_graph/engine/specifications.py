@@ -5,8 +5,10 @@ workflow: documents and edges. The whole specification is checked in Python firs
 reference, duplicate name, unit string and ``blocked_by`` cycle, with a message naming the
 entry, e.g. ``jobs[3] ("postprocess"): input_files references unknown file "f9"``), then written
 set-based (one ``insert_many`` per collection and per edge type, whatever the number of jobs)
-in one transaction right after the workflow is created; a bad specification creates nothing,
-not even the workflow, and a failed write deletes the new workflow again.
+in one transaction of a staged (invisible) workflow; a bad specification creates nothing, not
+even the workflow, and a failed write deletes the new workflow again. The API streams large
+bodies instead (:mod:`.staging`: the same checks, in chunks); this in-memory path serves the
+bodies it cannot stream (e.g. the current-torc dialect) and direct engine callers.
 
 Fixes relative to torc v0.6.4: no orphan workflow on error; ``blocked_by`` may name any job of
 the specification (the original resolved names against jobs inserted so far, so only earlier
