@@ -288,20 +288,21 @@ class _Writer:
         self.blockers = array("l")  # pairs (blocker index, blocked index), every blocked_by
         self.later = array("l")  # the pairs whose blocker comes in a later chunk
         self.jobs_prefix = model.make_id(_C.JOBS.value, wf, "")
+        self.planned = 0  # jobs validated and planned so far
 
     def run(self, path: str) -> None:
         with self.store.transaction(self.wf):
             for kind, p in self.pools.items():
                 self.ids[kind] = ([d["_id"] for d in self.store.insert_many(kind, self.wf, p.docs)]
                                   if p.docs else [])
-        chunk: list[tuple[int, specs._JobPlan]] = []
-        for i, job in _jobs(path):
-            chunk.append((i, self.planner.plan(i, _validate_job(i, job))))
-            if len(chunk) >= CHUNK:
-                self._write_chunk(chunk)
-                chunk = []
-        if chunk:
-            self._write_chunk(chunk)
+        raw: list[dict[str, Any]] = []
+        for _i, job in _jobs(path):
+            raw.append(job)
+            if len(raw) >= CHUNK:
+                self._write_chunk(self._plan(raw))
+                raw = []
+        if raw:
+            self._write_chunk(self._plan(raw))
         self._check_cycles()
         self.report("writing dependencies on later jobs", self.count, self.count)
         for start in range(0, len(self.later), 2 * CHUNK):
@@ -313,6 +314,19 @@ class _Writer:
             self.store.touch_staged(self.wf)
         # A read: no write lock (the workflow is invisible, nothing else writes to it).
         integrity.check_no_cycle(self.store, self.wf)
+
+    def _plan(self, raw: list[dict[str, Any]]) -> list[tuple[int, specs._JobPlan]]:
+        """The next jobs, validated (all of them first, as the in-memory path does) and
+        planned, with their indexes in the specification."""
+        start = self.planned
+        try:
+            valid = validation.validate_many("job_specification", raw)
+        except InvalidInput:  # the exact message of the first invalid job
+            for k, job in enumerate(raw):
+                _validate_job(start + k, job)
+            raise
+        self.planned += len(raw)
+        return [(start + k, self.planner.plan(start + k, job)) for k, job in enumerate(valid)]
 
     def _job_id(self, i: int) -> str:
         return self.jobs_prefix + self.keys[i]
