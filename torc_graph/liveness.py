@@ -2,7 +2,8 @@
 
 A record names its process: ``{"host", "pid", "started"}`` (process start time, so a reused pid
 is not mistaken for it). On this host the process table decides; for another host only the
-record's last sign of life can (older than the caller's limit: presumed dead).
+record's last sign of life can (older than the caller's limit: presumed dead). A zombie
+process counts as gone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def gone(proc: Mapping[str, Any] | None, last_sign_ms: int, now_ms: int, stale_m
     if proc.get("host") != socket.gethostname():
         return now_ms - int(last_sign_ms or 0) > stale_ms
     try:
-        return psutil.Process(int(proc["pid"])).create_time() != proc.get("started")
+        p = psutil.Process(int(proc["pid"]))
+        # A zombie (killed, not yet reaped: e.g. its parent died too) runs nothing.
+        return p.create_time() != proc.get("started") or p.status() == psutil.STATUS_ZOMBIE
     except (psutil.Error, KeyError, TypeError, ValueError):
         return True
