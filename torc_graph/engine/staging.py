@@ -43,9 +43,9 @@ from torc_graph.errors import InvalidInput
 from torc_graph.store.base import Document, GraphStore
 
 _C = model.Collection
-#: Jobs per chunk: one transaction writes this many jobs and their edges. Measured at 10^5
-#: jobs under load ~10: 2,500 held the write lock 1.3 s (median) per chunk, 10,000 held it
-#: 5.0 s, for the same total time (scripts/spec_lock.py).
+#: Jobs per chunk: one transaction writes this many jobs and their edges. Measured
+#: (scripts/spec_lock.py, 5*10^4 jobs, load 2.8): 2,500 hold the write lock 0.29 s (median,
+#: max 0.53 s) per chunk, 10,000 hold it 0.97 s, for about the same CPU time.
 CHUNK = 2_500
 #: Deepest nesting streamed (deeper bodies go to the in-memory path, which refuses them).
 MAX_DEPTH = 100
