@@ -34,9 +34,13 @@ SPEC_EVENT_TYPE = "created_from_spec"
 
 
 def spec_digest(spec: Mapping[str, Any]) -> str:
-    """SHA-256 of the spec's canonical JSON (key order and formatting do not matter)."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 of the spec's canonical JSON (key order and formatting do not matter), encoded
+    piece by piece (a 10^6-job spec is not copied into one text)."""
+    digest = hashlib.sha256()
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for piece in encoder.iterencode(spec):
+        digest.update(piece.encode("utf-8"))
+    return digest.hexdigest()
 
 
 def record_spec(client: Client, wf: str, path: Path, digest: str) -> None:

@@ -31,7 +31,8 @@ def create_app(store: GraphStore, settings: dict[str, Any], *, served: bool = Fa
     """
     app = falcon.App(
         middleware=[*guard_middleware(store, settings, served),
-                    RequestMiddleware(settings["max_body_bytes"])],
+                    RequestMiddleware(settings["max_body_bytes"],
+                                      settings.get("max_spec_bytes"))],
         # Bodies are read and parsed by torc_graph.api.media (size limit, torc error bodies).
         cors_enable=False,
     )
@@ -57,6 +58,12 @@ def get_app() -> falcon.App:
         settings["database"],
         **store_options(settings),
     )
+    # Each worker, at start (also a worker respawned after kill -9): remove the hidden remains
+    # of creations whose process died (engine/staging.py; live ones are left alone).
+    try:
+        store.sweep_staged()
+    except Exception as exc:  # noqa: BLE001  never keep the server from starting
+        logging.getLogger(__name__).warning("sweep of abandoned creations failed: %s", exc)
     return create_app(store, settings, served=True)
 
 

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -110,6 +111,13 @@ class WSGIAdapter(BaseAdapter):
         body = request.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")
+        if hasattr(body, "read"):  # a streamed file body (add_workflow_specification)
+            body.seek(0, os.SEEK_END)
+            length = body.tell()
+            body.seek(0)
+        else:
+            length = len(body)
+            body = io.BytesIO(body)
         raw_uri = raw_path + (f"?{parts.query}" if parts.query else "")
         environ: dict[str, Any] = {
             "REQUEST_METHOD": request.method,
@@ -122,11 +130,11 @@ class WSGIAdapter(BaseAdapter):
             "SERVER_PORT": "80",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": "127.0.0.1",
-            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_LENGTH": str(length),
             "CONTENT_TYPE": request.headers.get("Content-Type", ""),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": body,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
@@ -299,7 +307,10 @@ class Client:
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         data = None
         headers = {}
-        if body is not None:
+        if hasattr(body, "read"):  # a file of JSON, streamed (requests sends it in pieces)
+            data = body
+            headers["Content-Type"] = "application/json"
+        elif body is not None:
             data = json.dumps(body, separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
         try:
@@ -399,8 +410,20 @@ class Client:
 
     def add_workflow_specification(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """POST /workflow_specifications as a background task (``?async=true``), waited for
-        (:meth:`wait_task`, progress to :attr:`on_task_progress`); returns the workflow."""
-        task = self.post("/workflow_specifications", dict(spec), **{"async": True})
+        (:meth:`wait_task`, progress to :attr:`on_task_progress`); returns the workflow.
+
+        The body is encoded piece by piece into a temporary file and streamed from it, so a
+        10^6-job specification is not held a second time as one JSON text; the server reads
+        it incrementally too (docs: README "Background tasks")."""
+        with tempfile.TemporaryFile() as f:
+            encoder = json.JSONEncoder(separators=(",", ":"))
+            writer = io.TextIOWrapper(f, encoding="utf-8", write_through=False)
+            for piece in encoder.iterencode(dict(spec)):
+                writer.write(piece)
+            writer.flush()
+            writer.detach()
+            f.seek(0)
+            task = self.post("/workflow_specifications", f, **{"async": True})
         return self.wait_task(None, task, self.on_task_progress)["result"]
 
     def get_workflow(self, wf: str) -> dict[str, Any]:

@@ -58,6 +58,10 @@ SETTINGS: tuple[Setting, ...] = (
             "arangodb://user:password@host:8529/database."),
     Setting("max_body_bytes", 64 * 1024 * 1024,
             "Largest accepted request body in bytes; larger bodies get HTTP 413.", _positive_int),
+    Setting("max_spec_bytes", 4 * 1024 ** 3,
+            "Largest accepted POST /workflow_specifications body in bytes (spooled to a "
+            "temporary file and read incrementally, never held in memory); larger: HTTP 413.",
+            _positive_int),
     Setting("sqlite_synchronous", "FULL",
             "SQLite `synchronous` pragma: FULL (no committed write lost on power failure) or "
             "NORMAL (faster; the last commits may be lost on power failure, never corrupted).",

@@ -139,6 +139,13 @@ def test_kill_9_right_after_the_creating_commit_leaves_an_owned_workflow(world, 
     assert child.returncode == -9, child.stderr
     store.close()
     store = open_store(f"sqlite:///{db}")
+    if path == "/workflow_specifications":
+        # A specification's workflow is staged until its content is written (README
+        # "Background tasks"): killed there, it never appears and the sweep removes it.
+        assert store.find("workflows", None) == []
+        assert len(store.sweep_staged()) == 1
+        store.close()
+        return
     (wf,) = [w["_key"] for w in store.find("workflows", None)]
     owner = tokens.owner(store, wf)
     assert owner is not None and owner["token"] == keys["editor"]

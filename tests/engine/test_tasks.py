@@ -116,15 +116,23 @@ def test_async_specification_creates_the_workflow(store):
     assert sorted(j["name"] for j in store.find("jobs", task["workflow"])) == ["a", "b"]
 
 
-def test_dead_creation_deletes_its_empty_workflow(store):
-    shell = workflows.create_workflow(store, {"name": "half", "user": "u"})["_key"]
+def test_dead_creation_deletes_its_staged_workflow(store):
+    """A creation whose process died before publishing: its staged (invisible) workflow and
+    what was written to it are removed when the task is read; the task failed, retryable."""
+    with store.staged_creation():
+        shell = workflows.create_workflow(store, {"name": "half", "user": "u"})["_key"]
+        store.insert("jobs", shell, {"name": "a", "command": "x"})
+        # Simulate the death: leave the block without publishing (as kill -9 would).
+        store._staging().clear()
+    assert store.is_staged(shell) and not store.workflow_exists(shell)
     doc = store.insert("tasks", None, {
         "workflow": shell, "operation": "create_workflow_from_specification",
         "state": "running", "heartbeat": 0,
         "process": {"host": socket.gethostname(), "pid": 2**22 + 12345, "started": 1.0}})
     task = tasks.get_any_task(store, doc["_key"])
     assert task["state"] == "failed" and task["retryable"] is True
-    assert not store.workflow_exists(shell)
+    assert not store.workflow_exists(shell) and not store.is_staged(shell)
+    assert store.count("jobs", shell) == 0
 
 
 def test_async_specification_with_a_cycle_fails_and_leaves_nothing(store):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import tempfile
 from typing import Any
 
 import falcon
@@ -93,6 +95,44 @@ def read_body(req: falcon.Request, max_bytes: int, *, required: bool = True) -> 
         # The client closed the connection early: a partial body must not be acted upon.
         raise InvalidInput(f"request body is truncated: {len(raw)} of the "
                            f"{req.content_length} bytes declared by Content-Length arrived")
+    return parse_body(raw, required=required)
+
+
+def spool_body(req: falcon.Request, max_bytes: int) -> str:
+    """Copy the request body to a new private temporary file in pieces of 1 MiB and return its
+    path (the caller deletes it); :func:`read_body`'s size and truncation rules. Raises
+    PayloadTooLarge (413) or InvalidInput (400); no file is left behind then."""
+    chunked = req.content_length is None and req.env.get("wsgi.input_terminated")
+    stream = req.stream if chunked else req.bounded_stream
+    f = tempfile.NamedTemporaryFile(prefix="torc-graph-body-", suffix=".json", delete=False)
+    try:
+        with f:
+            size = 0
+            while True:
+                try:
+                    piece = stream.read(1 << 20)
+                except _BODY_READ_ERRORS:
+                    raise InvalidInput("request body could not be read: malformed chunked "
+                                       "encoding or truncated body") from None
+                if not piece:
+                    break
+                size += len(piece)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"request body is larger than the limit of {max_bytes} bytes")
+                f.write(piece)
+        if req.content_length is not None and size < req.content_length:
+            raise InvalidInput(f"request body is truncated: {size} of the "
+                               f"{req.content_length} bytes declared by Content-Length arrived")
+    except BaseException:
+        os.unlink(f.name)
+        raise
+    return f.name
+
+
+def parse_body(raw: bytes, *, required: bool = True) -> Any:
+    """The JSON value of a request body already read (:func:`read_body`'s rules and messages).
+    Raises InvalidInput (400)."""
     if not raw.strip():
         if required:
             raise InvalidInput("request body is required (a JSON object)")

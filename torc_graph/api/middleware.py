@@ -37,16 +37,18 @@ _RAW_KEYS = ("RAW_URI", "REQUEST_URI")
 class RequestMiddleware:
     """Rewrites ``req.path`` before routing and enforces the body size limit."""
 
-    def __init__(self, max_body_bytes: int):
+    def __init__(self, max_body_bytes: int, max_spec_bytes: int | None = None):
         self.max_body_bytes = max_body_bytes
+        self.max_spec_bytes = max_spec_bytes or max_body_bytes
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        length = req.content_length
-        if length is not None and length > self.max_body_bytes:
-            raise PayloadTooLarge(
-                f"request body is larger than the limit of {self.max_body_bytes} bytes"
-            )
         req.path = rewrite_path(req.path, _raw_path(req))
+        # A specification is spooled to a file (api/specifications.py): its own limit.
+        limit = (self.max_spec_bytes if req.path == "/workflow_specifications"
+                 else self.max_body_bytes)
+        length = req.content_length
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
 
     def process_resource(self, req, resp, resource, params: dict) -> None:
         for name, value in params.items():

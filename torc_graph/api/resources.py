@@ -26,9 +26,11 @@ from torc_graph.store.base import GraphStore
 class ActionResource:
     """Serves the Action rows of one path template, one responder per method."""
 
-    def __init__(self, store: GraphStore, max_body_bytes: int, actions: Iterable[Action]):
+    def __init__(self, store: GraphStore, max_body_bytes: int, actions: Iterable[Action],
+                 max_spec_bytes: int | None = None):
         self.store = store
         self.max_body_bytes = max_body_bytes
+        self.max_spec_bytes = max_spec_bytes or max_body_bytes
         self.actions: dict[str, Action] = {}
         for action in actions:
             method = action.method.upper()
@@ -66,7 +68,9 @@ class ActionResource:
             for name, collection in action.keys.items():
                 kwargs[name] = to_key(kwargs[name], collection, workflow)
         kwargs.update(params.query_values(req, action.query))
-        if action.body is not None:
+        if action.reader is not None:
+            kwargs["body"] = action.reader(req, self.max_spec_bytes)
+        elif action.body is not None:
             body = media.read_body(req, self.max_body_bytes, required=action.body_required)
             if body is not None and not action.raw_body:
                 body = validation.validate(action.body, body)

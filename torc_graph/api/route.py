@@ -40,6 +40,8 @@ class Action:
     * ``body_required``: False lets an empty body through as ``None`` (ignored bodies).
     * ``raw_body``: the handler validates the body itself (``body`` still names the schema the
       API documents); used where the body has more than one accepted form.
+    * ``reader``: reads the body itself, ``reader(req, limit)`` (e.g. spools it to a file;
+      ``limit`` is the ``max_spec_bytes`` setting); the handler validates it.
     * ``owner``: the action creates a workflow; the handler also receives ``owner``, the
       authenticated token's owner record (:func:`torc_graph.api.auth.request_owner`; None
       without authentication), to store in the creating transaction.
@@ -55,4 +57,5 @@ class Action:
     body: str | None = None
     body_required: bool = True
     raw_body: bool = False
+    reader: Callable[..., Any] | None = None
     owner: bool = False

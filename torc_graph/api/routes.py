@@ -71,7 +71,8 @@ def route_table(store: GraphStore, settings: dict[str, Any]) -> list[Route]:
     for action in actions():
         by_path[action.path].append(action)
     for path, rows in by_path.items():
-        routes.append(Route(path, ActionResource(store, max_body, rows)))
+        routes.append(Route(path, ActionResource(store, max_body, rows,
+                                                 settings.get("max_spec_bytes"))))
     seen: set[str] = set()
     for route in routes:
         if route.path in seen:

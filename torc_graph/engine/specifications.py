@@ -5,8 +5,10 @@ workflow: documents and edges. The whole specification is checked in Python firs
 reference, duplicate name, unit string and ``blocked_by`` cycle, with a message naming the
 entry, e.g. ``jobs[3] ("postprocess"): input_files references unknown file "f9"``), then written
 set-based (one ``insert_many`` per collection and per edge type, whatever the number of jobs)
-in one transaction right after the workflow is created; a bad specification creates nothing,
-not even the workflow, and a failed write deletes the new workflow again.
+in one transaction of a staged (invisible) workflow; a bad specification creates nothing, not
+even the workflow, and a failed write deletes the new workflow again. The API streams large
+bodies instead (:mod:`.staging`: the same checks, in chunks); this in-memory path serves the
+bodies it cannot stream (e.g. the current-torc dialect) and direct engine callers.
 
 Fixes relative to torc v0.6.4: no orphan workflow on error; ``blocked_by`` may name any job of
 the specification (the original resolved names against jobs inserted so far, so only earlier
@@ -187,13 +189,10 @@ class Plan:
     jobs: list[_JobPlan]
 
 
-def plan_specification(spec: Mapping[str, Any]) -> Plan:
-    """Check a validated specification and plan its documents and edges.
-
-    Raises InvalidInput naming the first wrong entry: a duplicate name or job key, a bad memory
-    or runtime string, a reference to an unknown file, user data, resource requirements,
-    scheduler or job, a malformed scheduler reference, or a ``blocked_by`` cycle.
-    """
+def plan_pools(spec: Mapping[str, Any]) -> dict[str, _Pool]:
+    """The de-duplicated files, schedulers, resource requirements and user data of a validated
+    specification, by collection. Raises InvalidInput for a duplicate name or a bad memory or
+    runtime string."""
     pools: dict[str, _Pool] = {}
 
     def pool(kind: str, entries: Iterable[Mapping[str, Any]], dedupe: bool) -> _Pool:
@@ -203,11 +202,11 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
         pools[kind] = p
         return p
 
-    files = pool(_C.FILES.value, spec.get("files") or (), True)
+    pool(_C.FILES.value, spec.get("files") or (), True)
     schedulers = spec.get("schedulers") or {}
     for kind in SCHEDULER_TYPES:
         pool(kind, schedulers.get(kind) or (), True)
-    rrs = pool(_C.RESOURCE_REQUIREMENTS.value, spec.get("resource_requirements") or (), True)
+    pool(_C.RESOURCE_REQUIREMENTS.value, spec.get("resource_requirements") or (), True)
     for i, rr in enumerate(spec.get("resource_requirements") or ()):
         for fname, parse in (("memory", units.memory_bytes), ("runtime", units.duration_seconds)):
             if fname in rr:
@@ -217,46 +216,65 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
                     raise InvalidInput(
                         f"{_label('resource_requirements', i, rr)}: {exc.message}"
                     ) from None
-    user_data = pool(_C.USER_DATA.value, spec.get("user_data") or (), False)
+    pool(_C.USER_DATA.value, spec.get("user_data") or (), False)
+    return pools
 
-    job_specs = list(spec.get("jobs") or ())
-    job_index: dict[str, int] = {}
-    job_keys: dict[str, int] = {}
-    for i, job in enumerate(job_specs):
+
+@dataclass
+class JobNames:
+    """Job names and custom keys of a specification, by job index (duplicates refused)."""
+
+    index: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, int] = field(default_factory=dict)
+
+    def add(self, i: int, job: Mapping[str, Any]) -> None:
+        """Record job ``i``. Raises InvalidInput for a duplicate name, an invalid or a
+        duplicate key."""
         name = job.get("name")
         if name is not None:
-            if name in job_index:
+            if name in self.index:
                 raise InvalidInput(
-                    f"{_label('jobs', i, job)}: duplicate name; jobs[{job_index[name]}] has the "
+                    f"{_label('jobs', i, job)}: duplicate name; jobs[{self.index[name]}] has the "
                     f"same name {_quoted(name)} (job names must be unique)"
                 )
-            job_index[name] = i
+            self.index[name] = i
         key = job.get("key", job.get("_key"))
         if key is not None:
             if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
                 raise InvalidInput(f"{_label('jobs', i, job)}: invalid key {_quoted(key)}")
-            if key in job_keys:
+            if key in self.keys:
                 raise InvalidInput(
                     f"{_label('jobs', i, job)}: duplicate key {_quoted(key)}; "
-                    f"jobs[{job_keys[key]}] has the same key"
+                    f"jobs[{self.keys[key]}] has the same key"
                 )
-            job_keys[key] = i
+            self.keys[key] = i
 
-    named = {
-        "input_files": (files, "file"),
-        "output_files": (files, "file"),
-        "input_user_data": (user_data, "user data"),
-        "output_user_data": (user_data, "user data"),
-    }
-    internal = validation.validate("job", {"command": ""})["internal"]
-    config = {k: v for k, v in (spec.get("config") or {}).items() if k not in _DB_KEYS}
-    handlers.check_references(config, list(job_index), pools["slurm_schedulers"].slot_of_name)
-    handler_names = handlers.handler_names(config)
-    jobs: list[_JobPlan] = []
-    for i, job in enumerate(job_specs):
+
+class JobPlanner:
+    """Plans one job at a time against the pools and the job names (:func:`plan_job`)."""
+
+    def __init__(self, pools: dict[str, _Pool], names: JobNames, config: Mapping[str, Any]):
+        self.pools, self.names = pools, names
+        handlers.check_references(config, list(names.index), pools["slurm_schedulers"].slot_of_name)
+        self.handler_names = handlers.handler_names(config)
+        self.internal = validation.validate("job", {"command": ""})["internal"]
+        files, user_data = pools[_C.FILES.value], pools[_C.USER_DATA.value]
+        self.named = {
+            "input_files": (files, "file"),
+            "output_files": (files, "file"),
+            "input_user_data": (user_data, "user data"),
+            "output_user_data": (user_data, "user data"),
+        }
+
+    def plan(self, i: int, job: Mapping[str, Any]) -> _JobPlan:
+        """The document and references of validated job ``i``. Raises InvalidInput naming the
+        job for a reference to an unknown file, user data, resource requirements, scheduler,
+        failure handler or job, or a job blocked by itself."""
+        pools, job_index = self.pools, self.names.index
+        rrs = pools[_C.RESOURCE_REQUIREMENTS.value]
         label = _label("jobs", i, job)
         refs: dict[str, list[tuple[str, int]]] = {}
-        for fname, (p, what) in named.items():
+        for fname, (p, what) in self.named.items():
             targets = []
             for ref in _unique(job.get(fname) or ()):
                 slot = p.slot_of_name.get(ref)
@@ -292,7 +310,7 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
         for fname in ("name", "command", "invocation_script", "failure_handler"):
             if job.get(fname) is not None:
                 doc[fname] = job[fname]
-        if job.get("failure_handler") is not None and job["failure_handler"] not in handler_names:
+        if job.get("failure_handler") is not None and job["failure_handler"] not in self.handler_names:
             raise InvalidInput(f"{label}: failure_handler references unknown failure handler "
                                f"{_quoted(job['failure_handler'])}")
         doc["cancel_on_blocking_job_failure"] = job.get("cancel_on_blocking_job_failure", True)
@@ -307,21 +325,47 @@ def plan_specification(spec: Mapping[str, Any]) -> Plan:
                     # Resolved to the scheduler's _id after insertion (see _write).
                     refs["schedule_compute_nodes"] = [(m.group(1), pools[m.group(1)].slot_of_name[m.group(2)])]
         doc["status"] = model.JobStatus.UNINITIALIZED.value
-        doc["internal"] = dict(internal)
+        doc["internal"] = dict(self.internal)
         key = job.get("key", job.get("_key"))
         if key is not None:
             doc["_key"] = key
-        jobs.append(_JobPlan(doc, refs))
+        return _JobPlan(doc, refs)
 
-    _check_cycles(job_specs, jobs)
 
+def workflow_document(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The workflow document of a validated specification. Raises InvalidInput for an invalid
+    workflow key."""
     wf_doc = {k: spec[k] for k in ("name", "user", "description", "is_archived") if k in spec}
     key = spec.get("key", spec.get("_key"))
     if key is not None:
         if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
             raise InvalidInput(f"invalid workflow key {_quoted(key)}")
         wf_doc["_key"] = key
-    return Plan(wf_doc, config, pools, jobs)
+    return wf_doc
+
+
+def spec_config(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The config of a validated specification, without database keys."""
+    return {k: v for k, v in (spec.get("config") or {}).items() if k not in _DB_KEYS}
+
+
+def plan_specification(spec: Mapping[str, Any]) -> Plan:
+    """Check a validated specification and plan its documents and edges.
+
+    Raises InvalidInput naming the first wrong entry: a duplicate name or job key, a bad memory
+    or runtime string, a reference to an unknown file, user data, resource requirements,
+    scheduler or job, a malformed scheduler reference, or a ``blocked_by`` cycle.
+    """
+    pools = plan_pools(spec)
+    job_specs = list(spec.get("jobs") or ())
+    names = JobNames()
+    for i, job in enumerate(job_specs):
+        names.add(i, job)
+    config = spec_config(spec)
+    planner = JobPlanner(pools, names, config)
+    jobs = [planner.plan(i, job) for i, job in enumerate(job_specs)]
+    _check_cycles(job_specs, jobs)
+    return Plan(workflow_document(spec), config, pools, jobs)
 
 
 def _unique(names: Sequence[str]) -> Sequence[str]:
@@ -405,20 +449,16 @@ def add_workflow_specification(store: GraphStore, body: Mapping[str, Any],
     key = plan.workflow.get("_key")
     if key is not None and store.workflow_exists(key):
         raise InvalidInput(f"a workflow with key={key} already exists")
-    with store.staged_creation():  # ArangoDB: chunked, invisible until published
+    with store.staged_creation():  # invisible until published; removed on an exception
         created = workflows.create_workflow(store, plan.workflow, owner=owner)
-        try:
-            if progress is not None:
-                progress.record(workflow=created["_key"])
-            report(f"writing {len(plan.jobs):,} jobs", 2, 3)
-            with store.transaction(created["_key"]):
-                _write(store, created["_key"], plan)
-                integrity.check_no_cycle(store, created["_key"])
-                if progress is not None:
-                    progress.succeed(created)
-        except BaseException:
-            store.delete_workflow(created["_key"])
-            raise
+        if progress is not None:
+            progress.record(workflow=created["_key"])
+        report(f"writing {len(plan.jobs):,} jobs", 2, 3)
+        with store.transaction(created["_key"]):
+            _write(store, created["_key"], plan)
+            integrity.check_no_cycle(store, created["_key"])
+    if progress is not None:  # after publishing (a task read after a crash here: .tasks)
+        progress.succeed(created)
     return created
 
 
@@ -435,15 +475,39 @@ def create_from_specification(store: GraphStore, body: Any,
 def create_action(store: GraphStore, body: Any, owner: Mapping[str, Any] | None = None,
                   **flags: bool) -> Any:
     """The ``POST /workflow_specifications`` route: with ``?async=true`` a background task
-    (202; its ``result`` is the workflow document), else :func:`create_from_specification`."""
-    if not flags.get("async"):
-        return create_from_specification(store, body, owner=owner)
+    (202; its ``result`` is the workflow document), else the workflow document.
 
-    def run(progress: tasks.Progress) -> Document:
-        progress("reading the specification", 0, 3)
-        valid = validation.validate("workflow_specification", spec_formats.normalize(body))
-        return add_workflow_specification(store, valid, owner=owner, progress=progress)
-    return tasks.start(store, None, "create_workflow_from_specification", run)
+    ``body`` is the spooled request body (:class:`.staging.SpooledSpec`, created in chunks,
+    invisible until complete; the file is deleted when done) or a parsed specification
+    (:func:`create_from_specification`)."""
+    from torc_graph.engine import staging
+
+    if not isinstance(body, staging.SpooledSpec):
+        if not flags.get("async"):
+            return create_from_specification(store, body, owner=owner)
+        parsed = body
+        body = None
+
+    def run(progress: tasks.Progress | None = None) -> Document:
+        try:
+            if body is None:
+                if progress is not None:
+                    progress("reading the specification", 0, 3)
+                valid = validation.validate("workflow_specification",
+                                            spec_formats.normalize(parsed))
+                return add_workflow_specification(store, valid, owner=owner, progress=progress)
+            return staging.create(store, body, owner=owner, progress=progress)
+        finally:
+            if body is not None:
+                body.discard()
+    if not flags.get("async"):
+        return run()
+    try:
+        return tasks.start(store, None, "create_workflow_from_specification", run)
+    except BaseException:
+        if body is not None:
+            body.discard()
+        raise
 
 
 def _write(store: GraphStore, wf: str, plan: Plan) -> None:

@@ -26,17 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
-from torc_graph import model
+from torc_graph import liveness, model
 from torc_graph.engine.common import now_ms, require_workflow, to_key
 from torc_graph.errors import NotFound, RevisionConflict, TorcGraphError, error_body
 from torc_graph.store.base import GraphStore
@@ -55,6 +51,11 @@ STALE_MS = 10 * 60 * 1000
 INTERNAL_ERROR = "Internal server error in a background task; see the server log for details"
 INTERRUPTED = ("the server process running this task stopped before it finished; nothing of "
                "it was committed: run the operation again")
+
+
+def delete_tasks_of(store: GraphStore, workflow: str) -> None:
+    """Delete the task documents of a workflow (with the workflow: they must not outlive it)."""
+    store.delete_many(TASKS, None, {"workflow": workflow})
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class Progress:
 
 
 def _process_started() -> float:
-    return psutil.Process().create_time()
+    return liveness.this_process()["started"]
 
 
 def start(store: GraphStore, workflow: str | None, operation: str,
@@ -121,8 +122,7 @@ def start(store: GraphStore, workflow: str | None, operation: str,
         "_key": f"t{secrets.token_hex(8)}", "workflow": workflow, "operation": operation, "state": RUNNING, "phase": "queued",
         "done": 0, "total": None, "created": now, "updated": now, "heartbeat": now,
         "result": None, "error": None, "retryable": False,
-        "process": {"host": socket.gethostname(), "pid": os.getpid(),
-                    "started": _process_started()},
+        "process": liveness.this_process(),
     })
     progress = Progress(store, doc["_key"])
     threading.Thread(target=_run, args=(store, doc["_key"], fn, progress), daemon=True,
@@ -164,27 +164,27 @@ def _heartbeat(store: GraphStore, key: str, progress: Progress, finished: thread
 
 def _dead(doc: Mapping[str, Any], now: int) -> bool:
     """Whether a ``running`` task's process is gone."""
-    proc = doc.get("process") or {}
-    if proc.get("host") != socket.gethostname():
-        return now - int(doc.get("heartbeat") or 0) > STALE_MS
-    try:
-        return psutil.Process(int(proc["pid"])).create_time() != proc.get("started")
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        return True
+    return liveness.gone(doc.get("process"), int(doc.get("heartbeat") or 0), now, STALE_MS)
 
 
 def _settle(store: GraphStore, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc``, marked failed (retryable) first if it is running in a dead process; a workflow
-    that a dead creation made (and never filled: success commits with the content) is deleted."""
+    """``doc``, settled first if it is running in a dead process: a creation whose workflow
+    was published (it died between publishing and recording) succeeded; otherwise the task
+    failed (retryable) and what a dead creation staged is removed (never visible)."""
     if doc.get("state") != RUNNING or not _dead(doc, now_ms()):
         return doc
-    if doc.get("operation") in CREATING and doc.get("workflow"):
-        with contextlib.suppress(NotFound):
-            store.delete_workflow(doc["workflow"])
+    outcome: dict[str, Any] = {"state": FAILED, "retryable": True,
+                               "error": error_body(500, INTERRUPTED)}
+    wf = doc.get("workflow")
+    if doc.get("operation") in CREATING and wf:
+        if store.workflow_exists(wf):
+            with contextlib.suppress(NotFound):
+                outcome = {"state": SUCCEEDED, "result": store.workflow_space(wf).workflow}
+        else:
+            store.discard_staged(wf)
     try:
-        return store.update(TASKS, None, doc["_key"], {
-            "state": FAILED, "retryable": True, "error": error_body(500, INTERRUPTED),
-            "updated": now_ms()}, rev=doc["_rev"])
+        return store.update(TASKS, None, doc["_key"], {**outcome, "updated": now_ms()},
+                            rev=doc["_rev"])
     except RevisionConflict:  # it changed meanwhile (finished, or settled by another reader)
         return store.get(TASKS, None, doc["_key"])
 

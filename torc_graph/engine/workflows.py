@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from torc_graph import model, validation
+from torc_graph.engine import tasks
 from torc_graph.engine.common import now_iso, require_workflow
 from torc_graph.engine.documents import (
     Listing,
@@ -99,9 +100,13 @@ def delete_workflow(store: GraphStore, workflow: str) -> dict[str, Any]:
     was. Raises NotFound (404)."""
     require_workflow(store, workflow)
     try:
-        return store.delete_workflow(workflow)
+        deleted = store.delete_workflow(workflow)
     except NotFound:
         raise NotFound(_missing(workflow)) from None
+    # Not in the same transaction (ArangoDB drops collections outside one); a task left by a
+    # crash in between names a missing workflow, which reads as 404 like a deleted one.
+    tasks.delete_tasks_of(store, workflow)
+    return deleted
 
 
 def get_config(store: GraphStore, workflow: str) -> dict[str, Any]:

@@ -264,6 +264,21 @@ class GraphStore(abc.ABC):
         """
         yield
 
+    def touch_staged(self, workflow: str) -> None:
+        """Tell the backend that the staged creation of ``workflow`` (this thread's, inside
+        :meth:`staged_creation`) is alive, e.g. after each chunk. This default does nothing."""
+
+    def discard_staged(self, key: str) -> bool:
+        """Remove a staged (unpublished) workflow and what was written to it, in short
+        transactions; a published workflow is left alone. Returns whether one was removed.
+        This default (no staging) removes nothing."""
+        return False
+
+    def sweep_staged(self) -> list[str]:
+        """Discard the staged workflows whose creating process is gone (e.g. at server start);
+        return their keys. This default (no staging) removes nothing."""
+        return []
+
     @contextlib.contextmanager
     def bulk_transaction(self, workflow: str, operation: str = "initialize_jobs",
                          **args: Any) -> Iterator[bool]:

@@ -36,6 +36,7 @@ from torc_graph.store.base import (
     WorkflowSpace,
 )
 from torc_graph.store.sqlite_connection import Connections
+from torc_graph.store.sqlite_staging import STAGED, StagingOps
 
 _SYSTEM = frozenset(("_key", "_id", "_rev", "_from", "_to", "_oldRev"))
 _SYSTEM_BUT_KEY = _SYSTEM - {"_key"}
@@ -125,7 +126,7 @@ def _rewrite_sql(c: _Coll) -> str:
     return f"UPDATE {c.table} SET doc = ?, rev = ?{sets} WHERE wf = ? AND key = ?"
 
 
-class SQLiteStore(GraphStore):
+class SQLiteStore(StagingOps, GraphStore):
     """Graph store in one SQLite file. See the module docstring for the concurrency rules."""
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout: float = 120.0,
@@ -211,7 +212,7 @@ class SQLiteStore(GraphStore):
         return model.make_id(c.name, wf or None, "")
 
     def _require_wf(self, conn: sqlite3.Connection, wf: str) -> None:
-        if wf and conn.execute(
+        if wf and not self._staged_here(wf) and conn.execute(
             "SELECT 1 FROM doc_workflows WHERE wf = '' AND key = ?", (wf,)
         ).fetchone() is None:
             raise NotFound(f"workflow {wf} not found")
@@ -337,6 +338,8 @@ class SQLiteStore(GraphStore):
             raise InvalidInput(f"invalid workflow key {key!r}")
         if owner is not None and not isinstance(owner, Mapping):
             raise InvalidInput("a workflow owner must be a JSON object")
+        if self._staging() is not None:
+            self.maybe_sweep()
         with self._db.write() as conn:
             wf_doc = self._insert_rows(conn, _COLLS["workflows"], "", [workflow])[0]
             # The owner commits with the workflow or not at all (a stale record is replaced).
@@ -350,11 +353,13 @@ class SQLiteStore(GraphStore):
                               [{"_from": wf_doc["_id"], "_to": cfg["_id"]}])
             self._insert_rows(conn, _COLLS["has_workflow_status"], "",
                               [{"_from": wf_doc["_id"], "_to": sts["_id"]}])
+            if self._staging() is not None:  # invisible until published (.sqlite_staging)
+                self._stage(conn, wf_doc["_key"])
         return WorkflowSpace(wf_doc, cfg, sts)
 
     def _space_rows(self, conn, key: str):
-        row = conn.execute("SELECT doc FROM doc_workflows WHERE wf = '' AND key = ?",
-                           (key,)).fetchone()
+        row = conn.execute("SELECT doc FROM doc_workflows WHERE wf = ? AND key = ?",
+                           (STAGED if self._staged_here(key) else "", key)).fetchone()
         if row is None:
             raise NotFound(f"workflow {key} not found")
         wf_id = "workflows/" + key
@@ -378,6 +383,8 @@ class SQLiteStore(GraphStore):
     def workflow_exists(self, key: str) -> bool:
         if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
             return False
+        if self._staged_here(key):
+            return True
         return self._db.read(lambda conn: conn.execute(
             "SELECT 1 FROM doc_workflows WHERE wf = '' AND key = ?", (key,)).fetchone() is not None)
 
