@@ -350,6 +350,12 @@ class Server:
             for k in keys:
                 self.workflows[k][STAGED_FIELD] = 0
             return keys
+        if f"UPDATE w WITH {{{STAGED_FIELD}: 0}}" in query:  # discard_staged condemns one
+            key = next(v for v in bind.values() if isinstance(v, str) and not v.startswith("work"))
+            if self.workflows.get(key, {}).get(STAGED_FIELD) is None:
+                return []
+            self.workflows[key][STAGED_FIELD] = 0
+            return [1]
         if query.startswith("FOR w IN") and query.endswith("RETURN w._key"):  # which exist
             keys = next(v for v in bind.values() if isinstance(v, list))
             return [k for k in keys if k in self.workflows]
@@ -1189,6 +1195,30 @@ def test_the_sweep_removes_abandoned_creations_and_orphan_collections(fake):
     fake.collections["jobs__orphan3"] = False
     fresh.create_workflow({"name": "b"}, {}, {})
     assert "jobs__orphan3" in fake.collections
+    assert_queries_sound(fake)
+
+
+def test_discard_staged_removes_only_a_staged_workflow_and_sweep_staged_sweeps(fake):
+    """The protocol's discard_staged/sweep_staged on ArangoDB (a task that finds its creation's
+    process dead discards the workflow): a staged workflow is condemned and purged with its
+    collections; a published one is left alone (False); sweep_staged is the grace-period
+    sweep."""
+    store = ArangoStore.from_url("arangodb://u:pw@h:8529/torc?staging_grace=60")
+    store.count("jobs", "1")
+    for key, stamp in (("staged", 10**12), ("published", None)):
+        fake.workflows[key] = {"_key": key} if stamp is None else {"_key": key,
+                                                                   STAGED_FIELD: stamp}
+        fake.collections[f"jobs__{key}"] = False
+        fake.graphs.add(f"workflow_graph__{key}")
+    assert store.discard_staged("published") is False
+    assert "published" in fake.workflows and "jobs__published" in fake.collections
+    assert store.discard_staged("staged") is True
+    assert "staged" not in fake.workflows and "jobs__staged" not in fake.collections
+    assert "workflow_graph__staged" not in fake.graphs
+    assert store.discard_staged("staged") is False  # idempotent
+    fake.workflows["old"] = {"_key": "old", STAGED_FIELD: 1}
+    assert store.sweep_staged() == ["old"]
+    assert "published" in fake.workflows
     assert_queries_sound(fake)
 
 

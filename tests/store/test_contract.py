@@ -702,6 +702,20 @@ def test_staged_creation_publishes_on_normal_exit(store):
         store.delete_workflow(key)
 
 
+def test_discard_staged_leaves_a_published_workflow_alone(store):
+    """``discard_staged`` removes only an unpublished creation: on a published workflow (or a
+    missing key) it returns False and changes nothing."""
+    key = store.create_workflow({"name": "published"}, {}, {"run_id": 0}).workflow["_key"]
+    try:
+        with store.transaction(key):
+            store.insert("jobs", key, {"name": "a"})
+        assert store.discard_staged(key) is False
+        assert store.discard_staged("no_such_workflow") is False
+        assert store.workflow_exists(key) and store.count("jobs", key) == 1
+    finally:
+        store.delete_workflow(key)
+
+
 def test_transaction_nesting(store, wf):
     with pytest.raises(Boom):
         with store.transaction(wf):

@@ -31,10 +31,8 @@ every ``SWEEP_INTERVAL`` seconds (it lists collections: one request, plus one qu
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from torc_graph import model
@@ -42,6 +40,7 @@ from torc_graph.errors import StoreError
 from torc_graph.store.aql import STAGED_FIELD, Query
 from torc_graph.store.arango_connection import translating
 from torc_graph.store.arango_layout import TICKS, graph_name
+from torc_graph.store.staging import StagedBlock
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def orphan_workflows(collection_names: list[str], graph_names: list[str]) -> set
     return keys
 
 
-class StagingOps:
+class StagingOps(StagedBlock):
     """Mixin of :class:`~torc_graph.store.arango.ArangoStore` (uses its ``_run``, ``_conn``,
     ``_layout``, ``_local``, ``_remove_global`` and ``settings``)."""
 
@@ -96,30 +95,11 @@ class StagingOps:
     def is_staged_here(self, workflow: str | None) -> bool:
         return workflow is not None and workflow in (self._staging() or ())
 
-    # -- the block ----------------------------------------------------------------------------
+    def _set_staging(self, keys: set[str] | None) -> None:
+        self._local.staging = keys
 
-    @contextlib.contextmanager
-    def staged_creation(self) -> Iterator[None]:
-        """See :meth:`GraphStore.staged_creation`: workflows created by this thread inside the
-        block are published when it exits normally and purged when it raises. Raises
-        StoreError if a workflow was swept meanwhile (its creation outlived the grace period);
-        the block's workflows are purged then too."""
-        if self._staging() is not None:  # nested: the outer block publishes
-            yield
-            return
-        self._local.staging = staged = set()
-        try:
-            yield
-            self._publish(sorted(staged))
-        except BaseException:
-            for key in sorted(staged):
-                try:
-                    self.purge_workflow(key)
-                except Exception as exc:  # the sweep removes it later
-                    log.warning("compensation of staged workflow %s failed: %s", key, exc)
-            raise
-        finally:
-            self._local.staging = None
+    def _compensate(self, key: str) -> None:
+        self.purge_workflow(key)
 
     def _publish(self, keys: list[str]) -> None:
         """Make staged workflows visible: one standalone query (atomic). A workflow the sweep
@@ -155,6 +135,24 @@ class StagingOps:
         with translating(f"workflow {key}"):
             self._layout.drop(db, key)
         return self._remove_global(key)
+
+    def discard_staged(self, key: str) -> bool:
+        """See :meth:`GraphStore.discard_staged`: condemn the workflow if it is still staged
+        (stamp 0, one atomic query: its creator, if alive after all, then fails to publish and
+        compensates), then purge it. A published workflow (or none) is left alone."""
+        q = Query()
+        w = q.collection(_WF)
+        text = (f"FOR w IN {w} FILTER w._key == {q.value(key)} AND w.{STAGED_FIELD} != null "
+                f"UPDATE w WITH {{{STAGED_FIELD}: 0}} IN {w} RETURN 1")
+        if not self._run(text, q, "workflows", db=self._conn.db()):
+            return False
+        self.purge_workflow(key)
+        return True
+
+    def sweep_staged(self) -> list[str]:
+        """See :meth:`GraphStore.sweep_staged`: :meth:`sweep` (ArangoDB judges a creation
+        abandoned by its stamp's age, ``staging_grace``: creations may run on other hosts)."""
+        return self.sweep()
 
     # -- the sweep ----------------------------------------------------------------------------
 

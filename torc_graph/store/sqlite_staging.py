@@ -23,17 +23,16 @@ No writer lock is held longer than one chunk: other workflows' claims and comple
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from torc_graph import liveness, model
 from torc_graph.errors import StoreError, UniqueConstraintViolated
 from torc_graph.store import sqlite_schema as schema
+from torc_graph.store.staging import StagedBlock
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class StagingOps:
+class StagingOps(StagedBlock):
     """Mixin of :class:`~torc_graph.store.sqlite.SQLiteStore` (uses its ``_db``; overrides the
     workflow checks so the creating thread sees its staged workflows)."""
 
@@ -69,29 +68,11 @@ class StagingOps:
     def _staged_here(self, key: str) -> bool:
         return key in (self._staging() or ())
 
-    # -- the block ------------------------------------------------------------------------------
+    def _set_staging(self, keys: set[str] | None) -> None:
+        self._staging_local.keys = keys
 
-    @contextlib.contextmanager
-    def staged_creation(self) -> Iterator[None]:
-        """See :meth:`GraphStore.staged_creation`. Raises StoreError if a workflow of the block
-        was discarded meanwhile (a sweep judged its process dead); the block's workflows are
-        discarded on any exception."""
-        if self._staging() is not None:  # nested: the outer block publishes
-            yield
-            return
-        self._staging_local.keys = staged = set()
-        try:
-            yield
-            self._publish(sorted(staged))
-        except BaseException:
-            for key in sorted(staged):
-                try:
-                    self.discard_staged(key)
-                except Exception as exc:  # noqa: BLE001  the sweep removes it later
-                    log.warning("compensation of staged workflow %s failed: %s", key, exc)
-            raise
-        finally:
-            self._staging_local.keys = None
+    def _compensate(self, key: str) -> None:
+        self.discard_staged(key)
 
     def _stage(self, conn: Any, key: str) -> None:
         """Move a workflow created in this transaction to the staged rows."""
