@@ -2,15 +2,14 @@
 
 One database file holds every workflow. Tables and migrations: :mod:`.sqlite_schema`; filter,
 patch and graph SQL: :mod:`.sql`; connections, transactions, busy handling and error translation
-(no "database is locked" ever reaches a caller): :mod:`.sqlite_connection`. This module maps
-each protocol operation onto set-based statements.
+(no "database is locked" ever reaches a caller): :mod:`.sqlite_connection`; the collection
+whitelist: :mod:`.sqlite_collections`; inserts, updates and deletes: :mod:`.sqlite_writes`. This
+module and its mixins map each protocol operation onto set-based statements.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
 import re
 import sqlite3
@@ -18,10 +17,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from torc_graph import json_codec, model
-from torc_graph.errors import InvalidInput, NotFound, RevisionConflict, UniqueConstraintViolated
+from torc_graph import model
+from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store import sql as q
-from torc_graph.store import sqlite_columns as cols
 from torc_graph.store import sqlite_initialize as initial
 from torc_graph.store import sqlite_schema as schema
 from torc_graph.store.base import (
@@ -35,98 +33,17 @@ from torc_graph.store.base import (
     Where,
     WorkflowSpace,
 )
+from torc_graph.store.sqlite_collections import COLLS, SYSTEM, Coll, check_key, loads
 from torc_graph.store.sqlite_connection import Connections
 from torc_graph.store.sqlite_staging import STAGED, StagingOps
+from torc_graph.store.sqlite_writes import WriteOps
 
-_SYSTEM = frozenset(("_key", "_id", "_rev", "_from", "_to", "_oldRev"))
-_SYSTEM_BUT_KEY = _SYSTEM - {"_key"}
 _OWNERS = model.GlobalCollection.WORKFLOW_OWNERS.value
 _WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}$")
 T = TypeVar("T")
 
 
-class _Coll:
-    """A whitelisted collection: its table and kind."""
-
-    __slots__ = ("name", "edge", "is_global", "vertex", "table", "columns")
-
-    def __init__(self, name: str, edge: bool, is_global: bool, vertex: bool):
-        self.name, self.edge, self.is_global, self.vertex = name, edge, is_global, vertex
-        self.table = schema.edge_table(name) if edge else schema.doc_table(name)
-        self.columns = cols.columns(name)
-
-    def doc(self, alias: str) -> str:
-        """SQL for the whole stored document of row ``alias`` (columns overlaid)."""
-        return cols.read_expr(self.name, alias)
-
-
-_COLLS: dict[str, _Coll] = {}
-for _c in model.Collection:
-    _COLLS[_c.value] = _Coll(_c.value, False, False, _c in model.VERTEX_COLLECTIONS)
-for _e in model.Edge:
-    _COLLS[_e.value] = _Coll(_e.value, True, False, False)
-for _g in model.GlobalCollection:
-    _COLLS[_g.value] = _Coll(_g.value, False, True, True)
-for _ge in model.GlobalEdge:
-    _COLLS[_ge.value] = _Coll(_ge.value, True, True, False)
-
-
-def _check_key(key: Any) -> str:
-    if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
-        raise InvalidInput(f"invalid document key {key!r}")
-    return key
-
-
-#: Collection parts (``jobs__12``) of ids already found well-formed: an id with one of them
-#: and a decimal key is well-formed without the regex (bulk inserts check 10^6 edge ends).
-_GOOD_ID_HEADS: set[str] = set()
-
-
-def _check_id(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a document id")
-    head, _, key = value.partition("/")
-    if head in _GOOD_ID_HEADS and key.isdigit() and key.isascii() and len(key) <= 254:
-        return value
-    try:
-        model.split_id(value)
-    except ValueError:
-        raise InvalidInput(f"{field} is not a document id: {value!r}") from None
-    if len(_GOOD_ID_HEADS) < 4096:
-        _GOOD_ID_HEADS.add(head)
-    return value
-
-
-def _loads(text: str) -> Document:
-    return json_codec.loads(text)
-
-
-def _new_rev() -> str:
-    return os.urandom(8).hex()
-
-
-@functools.lru_cache(maxsize=None)
-def _insert_sql(c: _Coll) -> str:
-    """The INSERT text of one row of ``c`` (built once per collection)."""
-    if c.edge:
-        return f"INSERT INTO {c.table} (wf, key, from_id, to_id, doc) VALUES (?, ?, ?, ?, ?)"
-    if c.columns:
-        names = ", ".join(col.name for col in c.columns)
-        marks = ", ".join("?" * len(c.columns))
-        return f"INSERT INTO {c.table} (wf, key, doc, rev, {names}) VALUES (?, ?, ?, ?, {marks})"
-    return f"INSERT INTO {c.table} (wf, key, doc) VALUES (?, ?, ?)"
-
-
-@functools.lru_cache(maxsize=None)
-def _rewrite_sql(c: _Coll) -> str:
-    """The UPDATE text of :meth:`SQLiteStore.rewrite_each` for ``c`` (built once)."""
-    if not c.columns:
-        return f"UPDATE {c.table} SET doc = ? WHERE wf = ? AND key = ?"
-    sets = "".join(f", {col.name} = ?" for col in c.columns)
-    return f"UPDATE {c.table} SET doc = ?, rev = ?{sets} WHERE wf = ? AND key = ?"
-
-
-class SQLiteStore(StagingOps, GraphStore):
+class SQLiteStore(WriteOps, StagingOps, GraphStore):
     """Graph store in one SQLite file. See the module docstring for the concurrency rules."""
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout: float = 120.0,
@@ -194,8 +111,8 @@ class SQLiteStore(StagingOps, GraphStore):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _coll(self, name: str, workflow: str | None) -> tuple[_Coll, str]:
-        c = _COLLS.get(name) if isinstance(name, str) else None
+    def _coll(self, name: str, workflow: str | None) -> tuple[Coll, str]:
+        c = COLLS.get(name) if isinstance(name, str) else None
         if c is None:
             raise InvalidInput(f"unknown collection {name!r}")
         if c.is_global:
@@ -204,11 +121,11 @@ class SQLiteStore(StagingOps, GraphStore):
             return c, ""
         if workflow is None:
             raise InvalidInput(f"{name} is a per-workflow collection; a workflow is required")
-        _check_key(workflow)
+        check_key(workflow)
         return c, workflow
 
     @staticmethod
-    def _prefix(c: _Coll, wf: str) -> str:
+    def _prefix(c: Coll, wf: str) -> str:
         return model.make_id(c.name, wf or None, "")
 
     def _require_wf(self, conn: sqlite3.Connection, wf: str) -> None:
@@ -217,7 +134,7 @@ class SQLiteStore(StagingOps, GraphStore):
         ).fetchone() is None:
             raise NotFound(f"workflow {wf} not found")
 
-    def _select(self, c: _Coll, wf: str, where, edges, b: q.Binder, alias: str = "t") -> str:
+    def _select(self, c: Coll, wf: str, where, edges, b: q.Binder, alias: str = "t") -> str:
         """The WHERE text for rows of ``c`` in ``wf`` matching ``where`` and ``edges``."""
         prefix_value = self._prefix(c, wf)
         prefix = b(prefix_value)
@@ -233,102 +150,6 @@ class SQLiteStore(StagingOps, GraphStore):
             conds.append(f"{alias}.seq > 0")
         return " AND ".join(conds)
 
-    def _reserve_keys(self, conn: sqlite3.Connection, n: int, floor: int) -> int:
-        """Advance the global key counter past ``floor`` and by ``n``; return the first key."""
-        if floor:
-            conn.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'key_counter'",
-                         (min(floor, 2**63 - 1 - 2**40),))
-        (end,) = conn.execute(
-            "UPDATE meta SET value = value + ? WHERE name = 'key_counter' RETURNING value", (n,)
-        ).fetchone()
-        return end - n + 1
-
-    def _insert_rows(self, conn: sqlite3.Connection, c: _Coll, wf: str,
-                     docs: Sequence[Mapping[str, Any]]) -> list[Document]:
-        # Runs once per inserted document (10^6 for a large workflow): one pass of plain dict
-        # operations per document; checks that would cost a regex per id are cached per form.
-        floor, need = 0, 0
-        for d in docs:
-            if not isinstance(d, Mapping):
-                raise InvalidInput("a document must be a JSON object")
-            key = d.get("_key")
-            if key is None:
-                need += 1
-            elif _check_key(key).isdigit() and key.isascii():
-                floor = max(floor, int(key))
-            if c.edge:
-                _check_id(d.get("_from"), "_from")
-                _check_id(d.get("_to"), "_to")
-        if not c.is_global:
-            self._require_wf(conn, wf)
-        next_key = self._reserve_keys(conn, need, floor) if (need or floor) else 0
-        prefix = self._prefix(c, wf)
-        revs = os.urandom(8 * len(docs)).hex()
-        dumps, row_values = q.dumps, cols.row_function(c.name)
-        out, rows = [], []
-        append_out, append_row = out.append, rows.append
-        for i, d in enumerate(docs):
-            key = d.get("_key")
-            if key is None:
-                key = str(next_key)
-                next_key += 1
-            rev = revs[16 * i:16 * i + 16]
-            doc: Document = {"_key": key, "_id": prefix + key}
-            if c.edge:
-                doc["_from"], doc["_to"] = d["_from"], d["_to"]
-            doc["_rev"] = rev
-            if _SYSTEM_BUT_KEY.isdisjoint(d):
-                doc.update(d)  # a "_key" in d is the same value: its place stays first
-                doc["_key"] = key
-            else:
-                for k, v in d.items():
-                    if k not in _SYSTEM:
-                        doc[k] = v
-            text = dumps(doc)
-            append_out(doc)
-            if c.edge:
-                append_row((wf, key, doc["_from"], doc["_to"], text))
-            elif row_values is not None:
-                append_row((wf, key, text, rev, *row_values(doc)))
-            else:
-                append_row((wf, key, text))
-        sql_text = _insert_sql(c)
-        try:
-            conn.executemany(sql_text, rows)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" not in str(exc):
-                raise
-            taken = ", ".join(sorted({r[1] for r in rows} & self._existing(conn, c, wf, rows)))
-            raise UniqueConstraintViolated(
-                "unique constraint violated - in index primary of type primary over '_key'; "
-                f"conflicting key: {taken}") from None
-        return out
-
-    def _existing(self, conn, c: _Coll, wf: str, rows) -> set[str]:
-        keys = [r[1] for r in rows]
-        seen, dup = set(), set()
-        for k in keys:
-            (dup if k in seen else seen).add(k)
-        found = conn.execute(
-            f"SELECT key FROM {c.table} WHERE wf = ? AND key IN (SELECT value FROM json_each(?))",
-            (wf, json.dumps(keys)),
-        ).fetchall()
-        return dup | {r[0] for r in found}
-
-    def _cascade(self, conn: sqlite3.Connection, c: _Coll, wf: str, ids_sql: str,
-                 params: Mapping[str, Any]) -> None:
-        """Delete every edge of the workflow's graph incident to the vertices ``ids_sql``."""
-        if not c.vertex:
-            return
-        names = [e.value for e in model.GlobalEdge] if c.is_global else [e.value for e in model.Edge]
-        p = {**params, "cwf": wf}
-        for name in names:
-            t = schema.edge_table(name)
-            # Two statements: with OR the planner scans the workflow's edges instead of using
-            # the (wf, from_id) and (wf, to_id) indexes.
-            conn.execute(f"DELETE FROM {t} WHERE wf = :cwf AND from_id IN ({ids_sql})", p)
-            conn.execute(f"DELETE FROM {t} WHERE wf = :cwf AND to_id IN ({ids_sql})", p)
-
     # -- workflows -----------------------------------------------------------------------------
 
     def create_workflow(self, workflow: Document, config: Document, status: Document,
@@ -341,17 +162,17 @@ class SQLiteStore(StagingOps, GraphStore):
         if self._staging() is not None:
             self.maybe_sweep()
         with self._db.write() as conn:
-            wf_doc = self._insert_rows(conn, _COLLS["workflows"], "", [workflow])[0]
+            wf_doc = self._insert_rows(conn, COLLS["workflows"], "", [workflow])[0]
             # The owner commits with the workflow or not at all (a stale record is replaced).
-            conn.execute(f"DELETE FROM {_COLLS[_OWNERS].table} WHERE wf = '' AND key = ?",
+            conn.execute(f"DELETE FROM {COLLS[_OWNERS].table} WHERE wf = '' AND key = ?",
                          (wf_doc["_key"],))
             if owner is not None:
-                self._insert_rows(conn, _COLLS[_OWNERS], "", [{**owner, "_key": wf_doc["_key"]}])
-            cfg = self._insert_rows(conn, _COLLS["workflow_configs"], "", [config])[0]
-            sts = self._insert_rows(conn, _COLLS["workflow_statuses"], "", [status])[0]
-            self._insert_rows(conn, _COLLS["has_workflow_config"], "",
+                self._insert_rows(conn, COLLS[_OWNERS], "", [{**owner, "_key": wf_doc["_key"]}])
+            cfg = self._insert_rows(conn, COLLS["workflow_configs"], "", [config])[0]
+            sts = self._insert_rows(conn, COLLS["workflow_statuses"], "", [status])[0]
+            self._insert_rows(conn, COLLS["has_workflow_config"], "",
                               [{"_from": wf_doc["_id"], "_to": cfg["_id"]}])
-            self._insert_rows(conn, _COLLS["has_workflow_status"], "",
+            self._insert_rows(conn, COLLS["has_workflow_status"], "",
                               [{"_from": wf_doc["_id"], "_to": sts["_id"]}])
             if self._staging() is not None:  # invisible until published (.sqlite_staging)
                 self._stage(conn, wf_doc["_key"])
@@ -373,12 +194,12 @@ class SQLiteStore(StagingOps, GraphStore):
         return row, found
 
     def workflow_space(self, key: str) -> WorkflowSpace:
-        _check_key(key)
+        check_key(key)
         row, found = self._db.read(lambda conn: self._space_rows(conn, key))
         if found["workflow_configs"] is None or found["workflow_statuses"] is None:
             raise NotFound(f"workflow {key} has no config or status")
-        return WorkflowSpace(_loads(row[0]), _loads(found["workflow_configs"][1]),
-                             _loads(found["workflow_statuses"][1]))
+        return WorkflowSpace(loads(row[0]), loads(found["workflow_configs"][1]),
+                             loads(found["workflow_statuses"][1]))
 
     def workflow_exists(self, key: str) -> bool:
         if not isinstance(key, str) or not model.KEY_PATTERN.match(key):
@@ -389,7 +210,7 @@ class SQLiteStore(StagingOps, GraphStore):
             "SELECT 1 FROM doc_workflows WHERE wf = '' AND key = ?", (key,)).fetchone() is not None)
 
     def delete_workflow(self, key: str) -> Document:
-        _check_key(key)
+        check_key(key)
         with self._db.write() as conn:
             row, found = self._space_rows(conn, key)
             wf_id = "workflows/" + key
@@ -397,160 +218,28 @@ class SQLiteStore(StagingOps, GraphStore):
                 if found[coll] is not None:
                     conn.execute(f"DELETE FROM doc_{coll} WHERE wf = '' AND key = ?",
                                  (found[coll][0],))
-            self._cascade(conn, _COLLS["workflows"], "", ":vid", {"vid": wf_id})
+            self._cascade(conn, COLLS["workflows"], "", ":vid", {"vid": wf_id})
             for name in schema.all_tables():
                 if name not in ("doc_workflows", "doc_workflow_configs", "doc_workflow_statuses",
                                 "edge_has_workflow_config", "edge_has_workflow_status"):
                     conn.execute(f"DELETE FROM {name} WHERE wf = ?", (key,))
-            conn.execute(f"DELETE FROM {_COLLS[_OWNERS].table} WHERE wf = '' AND key = ?",
+            conn.execute(f"DELETE FROM {COLLS[_OWNERS].table} WHERE wf = '' AND key = ?",
                          (key,))
             conn.execute("DELETE FROM doc_workflows WHERE wf = '' AND key = ?", (key,))
-        return _loads(row[0])
+        return loads(row[0])
 
-    # -- documents -----------------------------------------------------------------------------
-
-    def insert(self, collection: str, workflow: str | None, doc: Mapping[str, Any]) -> Document:
-        c, wf = self._coll(collection, workflow)
-        with self._db.write() as conn:
-            return self._insert_rows(conn, c, wf, [doc])[0]
-
-    def insert_many(self, collection: str, workflow: str | None,
-                    docs: Sequence[Mapping[str, Any]]) -> list[Document]:
-        c, wf = self._coll(collection, workflow)
-        docs = list(docs)
-        if not docs:
-            if not c.is_global and not self.workflow_exists(wf):
-                raise NotFound(f"workflow {wf} not found")
-            return []
-        with self._db.write() as conn:
-            return self._insert_rows(conn, c, wf, docs)
+    # -- reads ---------------------------------------------------------------------------------
 
     def get(self, collection: str, workflow: str | None, key: str) -> Document:
         c, wf = self._coll(collection, workflow)
-        _check_key(key)
+        check_key(key)
         row = self._db.read(lambda conn: conn.execute(
             f"SELECT {c.doc('t')} FROM {c.table} t WHERE wf = ? AND key = ?", (wf, key)).fetchone())
         if row is None:
             raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
-        return _loads(row[0])
+        return loads(row[0])
 
-    def update(self, collection: str, workflow: str | None, key: str, patch: Mapping[str, Any],
-               *, rev: str | None = None) -> Document:
-        c, wf = self._coll(collection, workflow)
-        _check_key(key)
-        if not isinstance(patch, Mapping):
-            raise InvalidInput("patch must be a JSON object")
-        with self._db.write() as conn:
-            row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t "
-                               "WHERE wf = ? AND key = ?", (wf, key)).fetchone()
-            if row is None:
-                raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
-            doc = _loads(row[1])
-            old = doc.get("_rev")
-            if rev is not None and rev != old:
-                raise RevisionConflict("conflict, _rev values do not match")
-            for k, v in patch.items():
-                if k not in _SYSTEM:
-                    doc[k] = v
-            doc["_rev"] = _new_rev()
-            if c.columns:
-                sets = ", ".join(f"{col.name} = ?" for col in c.columns)
-                conn.execute(f"UPDATE {c.table} SET doc = ?, rev = ?, {sets} WHERE seq = ?",
-                             (q.dumps(doc), doc["_rev"], *cols.row_values(c.name, doc), row[0]))
-            else:
-                conn.execute(f"UPDATE {c.table} SET doc = ? WHERE seq = ?",
-                             (q.dumps(doc), row[0]))
-        doc["_oldRev"] = old
-        return doc
-
-    def rewrite_each(self, collection: str, workflow: str | None,
-                     docs: Sequence[Mapping[str, Any]]) -> list[Document]:
-        """See :meth:`GraphStore.rewrite_each`: one ``executemany``, no read."""
-        c, wf = self._coll(collection, workflow)
-        if c.edge:
-            raise InvalidInput("rewrite_each writes documents, not edges")
-        prefix = self._prefix(c, wf)
-        revs = os.urandom(8 * len(docs)).hex()
-        dumps, row_values = q.dumps, cols.row_function(c.name)
-        system, check_key = _SYSTEM, _check_key
-        out, rows, keys = [], [], set()
-        for i, d in enumerate(docs):
-            if not isinstance(d, Mapping):
-                raise InvalidInput("a document must be a JSON object")
-            key = check_key(d.get("_key"))
-            if key in keys:
-                raise InvalidInput(f"rewrite_each: document {key} is given twice")
-            keys.add(key)
-            rev = revs[16 * i:16 * i + 16]
-            doc: Document = {"_key": key, "_id": prefix + key, "_rev": rev}
-            for k, v in d.items():
-                if k not in system:
-                    doc[k] = v
-            text = dumps(doc)
-            if row_values is not None:
-                rows.append((text, rev, *row_values(doc), wf, key))
-            else:
-                rows.append((text, wf, key))
-            doc["_oldRev"] = d.get("_rev")  # after the encoding: not part of the stored text
-            out.append(doc)
-        if not rows:
-            return []
-        with self._db.write() as conn:
-            cur = conn.executemany(_rewrite_sql(c), rows)
-            if cur.rowcount != len(rows):
-                missing = [r[-1] for r in rows if conn.execute(
-                    f"SELECT 1 FROM {c.table} WHERE wf = ? AND key = ?", (wf, r[-1])
-                ).fetchone() is None]
-                raise NotFound(f"document {prefix}{missing[0] if missing else '?'} not found")
-        return out
-
-    def _matching(self, c: _Coll, wf: str, where, edges, b: q.Binder) -> str:
-        """WHERE text for the rows an UPDATE/DELETE (aliased ``t``) changes. With graph
-        predicates the matches are selected first (a non-correlated ``IN``, evaluated once), so
-        changing one row cannot change whether another row matches in the same statement."""
-        if not edges:
-            return self._select(c, wf, where, edges, b)
-        cond = self._select(c, wf, where, edges, b, alias="m")
-        return f"t.seq IN (SELECT m.seq FROM {c.table} m WHERE {cond})"
-
-    def update_many(self, collection: str, workflow: str | None, where: Where | None,
-                    patch: Mapping[str, Any], *, edges: Sequence[HasEdge] = ()) -> int:
-        c, wf = self._coll(collection, workflow)
-        b = q.Binder()
-        setter = q.set_clause(c.name, patch, b, system=_SYSTEM)
-        cond = self._matching(c, wf, where, edges, b)
-        with self._db.write() as conn:
-            cur = conn.execute(f"UPDATE {c.table} AS t SET {setter} WHERE {cond}", b.params)
-            return cur.rowcount
-
-    def delete(self, collection: str, workflow: str | None, key: str) -> Document:
-        c, wf = self._coll(collection, workflow)
-        _check_key(key)
-        with self._db.write() as conn:
-            row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t "
-                               "WHERE wf = ? AND key = ?", (wf, key)).fetchone()
-            if row is None:
-                raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
-            doc = _loads(row[1])
-            self._cascade(conn, c, wf, ":vid", {"vid": doc["_id"]})
-            conn.execute(f"DELETE FROM {c.table} WHERE seq = ?", (row[0],))
-        return doc
-
-    def delete_many(self, collection: str, workflow: str | None, where: Where | None = None,
-                    *, edges: Sequence[HasEdge] = ()) -> int:
-        c, wf = self._coll(collection, workflow)
-        b = q.Binder()
-        cond = self._matching(c, wf, where, edges, b)
-        with self._db.write() as conn:
-            keys = [r[0] for r in conn.execute(
-                f"DELETE FROM {c.table} AS t WHERE {cond} RETURNING key", b.params).fetchall()]
-            if c.vertex and keys:
-                prefix = self._prefix(c, wf)
-                self._cascade(conn, c, wf, "SELECT value FROM json_each(:ids)",
-                              {"ids": q.dumps([prefix + k for k in keys])})
-            return len(keys)
-
-    def _find_sql(self, c: _Coll, wf: str, where, edges, order_by, b: q.Binder) -> str:
+    def _find_sql(self, c: Coll, wf: str, where, edges, order_by, b: q.Binder) -> str:
         cond = self._select(c, wf, where, edges, b)
         order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge, coll=c.name)
         return f"SELECT {c.doc('t')} FROM {c.table} t WHERE {cond} {order}"
@@ -569,7 +258,7 @@ class SQLiteStore(StagingOps, GraphStore):
              edges: Sequence[HasEdge] = (), skip: int = 0, limit: int | None = None,
              order_by: OrderBy | None = None) -> list[Document]:
         texts = self._find_texts(collection, workflow, where, edges, skip, limit, order_by)
-        return [_loads(t) for t in texts]
+        return [loads(t) for t in texts]
 
     def find_json(self, collection: str, workflow: str | None, where: Where | None = None, *,
                   edges: Sequence[HasEdge] = (), skip: int = 0, limit: int | None = None,
@@ -601,7 +290,7 @@ class SQLiteStore(StagingOps, GraphStore):
             p = {**params, "after": after} if keyset else {**params, "off": offset}
             rows = self._db.read(lambda conn: conn.execute(text, p).fetchall())
             for r in rows:
-                yield _loads(r[0])
+                yield loads(r[0])
             if len(rows) < batch:
                 return
             if keyset:
@@ -647,16 +336,16 @@ class SQLiteStore(StagingOps, GraphStore):
                 after = row[0]
             return [d for (d,) in conn.execute(text, {**b.params, "after": after})]
 
-        return [_loads(t) for t in self._db.read(run)]
+        return [loads(t) for t in self._db.read(run)]
 
     # -- graph ---------------------------------------------------------------------------------
 
-    def _edge(self, edge: str, workflow: str) -> tuple[_Coll, str]:
+    def _edge(self, edge: str, workflow: str) -> tuple[Coll, str]:
         name = q.edge_name(edge)
-        c = _COLLS[name]
+        c = COLLS[name]
         if c.is_global:
             return c, ""
-        _check_key(workflow)
+        check_key(workflow)
         return c, workflow
 
     def neighbors(self, workflow: str, edge: str, direction: Direction,
@@ -677,9 +366,9 @@ class SQLiteStore(StagingOps, GraphStore):
         rows = self._db.read(lambda conn: conn.execute(text, b.params).fetchall())
         out = []
         for e_text, v_text in rows:
-            e = _loads(e_text)
+            e = loads(e_text)
             out.append(Neighbor(e["_from"] if direction == "out" else e["_to"], e,
-                                None if v_text is None else _loads(v_text)))
+                                None if v_text is None else loads(v_text)))
         return out
 
     def join(self, workflow: str, collection: str, edge: str, direction: Direction,
@@ -707,8 +396,8 @@ class SQLiteStore(StagingOps, GraphStore):
         rows = self._db.read(lambda conn: conn.execute(text, b.params).fetchall())
         out = []
         for d_text, e_text, o_text in rows:
-            d, e = _loads(d_text), _loads(e_text)
-            o = None if o_text is None else _loads(o_text)
+            d, e = loads(d_text), loads(e_text)
+            o = None if o_text is None else loads(o_text)
             out.append({"from": d, "to": o, "edge": e} if direction == "out"
                        else {"from": o, "to": d, "edge": e})
         return out
@@ -725,7 +414,7 @@ class SQLiteStore(StagingOps, GraphStore):
         text = (f"WITH RECURSIVE {cte} SELECT {doc_expr} AS doc FROM r {joins} "
                 f"WHERE {doc_expr} IS NOT NULL {lim}")
         rows = self._db.read(lambda conn: conn.execute(text, b.params).fetchall())
-        return [_loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     def update_descendants(self, workflow: str, edge: str, patch: Mapping[str, Any], *,
                            start_ids: Sequence[str] | None = None, start_where: Where | None = None,
@@ -739,7 +428,7 @@ class SQLiteStore(StagingOps, GraphStore):
         else:
             parts = []
             for coll in q.other_end_collections(c.name, "in"):
-                sc = _COLLS[coll]
+                sc = COLLS[coll]
                 parts.append(f"SELECT {b(self._prefix(sc, wf))} || t.key FROM {sc.table} t "
                              f"WHERE {self._select(sc, wf, start_where, (), b)}")
             start = " UNION ALL ".join(parts)
@@ -751,10 +440,10 @@ class SQLiteStore(StagingOps, GraphStore):
         keys: list[tuple[int, str]] = []
         with self._db.write() as conn:
             for coll in q.other_end_collections(c.name, "out"):
-                tc = _COLLS[coll]
+                tc = COLLS[coll]
                 tb = q.Binder()
                 tb.params = dict(b.params)
-                setter = q.set_clause(tc.name, patch, tb, system=_SYSTEM)
+                setter = q.set_clause(tc.name, patch, tb, system=SYSTEM)
                 prefix = self._prefix(tc, wf)
                 cond = self._select(tc, wf, where, (), tb, alias="d")
                 # The reachable rows are selected first (rowids, driven by r), then updated: the
