@@ -60,165 +60,23 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from torc_graph.errors import InvalidInput, NotFound
+from torc_graph.store.bulk import BULK_OPERATIONS, bulk_operation, unwrap_outcome
+from torc_graph.store.filters import (
+    Direction, Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn, OrderBy, Where,
+)
+from torc_graph.store.records import Document, InitialJobState, Neighbor, Page, WorkflowSpace
+
+# The filter values, records and bulk registry live in their own modules (re-exported here).
+__all__ = ["BULK_OPERATIONS", "Direction", "Document", "Ge", "GraphStore", "Gt", "HasEdge", "In",
+           "InitialJobState", "Le", "Lt", "Ne", "Neighbor", "NotIn", "OrderBy", "Page", "Where",
+           "WorkflowSpace", "bulk_operation", "unwrap_outcome"]
 
 _MISSING = object()
 T = TypeVar("T")
-
-#: The bulk operations a backend may rerun after a crash (:meth:`GraphStore.bulk_transaction`):
-#: name -> ``fn(store, workflow, **args)``.
-BULK_OPERATIONS: dict[str, Callable[..., Any]] = {}
-
-
-def bulk_operation(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Register ``fn(store, workflow, **args)`` as the bulk operation ``name`` (a decorator;
-    the function is returned unchanged). Raises ValueError for a name registered twice."""
-
-    def register(fn: Callable[..., T]) -> Callable[..., T]:
-        if BULK_OPERATIONS.get(name, fn) is not fn:
-            raise ValueError(f"bulk operation {name!r} is registered twice")
-        BULK_OPERATIONS[name] = fn
-        return fn
-
-    return register
-
-Document = dict[str, Any]
-Where = Mapping[str, Any]
-#: ``[(field_path, descending), ...]``
-OrderBy = Sequence[tuple[str, bool]]
-Direction = Literal["out", "in"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Filter operators
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class In:
-    """The field's value is one of ``values`` (type-strict)."""
-
-    values: tuple[Any, ...]
-
-    def __init__(self, values: Iterable[Any]):
-        object.__setattr__(self, "values", tuple(values))
-
-
-@dataclass(frozen=True)
-class NotIn:
-    """The field's value is none of ``values`` (a missing field qualifies)."""
-
-    values: tuple[Any, ...]
-
-    def __init__(self, values: Iterable[Any]):
-        object.__setattr__(self, "values", tuple(values))
-
-
-@dataclass(frozen=True)
-class Ne:
-    """The field's value differs from ``value`` (a missing field qualifies)."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class Lt:
-    value: Any
-
-
-@dataclass(frozen=True)
-class Le:
-    value: Any
-
-
-@dataclass(frozen=True)
-class Gt:
-    value: Any
-
-
-@dataclass(frozen=True)
-class Ge:
-    value: Any
-
-
-@dataclass(frozen=True)
-class HasEdge:
-    """Graph predicate on a vertex document.
-
-    True when the document has at least one ``edge`` edge in ``direction`` (``"out"``: the
-    document is the edge's ``_from``; ``"in"``: it is the ``_to``) whose *other* endpoint matches
-    ``where``. ``where=None`` matches any other endpoint, even a dangling id. A ``where`` that
-    names only ``_id`` and/or ``_key`` is evaluated on the edge's endpoint id without loading
-    the other document; any other field requires the other document to exist.
-    With ``exists=False`` the predicate is negated: no such edge exists.
-    """
-
-    edge: str
-    direction: Direction
-    where: Where | None = None
-    exists: bool = True
-
-
-@dataclass
-class Page:
-    """One page of a listing: ``items`` and the number of matches ignoring skip/limit."""
-
-    items: list[Document]
-    total: int
-
-
-@dataclass
-class Neighbor:
-    """One hop of a traversal: the start vertex id, the edge and the vertex at the other end
-    (``None`` if the edge dangles)."""
-
-    start_id: str
-    edge: Document
-    vertex: Document | None
-
-
-@dataclass
-class WorkflowSpace:
-    """The three global documents of a workflow."""
-
-    workflow: Document
-    config: Document
-    status: Document
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class InitialJobState:
-    """What ``initialize_jobs`` writes to every job of a workflow (:meth:`GraphStore.set_initial_job_state`).
-
-    ``resources``: ``(resource requirements id, patch)`` in order; a job with a ``requires`` edge
-    to several takes the last one's patch. ``default``: the patch for jobs with none of them, or
-    whose patch sets ``num_cpus_path`` to 0. ``schedulers``: scheduler ids in order; a job with a
-    ``scheduled_bys`` edge to some takes the last one's id into ``scheduler_path`` (others keep
-    theirs). Status: a job matching ``blockable`` with an inbound ``blocks`` edge from a job
-    whose status is not in ``non_blocking`` becomes ``blocked``; else, unless its status is in
-    ``keep`` (or it is ``blocked``), it becomes ``ready``.
-    """
-
-    resources: Sequence[tuple[str, Mapping[str, Any]]]
-    default: Mapping[str, Any]
-    num_cpus_path: str
-    schedulers: Sequence[str]
-    scheduler_path: str
-    blockable: Where
-    non_blocking: Sequence[str]
-    keep: Sequence[str]
-    blocked: str
-    ready: str
-
-
-# ----------------------------------------------------------------------------------------------
-# The protocol
-# ----------------------------------------------------------------------------------------------
 
 
 class GraphStore(abc.ABC):
@@ -731,9 +589,3 @@ class GraphStore(abc.ABC):
                          edges=[HasEdge("blocks", "in", {"status": NotIn(state.non_blocking)})])
         self.update_many(jobs, workflow, {"status": NotIn((*state.keep, state.blocked))},
                          {"status": state.ready})
-
-def unwrap_outcome(value: Any) -> Any:
-    """A :meth:`GraphStore.transact_many` outcome for its caller: returned, or raised."""
-    if isinstance(value, BaseException):
-        raise value
-    return value
