@@ -21,7 +21,10 @@ from typing import Any
 from torc_graph import model
 from torc_graph.engine.common import now_ms, require_workflow
 from torc_graph.errors import BadRequest
-from torc_graph.store.base import Document, GraphStore, In, NotIn, bulk_operation
+from torc_graph.store.base import GraphStore
+from torc_graph.store.bulk import bulk_operation
+from torc_graph.store.filters import In, NotIn
+from torc_graph.store.records import Document
 
 _C, _E, _S = model.Collection, model.Edge, model.JobStatus
 GiB = 1024**3

@@ -24,7 +24,9 @@ from torc_graph.engine.initialize import (
 )
 from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, HasEdge, In, Le, Ne, NotIn
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import HasEdge, In, Le, Ne, NotIn
+from torc_graph.store.records import Document
 from torc_graph.units import (MAX_BYTES, GiB, duration_seconds, is_iso_duration,
                               seconds_to_duration)
 

@@ -27,7 +27,9 @@ from torc_graph import model
 from torc_graph.engine import stage_index
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import InvalidInput, NotFound
-from torc_graph.store.base import Document, GraphStore, In
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import In
+from torc_graph.store.records import Document
 
 JOBS = model.Collection.JOBS.value
 RESULTS = model.Collection.RESULTS.value

@@ -26,7 +26,8 @@ from typing import Any
 from torc_graph import model
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import InvalidInput
-from torc_graph.store.base import Document, GraphStore
+from torc_graph.store.base import GraphStore
+from torc_graph.store.records import Document
 
 _C, _E = model.Collection, model.Edge
 

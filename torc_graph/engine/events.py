@@ -11,7 +11,8 @@ from torc_graph import model
 from torc_graph.engine.common import clamp_limit, envelope, require_workflow
 from torc_graph.engine.queries import count_param
 from torc_graph.errors import InvalidInput
-from torc_graph.store.base import Ge, GraphStore, Gt
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import Ge, Gt
 
 EVENTS = model.Collection.EVENTS.value
 

@@ -30,7 +30,9 @@ from torc_graph.engine.common import now_ms, to_key
 from torc_graph.engine.initialize import workspace
 from torc_graph.errors import InvalidInput
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, In
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import In
+from torc_graph.store.records import Document
 
 JOBS = Collection.JOBS.value
 NODES = Collection.COMPUTE_NODES.value

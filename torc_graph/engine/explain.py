@@ -38,7 +38,9 @@ from torc_graph.engine.common import now_ms
 from torc_graph.engine.queries import get_job
 from torc_graph.errors import BadRequest
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, In
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import In
+from torc_graph.store.records import Document
 from torc_graph.units import GiB, duration_seconds
 
 JOBS = Collection.JOBS.value

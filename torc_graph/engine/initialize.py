@@ -19,7 +19,10 @@ from torc_graph.engine import integrity, tasks
 from torc_graph.engine.common import require_workflow
 from torc_graph.errors import BadRequest, NotFound
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS, Collection, Edge, JobStatus
-from torc_graph.store.base import GraphStore, In, InitialJobState, Ne, bulk_operation
+from torc_graph.store.base import GraphStore
+from torc_graph.store.bulk import bulk_operation
+from torc_graph.store.filters import In, Ne
+from torc_graph.store.records import InitialJobState
 from torc_graph.units import duration_seconds, memory_bytes
 
 JOBS = Collection.JOBS.value

@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from torc_graph import model
 from torc_graph.errors import InvalidInput, NotFound
-from torc_graph.store.base import GraphStore, In
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import In
 
 _E = model.Edge
 JOBS = model.Collection.JOBS.value

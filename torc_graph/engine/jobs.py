@@ -25,7 +25,8 @@ from torc_graph.engine import integrity
 from torc_graph.engine.common import require_workflow
 from torc_graph.engine.job_rows import RELATIONS, JobRows, Relation, build_jobs, single_job
 from torc_graph.errors import InvalidInput
-from torc_graph.store.base import GraphStore, In
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import In
 
 __all__ = ["RELATIONS", "Relation", "add_job", "add_jobs", "job_keys"]
 

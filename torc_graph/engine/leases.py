@@ -20,7 +20,9 @@ from torc_graph import model
 from torc_graph.engine.common import now_ms
 from torc_graph.errors import Conflict
 from torc_graph.model import Collection, JobStatus
-from torc_graph.store.base import Document, GraphStore, In, Lt
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import In, Lt
+from torc_graph.store.records import Document
 
 JOBS = Collection.JOBS.value
 NODES = Collection.COMPUTE_NODES.value

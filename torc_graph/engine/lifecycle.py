@@ -20,7 +20,10 @@ from torc_graph.engine.initialize import (
 )
 from torc_graph.errors import BadRequest, InvalidInput, NotFound, RevisionConflict
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore, HasEdge, In, Ne, NotIn, bulk_operation
+from torc_graph.store.base import GraphStore
+from torc_graph.store.bulk import bulk_operation
+from torc_graph.store.filters import HasEdge, In, Ne, NotIn
+from torc_graph.store.records import Document
 
 JOBS = Collection.JOBS.value
 BLOCKS = Edge.BLOCKS.value

@@ -1,7 +1,7 @@
 """Graph queries over one workflow: downstream jobs, joins and the per-job relation helpers.
 
 Every query here is a graph-native store call (``descendants``, ``join``, ``neighbors``, or a
-``find`` with a :class:`~torc_graph.store.base.HasEdge` predicate): no per-document round trips.
+``find`` with a :class:`~torc_graph.store.filters.HasEdge` predicate): no per-document round trips.
 Envelopes follow the torc v0.6.4 semantics of each endpoint (behavior doc §4.11, §4.12, §4.16,
 §4.20), including the quirks clients rely on (joins and downstream jobs report
 ``has_more=false``); the ``files/produced_by_job`` skip bug is fixed.
@@ -16,7 +16,9 @@ from torc_graph import model, validation
 from torc_graph.model import DEFAULT_RESOURCE_REQUIREMENTS
 from torc_graph.engine.common import clamp_limit, count_param, envelope, require_workflow
 from torc_graph.errors import BadRequest, InvalidInput, NotFound
-from torc_graph.store.base import Document, GraphStore, HasEdge
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import HasEdge
+from torc_graph.store.records import Document
 
 JOBS = model.Collection.JOBS.value
 

@@ -28,7 +28,8 @@ from torc_graph.engine import leases
 from torc_graph.engine.common import now_iso, now_ms
 from torc_graph.errors import BadRequest
 from torc_graph.model import Collection, Edge, JobStatus
-from torc_graph.store.base import Document, GraphStore
+from torc_graph.store.base import GraphStore
+from torc_graph.store.records import Document
 from torc_graph.units import MAX_BYTES, duration_seconds, memory_bytes
 
 JOBS = Collection.JOBS.value

@@ -23,7 +23,9 @@ from torc_graph import model
 from torc_graph.engine import tokens
 from torc_graph.engine.common import now_iso
 from torc_graph.errors import NotFound, Unauthorized
-from torc_graph.store.base import Document, GraphStore, Lt
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import Lt
+from torc_graph.store.records import Document
 
 SESSIONS = model.GlobalCollection.DASHBOARD_SESSIONS.value
 #: Default session lifetime (the ``dashboard_session_seconds`` setting): 12 hours.

@@ -34,7 +34,8 @@ from torc_graph.engine.common import clamp_limit, count_param, envelope, require
 from torc_graph.engine.queries import get_job
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.spec import handlers
-from torc_graph.store.base import Document, GraphStore
+from torc_graph.store.base import GraphStore
+from torc_graph.store.records import Document
 
 _C, _E = model.Collection, model.Edge
 _DB_KEYS = ("_key", "_id", "_rev", "_oldRev")

@@ -40,7 +40,8 @@ import ijson
 from torc_graph import model, spec as spec_formats, validation
 from torc_graph.engine import integrity, specifications as specs, tasks, workflows
 from torc_graph.errors import InvalidInput
-from torc_graph.store.base import Document, GraphStore
+from torc_graph.store.base import GraphStore
+from torc_graph.store.records import Document
 
 _C = model.Collection
 #: Jobs per chunk: one transaction writes this many jobs and their edges. Measured

@@ -30,7 +30,8 @@ from typing import Any
 from torc_graph import model
 from torc_graph.engine.common import now_iso
 from torc_graph.errors import InvalidInput, NotFound
-from torc_graph.store.base import Document, GraphStore
+from torc_graph.store.base import GraphStore
+from torc_graph.store.records import Document
 
 TOKENS = model.GlobalCollection.AUTH_TOKENS.value
 OWNERS = model.GlobalCollection.WORKFLOW_OWNERS.value

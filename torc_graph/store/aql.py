@@ -29,7 +29,7 @@ from typing import Any
 
 from torc_graph import model
 from torc_graph.errors import InvalidInput
-from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
+from torc_graph.store.filters import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
 
 #: Hidden attribute holding the insertion sequence of documents with caller-supplied keys.
 #: Stripped from every document the store returns, and from every insert and patch.

@@ -88,7 +88,9 @@ from torc_graph.store.arango_layout import (
     Layout,
     workflow_names,
 )
-from torc_graph.store.base import Document, GraphStore, HasEdge, Where
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import HasEdge, Where
+from torc_graph.store.records import Document
 
 __all__ = ["ArangoStore", "PASSWORD_ENV", "TICKS", "TransactionTooLarge", "claim_order", "mask_url",
            "parse_url", "translate"]

@@ -50,7 +50,7 @@ from torc_graph import model
 from torc_graph.errors import StoreUnavailable
 from torc_graph.store.aql import BULK_FIELD, Query
 from torc_graph.store.arango_connection import dumps
-from torc_graph.store.base import BULK_OPERATIONS
+from torc_graph.store.bulk import BULK_OPERATIONS
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from torc_graph.store.aql import (
     endpoint_collections,
     seq_expr,
 )
-from torc_graph.store.base import Direction, Neighbor, Where
+from torc_graph.store.filters import Direction, Where
+from torc_graph.store.records import Neighbor
 
 ID_PATTERN = model.ID_PATTERN
 

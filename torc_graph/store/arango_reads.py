@@ -27,7 +27,8 @@ from torc_graph.store.aql import (
 )
 from torc_graph.store.arango_connection import translating
 from torc_graph.store.arango_graph import clean
-from torc_graph.store.base import Document, HasEdge, In, OrderBy, Where
+from torc_graph.store.filters import HasEdge, In, OrderBy, Where
+from torc_graph.store.records import Document
 
 
 def claim_order(name: str, where: Where | None, order_by: OrderBy | None) -> str | None:

@@ -22,7 +22,7 @@ from torc_graph.store.arango_connection import translating
 from torc_graph.store.arango_graph import clean
 from torc_graph.store.arango_layout import GLOBAL_DOCS, GLOBAL_EDGES, check_workflow_key
 from torc_graph.store.arango_staging import now_ms
-from torc_graph.store.base import Document, WorkflowSpace
+from torc_graph.store.records import Document, WorkflowSpace
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from torc_graph import json_codec, model
 from torc_graph.errors import InvalidInput
 from torc_graph.store import sqlite_columns as cols
-from torc_graph.store.base import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
+from torc_graph.store.filters import Ge, Gt, HasEdge, In, Le, Lt, Ne, NotIn
 from torc_graph.store.sqlite_schema import doc_table, edge_table
 
 _INT64 = (-(2**63), 2**63 - 1)

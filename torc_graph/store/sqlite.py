@@ -23,15 +23,9 @@ from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store import sql as q
 from torc_graph.store import sqlite_initialize as initial
 from torc_graph.store import sqlite_schema as schema
-from torc_graph.store.base import (
-    Document,
-    GraphStore,
-    HasEdge,
-    InitialJobState,
-    OrderBy,
-    Where,
-    WorkflowSpace,
-)
+from torc_graph.store.base import GraphStore
+from torc_graph.store.filters import HasEdge, OrderBy, Where
+from torc_graph.store.records import Document, InitialJobState, WorkflowSpace
 from torc_graph.store.sqlite_collections import COLLS, Coll, check_key, loads
 from torc_graph.store.sqlite_connection import Connections
 from torc_graph.store.sqlite_graph import GraphOps

@@ -10,7 +10,7 @@ from torc_graph import json_codec, model
 from torc_graph.errors import InvalidInput
 from torc_graph.store import sqlite_columns as cols
 from torc_graph.store import sqlite_schema as schema
-from torc_graph.store.base import Document
+from torc_graph.store.records import Document
 
 SYSTEM = frozenset(("_key", "_id", "_rev", "_from", "_to", "_oldRev"))
 

@@ -44,7 +44,7 @@ from torc_graph.errors import (
     UniqueConstraintViolated,
 )
 from torc_graph.store import sqlite_schema as schema
-from torc_graph.store.base import unwrap_outcome
+from torc_graph.store.bulk import unwrap_outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,7 +10,8 @@ from typing import Any
 
 from torc_graph.errors import InvalidInput
 from torc_graph.store import sql as q
-from torc_graph.store.base import Direction, Document, Neighbor, Where
+from torc_graph.store.filters import Direction, Where
+from torc_graph.store.records import Document, Neighbor
 from torc_graph.store.sqlite_collections import COLLS, SYSTEM, Coll, check_key, loads
 
 

@@ -34,7 +34,8 @@ from typing import Any
 from torc_graph import model
 from torc_graph.store import sql as q
 from torc_graph.store import sqlite_columns as cols
-from torc_graph.store.base import HasEdge, In, InitialJobState, Ne, NotIn
+from torc_graph.store.filters import HasEdge, In, Ne, NotIn
+from torc_graph.store.records import InitialJobState
 from torc_graph.store.sqlite_schema import doc_table, edge_table
 
 JOBS = model.Collection.JOBS.value

@@ -16,7 +16,8 @@ from torc_graph.errors import InvalidInput, NotFound, RevisionConflict, UniqueCo
 from torc_graph.store import sql as q
 from torc_graph.store import sqlite_columns as cols
 from torc_graph.store import sqlite_schema as schema
-from torc_graph.store.base import Document, HasEdge, Where
+from torc_graph.store.filters import HasEdge, Where
+from torc_graph.store.records import Document
 from torc_graph.store.sqlite_collections import SYSTEM, Coll, check_key, loads
 
 _SYSTEM_BUT_KEY = SYSTEM - {"_key"}
