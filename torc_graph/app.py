@@ -85,5 +85,6 @@ def store_options(settings: dict[str, Any]) -> dict[str, Any]:
         return {
             "synchronous": settings["sqlite_synchronous"],
             "busy_timeout": settings["sqlite_busy_timeout"],
+            "cache_mib": settings["sqlite_cache_mib"],
         }
     return {}

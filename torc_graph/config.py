@@ -69,6 +69,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sqlite_busy_timeout", 120.0,
             "Seconds a SQLite writer waits for the lock before the request fails with 503.",
             _positive_float),
+    Setting("sqlite_cache_mib", 64,
+            "SQLite page cache per connection in MiB (grows only as pages are used; each "
+            "server thread has its own connection, so the bound is workers x threads x this).",
+            _positive_int),
     Setting("host", "127.0.0.1", "Address `torc-graph serve` binds to."),
     Setting("port", 8529, "Port `torc-graph serve` listens on.", _positive_int),
     Setting("workers", 4, "gunicorn worker processes for `torc-graph serve`.", _positive_int),

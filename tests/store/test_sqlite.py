@@ -564,3 +564,18 @@ def test_migration_0007_moves_job_names_into_the_column(db):
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'doc_jobs'")}
     assert "ix_doc_jobs_name" not in indexes and "ix_doc_jobs_name_col" in indexes
     store.close()
+
+
+def test_page_cache_size_is_the_setting_per_connection(tmp_path):
+    """``cache_mib`` (setting ``sqlite_cache_mib``) is each connection's page cache; a bad
+    value is refused before anything is opened."""
+    store = SQLiteStore.from_url(f"sqlite:///{tmp_path}/c.db", cache_mib=3)
+    assert store._db.read(lambda c: c.execute("PRAGMA cache_size").fetchone()[0]) == -3 * 1024
+    assert store.info()["cache_mib"] == 3
+    store.close()
+    default = SQLiteStore(str(tmp_path / "d.db"))
+    assert default._db.read(lambda c: c.execute("PRAGMA cache_size").fetchone()[0]) == -64 * 1024
+    default.close()
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(InvalidInput, match="cache_mib"):
+            SQLiteStore(str(tmp_path / "e.db"), cache_mib=bad)

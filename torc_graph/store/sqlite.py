@@ -27,7 +27,7 @@ from torc_graph.store.base import GraphStore
 from torc_graph.store.filters import HasEdge, OrderBy, Where
 from torc_graph.store.records import Document, InitialJobState, WorkflowSpace
 from torc_graph.store.sqlite_collections import COLLS, Coll, check_key, loads
-from torc_graph.store.sqlite_connection import Connections
+from torc_graph.store.sqlite_connection import DEFAULT_CACHE_MIB, Connections
 from torc_graph.store.sqlite_graph import GraphOps
 from torc_graph.store.sqlite_staging import STAGED, StagingOps
 from torc_graph.store.sqlite_writes import WriteOps
@@ -41,7 +41,7 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
     """Graph store in one SQLite file. See the module docstring for the concurrency rules."""
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout: float = 120.0,
-                 url: str | None = None):
+                 cache_mib: int = DEFAULT_CACHE_MIB, url: str | None = None):
         sync = str(synchronous).upper()
         if sync not in ("FULL", "NORMAL"):
             raise InvalidInput("synchronous must be FULL or NORMAL")
@@ -49,21 +49,25 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
             raise InvalidInput("the SQLite store needs a file path")
         if busy_timeout <= 0:
             raise InvalidInput("busy_timeout must be positive")
+        if isinstance(cache_mib, bool) or not isinstance(cache_mib, int) or cache_mib < 1:
+            raise InvalidInput("cache_mib must be a positive integer")
         self.path = os.path.abspath(path)
         self.synchronous = sync
         self.busy_timeout = float(busy_timeout)
         self.url = url or f"sqlite:///{self.path}"
-        self._db = Connections(self.path, sync, self.busy_timeout)
+        self.cache_mib = cache_mib
+        self._db = Connections(self.path, sync, self.busy_timeout, cache_mib)
 
     @classmethod
     def from_url(cls, url: str, *, synchronous: str = "FULL", busy_timeout: float = 120.0,
-                 **_ignored: Any) -> SQLiteStore:
+                 cache_mib: int = DEFAULT_CACHE_MIB, **_ignored: Any) -> SQLiteStore:
         """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
         prefix = "sqlite:///"
         if not isinstance(url, str) or not url.lower().startswith(prefix):
             raise InvalidInput(f"not a SQLite URL: {url!r} (use sqlite:///path/to/file.db)")
         path = unquote(url[len(prefix):].split("?", 1)[0])
-        return cls(path, synchronous=synchronous, busy_timeout=busy_timeout, url=url)
+        return cls(path, synchronous=synchronous, busy_timeout=busy_timeout,
+                   cache_mib=cache_mib, url=url)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -99,6 +103,7 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
                 "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
                     conn.execute("PRAGMA synchronous").fetchone()[0], "?"),
                 "busy_timeout": self.busy_timeout,
+                "cache_mib": self.cache_mib,
                 "migrations": schema.applied(conn),
             }
         return self._db.read(run)

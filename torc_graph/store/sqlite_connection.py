@@ -50,12 +50,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
-#: Page cache per connection, KiB (SQLite's default is 2 MB; pages are allocated only as
-#: used). A 10,000-job ``bulk_jobs`` transaction dirties more pages than 2 MB hold, so SQLite
+#: Default page cache per connection, MiB (setting ``sqlite_cache_mib``; SQLite's own default
+#: is 2 MB; pages are allocated only as used, so a connection's cache grows with the pages it
+#: touched, up to this). A 10,000-job ``bulk_jobs`` transaction dirties more pages than 2 MB hold, so SQLite
 #: spilled them into the WAL mid-transaction (native profile: ~20 % of the inserts in cache
 #: stress and WAL writes). Measured, the SQL inserts of 10^6 jobs + 990,000 edges in 10^4
 #: batches: 24.2 -> 20.5 s CPU (10^5: -12 %).
-CACHE_KIB = 64 * 1024
+DEFAULT_CACHE_MIB = 64
 _CHECKPOINT_TIMEOUT_MS = 500
 _CHECKPOINT_PAUSE = 1.0  # seconds before retrying a checkpoint that found readers busy
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes carry them in the low byte)
@@ -224,10 +225,12 @@ class _Pending:
 class Connections:
     """The per-process, per-thread connections to one database file and their transactions."""
 
-    def __init__(self, path: str, synchronous: str, busy_timeout: float):
+    def __init__(self, path: str, synchronous: str, busy_timeout: float,
+                 cache_mib: int = DEFAULT_CACHE_MIB):
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
+        self.cache_mib = cache_mib
         self._state = _ThreadState()
         self._conns: list[tuple[int, sqlite3.Connection]] = []
         self._conns_guard = threading.Lock()
@@ -270,7 +273,7 @@ class Connections:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn.execute(f"PRAGMA cache_size = -{int(self.cache_mib) * 1024}")
             if self.retry(lambda: schema.pending(conn)):
                 with self._immediate(conn):
                     schema.apply_pending(conn)
