@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import tempfile
 from typing import Any
 
 import falcon
 
 from torc_graph import json_codec
+from torc_graph.json_limits import MAX_DEPTH, check_depth
+from torc_graph.json_limits import SURROGATE_ESCAPE as _SURROGATE_ESCAPE
 from torc_graph.errors import InvalidInput, PayloadTooLarge
 
 try:
@@ -31,12 +32,6 @@ except ImportError:  # another WSGI server: its read errors are OSErrors
 #: Errors of the WSGI input stream that mean the client sent a broken or truncated body.
 _BODY_READ_ERRORS = (OSError, _ServerParseError)
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-#: Deepest nesting of arrays/objects accepted in a request body (torc documents are shallow;
-#: free-form ``user_data.data`` gets generous room, far below the recursion limits).
-MAX_DEPTH = 100
 
 
 def dumps(value: Any) -> str:
@@ -188,43 +183,6 @@ def _depth_within(raw: bytes, value: Any, limit: int) -> bool:
             return True
         brackets = brackets.replace(b"[]", b"")
     return not brackets
-
-
-def check_depth(value: Any, limit: int = MAX_DEPTH, *, surrogates: bool = True) -> None:
-    """InvalidInput (400) if arrays/objects in ``value`` nest deeper than ``limit``, or (with
-    ``surrogates``) if a string or key holds a lone UTF-16 surrogate.
-
-    JSON text can spell a lone surrogate as an escape (``"\\ud800"``); Python decodes it into a
-    string that cannot be encoded as UTF-8, so it could never be stored or sent back.
-    Iterative, so it is safe on any value the parser produced; only containers are stacked,
-    so the cost is one pass over the body's values."""
-    if isinstance(value, str):
-        _check_string(value, surrogates)
-    if not isinstance(value, (dict, list)):
-        return
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            raise InvalidInput(f"request body is nested deeper than {limit} levels")
-        if isinstance(item, dict):
-            if surrogates:
-                for key in item:
-                    _check_string(key, True)
-            item = item.values()
-        for child in item:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-            elif surrogates and isinstance(child, str):
-                _check_string(child, True)
-
-
-def _check_string(text: str, surrogates: bool) -> None:
-    if surrogates and _SURROGATE.search(text):
-        raise InvalidInput(
-            "request body contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), "
-            "which is not valid Unicode"
-        )
 
 
 def read_object(req: falcon.Request, max_bytes: int, *, required: bool = True) -> dict | None:

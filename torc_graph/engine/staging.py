@@ -19,7 +19,7 @@ reads it with an incremental JSON parser (``ijson``), never holding the list of 
 Memory: the skeleton, one chunk of jobs, a name → index map and a few integers per job and
 per ``blocked_by`` edge. A body this reader cannot stream exactly like the in-memory path (not
 an object, the current-torc dialect, non-finite numbers, lone surrogates, nesting deeper than
-:data:`MAX_DEPTH`, malformed JSON) is handed to the in-memory path
+:data:`~torc_graph.json_limits.MAX_DEPTH`, malformed JSON) is handed to the in-memory path
 (:func:`.specifications.create_from_specification`), which gives the same result or the same
 error message as before.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -37,7 +36,7 @@ from typing import Any
 
 import ijson
 
-from torc_graph import model, spec as spec_formats, validation
+from torc_graph import json_limits, model, spec as spec_formats, validation
 from torc_graph.engine import integrity, specifications as specs, tasks, workflows
 from torc_graph.errors import InvalidInput
 from torc_graph.store.base import GraphStore
@@ -48,10 +47,7 @@ _C = model.Collection
 #: (scripts/spec_lock.py, 5*10^4 jobs, load 2.8): 2,500 hold the write lock 0.29 s (median,
 #: max 0.53 s) per chunk, 10,000 hold it 0.97 s, for about the same CPU time.
 CHUNK = 2_500
-#: Deepest nesting streamed (deeper bodies go to the in-memory path, which refuses them).
-MAX_DEPTH = 100
 _JOBS = object()  # the skeleton's placeholder for the streamed ``jobs`` array
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 #: Fields of a v0.6.4 job specification (a job with others may be of the current dialect).
 _V064_JOB = validation.fields("job_specification")
 
@@ -135,7 +131,7 @@ def _surrogate_escapes(path: str) -> bool:
     tail = b""
     with open(path, "rb") as f:
         while piece := f.read(1 << 22):
-            if _SURROGATE_ESCAPE.search(tail + piece):
+            if json_limits.SURROGATE_ESCAPE.search(tail + piece):
                 return True
             tail = piece[-5:]
     return False
@@ -223,18 +219,13 @@ def _names(path: str) -> tuple[specs.JobNames, int]:
 
 def _check(value: Any) -> None:
     """_NotStreamable for what the API's parser refuses: nesting deeper than
-    :data:`MAX_DEPTH` (its message comes from the in-memory path). The incremental parser
-    itself refuses non-finite numbers (JSONError); lone surrogates: :func:`_surrogate_escapes`."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise _NotStreamable
-        children = item.items() if isinstance(item, dict) else enumerate(item) \
-            if isinstance(item, list) else ()
-        for _k, child in children:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
+    :data:`~torc_graph.json_limits.MAX_DEPTH` (its message comes from the in-memory path). The
+    incremental parser itself refuses non-finite numbers (JSONError); lone surrogates:
+    :func:`_surrogate_escapes`."""
+    try:
+        json_limits.check_depth(value, surrogates=False)
+    except InvalidInput:
+        raise _NotStreamable from None
 
 
 def _validate_job(i: int, job: Any) -> dict[str, Any]:
