@@ -4,8 +4,10 @@ Only whitelisted text reaches the SQL: table names from the model enums, field p
 :data:`~torc_graph.model.FIELD_PATH_PATTERN` (used as literal JSON paths so that expression
 indexes match), and operators from a fixed table. Every value is a named bind parameter.
 
-Type strictness: ``json_extract`` maps JSON ``true`` to 1 and objects to text, so every
-comparison also checks ``json_type``. Positive conditions may evaluate to NULL (which WHERE treats
+Type strictness: ``json_extract`` maps JSON ``true`` to 1 and objects to text, so comparisons
+also check ``json_type``, except equality and ``IN`` with values the SQL value decides alone
+(:func:`_value_decides`): then the condition is the bare ``value = ?``, which an expression index
+answers without reading the row. Positive conditions may evaluate to NULL (which WHERE treats
 as false); negations wrap them in ``coalesce(..., 0)`` first so a missing field satisfies them.
 """
 
@@ -125,6 +127,21 @@ def endpoint_only(where: Mapping[str, Any] | None) -> bool:
 # -- conditions --------------------------------------------------------------------------------
 
 
+def _value_decides(v: Any) -> bool:
+    """Whether ``json_extract``'s SQL value equal to ``v`` (a string or a number) implies the
+    JSON value is ``v`` with its JSON type, so no ``json_type`` check is needed (SQL compares
+    text and numbers without affinity here: text never equals a number).
+
+    The SQL value of a JSON field is text for a string and for an object or array (their JSON
+    text, which starts with ``{`` or ``[``), a number for a number and for a boolean (1, 0). So
+    a string not starting with ``{`` or ``[``, or a number other than 0 and 1, decides alone.
+    Column fields (:mod:`.sqlite_columns`) have the same SQL values: ``coalesce(column,
+    json_extract(...))``, where a non-NULL column holds a string or a number of the field."""
+    if isinstance(v, str):
+        return not v.startswith(("{", "["))
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0 and v != 1
+
+
 def _eq(f: Field, v: Any, b: Binder) -> str:
     if f.type is None:
         return f"{f.value} = {b(v)}" if isinstance(v, str) else "0"
@@ -132,6 +149,8 @@ def _eq(f: Field, v: Any, b: Binder) -> str:
         return f"{f.value} IS NULL"
     if isinstance(v, bool):
         return f"{f.type} = '{'true' if v else 'false'}'"
+    if _value_decides(v):
+        return f"{f.value} = {b(v)}"
     if isinstance(v, (int, float)):
         return f"({f.value} = {b(v)} AND {f.type} IN {_NUMBER_TYPES})"
     if isinstance(v, str):
@@ -148,6 +167,11 @@ def _in(f: Field, values: Sequence[Any], b: Binder) -> str:
         return f"{f.value} IN (SELECT value FROM json_each({b(dumps(strings))}))" if strings else "0"
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     parts = []
+    decided = [v for v in strings + numbers if _value_decides(v)]
+    if decided:
+        parts.append(f"{f.value} IN (SELECT value FROM json_each({b(dumps(decided))}))")
+        strings = [v for v in strings if not _value_decides(v)]
+        numbers = [v for v in numbers if not _value_decides(v)]
     if strings:
         parts.append(
             f"({f.value} IN (SELECT value FROM json_each({b(dumps(strings))})) "

@@ -34,7 +34,22 @@ from torc_graph.store.sqlite_writes import WriteOps
 
 _OWNERS = model.GlobalCollection.WORKFLOW_OWNERS.value
 _WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}$")
+#: Fields with an index on ``(wf, field)`` alone (:data:`.sqlite_schema.INDEXED_FIELDS`; the jobs'
+#: status index also holds the claim order, so it does not list a status in ``seq`` order): an
+#: unfiltered listing ordered by one of them (ascending) walks that index and stops at LIMIT.
+_ORDER_INDEXED = {name: frozenset(fields) - {"status"} if name == model.Collection.JOBS.value
+                  else frozenset(fields) for name, fields in schema.INDEXED_FIELDS.items()}
 T = TypeVar("T")
+
+
+def _index_ordered(c: Coll, order_by: Any) -> bool:
+    """Whether ``order_by`` is one ascending field of :data:`_ORDER_INDEXED` (its index gives
+    the order, ties in ``seq`` order)."""
+    try:
+        ((path, desc),) = order_by or ()
+    except (TypeError, ValueError):
+        return False
+    return not desc and isinstance(path, str) and path in _ORDER_INDEXED.get(c.name, ())
 
 
 class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
@@ -133,15 +148,17 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
         ).fetchone() is None:
             raise NotFound(f"workflow {wf} not found")
 
-    def _select(self, c: Coll, wf: str, where, edges, b: q.Binder, alias: str = "t") -> str:
-        """The WHERE text for rows of ``c`` in ``wf`` matching ``where`` and ``edges``."""
+    def _select(self, c: Coll, wf: str, where, edges, b: q.Binder, alias: str = "t",
+                seq_index: bool = True) -> str:
+        """The WHERE text for rows of ``c`` in ``wf`` matching ``where`` and ``edges``
+        (unfiltered, with ``seq_index``: through the ``(wf) WHERE seq > 0`` index)."""
         prefix_value = self._prefix(c, wf)
         prefix = b(prefix_value)
         conds = [f"{alias}.wf = {b(wf)}"]
         conds += q.where_doc(where, alias, b, edge=c.edge, prefix=prefix_value, coll=c.name)
         for pred in edges or ():
             conds.append(q.has_edge(pred, alias, f"({prefix} || {alias}.key)", wf, b))
-        if len(conds) == 1 and not c.edge:
+        if len(conds) == 1 and not c.edge and seq_index:
             # Opt in to the partial index ``(wf) WHERE seq > 0`` (always true): rows of one
             # workflow in seq order, so unfiltered pages, joins and batches stop at LIMIT
             # instead of sorting the whole workflow. Filtered queries cannot use it (their
@@ -238,18 +255,31 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
             raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
         return loads(row[0])
 
-    def _find_sql(self, c: Coll, wf: str, where, edges, order_by, b: q.Binder) -> str:
-        cond = self._select(c, wf, where, edges, b)
+    def _find_sql(self, c: Coll, wf: str, where, edges, order_by, b: q.Binder,
+                  columns: str | None = None) -> str:
+        cond = self._select(c, wf, where, edges, b, seq_index=not _index_ordered(c, order_by))
         order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge, coll=c.name)
-        return f"SELECT {c.doc('t')} FROM {c.table} t WHERE {cond} {order}"
+        return f"SELECT {columns or c.doc('t')} FROM {c.table} t WHERE {cond} {order}"
+
+    def _page_sql(self, c: Coll, wf: str, where, edges, skip, limit, order_by,
+                  b: q.Binder) -> str:
+        """The SELECT of :meth:`find` (the ``doc`` of the matching rows, each the whole stored
+        document). A filtered page selects the ``seq`` of its rows first and then reads only
+        their documents: the sort before LIMIT holds row ids, which an index gives without
+        reading the rows, instead of every matching document."""
+        page = f" LIMIT {b(-1 if limit is None else int(limit))} OFFSET {b(int(skip or 0))}"
+        if limit is None or not (where or edges):
+            return self._find_sql(c, wf, where, edges, order_by, b) + page
+        rows = self._find_sql(c, wf, where, edges, order_by, b, columns="t.seq") + page
+        order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge, coll=c.name)
+        return f"SELECT {c.doc('t')} FROM {c.table} t WHERE t.seq IN ({rows}) {order}"
 
     def _find_texts(self, collection: str, workflow: str | None, where, edges, skip, limit,
                     order_by) -> list[str]:
-        """The ``doc`` column of the matching rows (each the whole stored document)."""
+        """The ``doc`` column of the matching rows (:meth:`_page_sql`)."""
         c, wf = self._coll(collection, workflow)
         b = q.Binder()
-        text = self._find_sql(c, wf, where, edges, order_by, b)
-        text += f" LIMIT {b(-1 if limit is None else int(limit))} OFFSET {b(int(skip or 0))}"
+        text = self._page_sql(c, wf, where, edges, skip, limit, order_by, b)
         # Unpacked while iterating: no intermediate list of row tuples for large pages.
         return self._db.read(lambda conn: [d for (d,) in conn.execute(text, b.params)])
 
