@@ -85,8 +85,14 @@ def _row_reads(conn: sqlite3.Connection, text: str, params) -> list[tuple]:
     return reads
 
 
-def _plan(conn, text, params) -> str:
-    return " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + text, params))
+def _plan(conn, text, params, *, rows_only: bool = False) -> str:
+    """The query plan's lines; with ``rows_only`` those of the subquery selecting the rows of a
+    page (:meth:`SQLiteStore._page_sql`), without the final sort of the page's documents."""
+    plan = conn.execute("EXPLAIN QUERY PLAN " + text, params).fetchall()
+    if rows_only:
+        (sub,) = [r[0] for r in plan if r[3].startswith("LIST SUBQUERY")]
+        plan = [r for r in plan if r[1] == sub]
+    return " | ".join(r[3] for r in plan)
 
 
 @pytest.fixture
@@ -179,8 +185,8 @@ def test_a_listing_sorted_by_name_walks_the_name_index(store):
                       + [{"command": "x"}])
     conn = store._db.conn()
     text, params = _sql_of(store, "find", "jobs", wf, None, limit=2, order_by=[("name", False)])
-    plan = _plan(conn, text, params)
-    assert "USING INDEX ix_doc_jobs_name_col" in plan and "TEMP B-TREE" not in plan, plan
+    plan = _plan(conn, text, params, rows_only=True)
+    assert plan == "SEARCH t USING INDEX ix_doc_jobs_name_col (wf=?)", plan
     # type-strict order, ties in insertion order: null and missing < numbers < strings
     names = [d.get("name", "-") for d in store.find("jobs", wf, order_by=[("name", False)])]
     assert names == [None, "-", 7, "a", "b", "c"]
@@ -188,3 +194,27 @@ def test_a_listing_sorted_by_name_walks_the_name_index(store):
                                               order_by=[("name", False)])] == ["a", "b"]
     assert [d.get("name") for d in store.find("jobs", wf, limit=2,
                                               order_by=[("name", True)])] == ["c", "b"]
+
+
+def test_a_listing_sorted_by_status_walks_the_status_index(store):
+    """An unfiltered page ordered by ``status`` walks the status index (each status's jobs
+    sorted by ``seq``, not the whole workflow) and reads only the rows it returns."""
+    wf = new_workflow(store)
+    statuses = ["ready", "done", 3, "blocked", None, "done", "ready", {"a": 1}, "blocked"]
+    store.insert_many("jobs", wf, [{"i": i, "status": s, "internal": {"num_gpus": i % 2}}
+                                   for i, s in enumerate(statuses)])
+    conn = store._db.conn()
+    for desc in (False, True):
+        text, params = _sql_of(store, "find", "jobs", wf, None, limit=3,
+                               order_by=[("status", desc)])
+        plan = _plan(conn, text, params, rows_only=True)
+        assert plan == ("SEARCH t USING INDEX ix_doc_jobs_status_claim (wf=?) | "
+                        "USE TEMP B-TREE FOR RIGHT PART OF ORDER BY"), plan
+        assert _row_reads(conn, text, params) == [], text
+    # type-strict order (null < numbers < text < object text), ties in insertion order
+    want = [4, 2, 3, 8, 1, 5, 0, 6, 7]
+    assert [d["i"] for d in store.find("jobs", wf, order_by=[("status", False)])] == want
+    assert [d["i"] for d in store.find("jobs", wf, order_by=[("status", False)], limit=4,
+                                       skip=2)] == want[2:6]
+    assert [d["i"] for d in store.find("jobs", wf, order_by=[("status", True)], limit=3)] == [
+        7, 0, 6]

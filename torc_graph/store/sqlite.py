@@ -34,22 +34,20 @@ from torc_graph.store.sqlite_writes import WriteOps
 
 _OWNERS = model.GlobalCollection.WORKFLOW_OWNERS.value
 _WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}$")
-#: Fields with an index on ``(wf, field)`` alone (:data:`.sqlite_schema.INDEXED_FIELDS`; the jobs'
-#: status index also holds the claim order, so it does not list a status in ``seq`` order): an
-#: unfiltered listing ordered by one of them (ascending) walks that index and stops at LIMIT.
-_ORDER_INDEXED = {name: frozenset(fields) - {"status"} if name == model.Collection.JOBS.value
-                  else frozenset(fields) for name, fields in schema.INDEXED_FIELDS.items()}
+#: Fields whose index starts with ``(wf, field)`` (:data:`.sqlite_schema.INDEXED_FIELDS`; the
+#: jobs' status index continues with the claim order): a listing ordered by one of them walks
+#: that index (ties sorted by ``seq`` group by group) instead of sorting the whole workflow.
+_ORDER_INDEXED = {name: frozenset(fields) for name, fields in schema.INDEXED_FIELDS.items()}
 T = TypeVar("T")
 
 
 def _index_ordered(c: Coll, order_by: Any) -> bool:
-    """Whether ``order_by`` is one ascending field of :data:`_ORDER_INDEXED` (its index gives
-    the order, ties in ``seq`` order)."""
+    """Whether ``order_by`` starts with a field of :data:`_ORDER_INDEXED`."""
     try:
-        ((path, desc),) = order_by or ()
-    except (TypeError, ValueError):
+        path = order_by[0][0] if order_by else None
+    except (TypeError, IndexError, KeyError):
         return False
-    return not desc and isinstance(path, str) and path in _ORDER_INDEXED.get(c.name, ())
+    return isinstance(path, str) and path in _ORDER_INDEXED.get(c.name, ())
 
 
 class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
@@ -264,11 +262,11 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
     def _page_sql(self, c: Coll, wf: str, where, edges, skip, limit, order_by,
                   b: q.Binder) -> str:
         """The SELECT of :meth:`find` (the ``doc`` of the matching rows, each the whole stored
-        document). A filtered page selects the ``seq`` of its rows first and then reads only
-        their documents: the sort before LIMIT holds row ids, which an index gives without
-        reading the rows, instead of every matching document."""
+        document). A filtered or sorted page selects the ``seq`` of its rows first and then
+        reads only their documents: the sort before LIMIT holds row ids (which an index gives
+        without reading the rows), not every matching document."""
         page = f" LIMIT {b(-1 if limit is None else int(limit))} OFFSET {b(int(skip or 0))}"
-        if limit is None or not (where or edges):
+        if limit is None or not (where or edges or order_by):
             return self._find_sql(c, wf, where, edges, order_by, b) + page
         rows = self._find_sql(c, wf, where, edges, order_by, b, columns="t.seq") + page
         order = q.order_clause(order_by, "t", b(self._prefix(c, wf)), edge=c.edge, coll=c.name)
