@@ -10,7 +10,8 @@ unfiltered baseline measured in the same run:
 * ``find(status, limit=1)`` vs ``find(limit=1)``;
 * one page of ``GET /workflows/{wf}/jobs?status=...&limit=100`` (the engine call the route makes)
   vs the same page unfiltered;
-* the dashboard's workflow list (a count per status) and a page sorted by ``name``.
+* the dashboard's workflow list (a count per status) and pages sorted by ``name`` and
+  ``status``.
 
     .venv/bin/python scripts/bench_reads.py                      # N = 10^5 and 10^6 (~2 min)
     .venv/bin/python scripts/bench_reads.py --sizes 100000 --json out.json
@@ -68,6 +69,10 @@ def figures(store: SQLiteStore, wf: str, repeats: int) -> list[dict]:
         return lambda: documents.list_documents(store, wf, "jobs", documents.Listing(
             limit=100, filters=filters))
 
+    def sorted_page(field):
+        return lambda: documents.list_documents(store, wf, "jobs", documents.Listing(
+            limit=100, sort_by=field))
+
     count_all = cpu(lambda: store.count("jobs", wf), repeats)
     find_all = cpu(lambda: store.find("jobs", wf, limit=1), repeats)
     page_all = cpu(listing(), repeats)
@@ -82,9 +87,8 @@ def figures(store: SQLiteStore, wf: str, repeats: int) -> list[dict]:
         ("list_jobs?status=ready&limit=100", listing(status="ready"), page_all),
         ("list_jobs_by_status(ready, limit=100)",
          lambda: queries.list_jobs_by_status(store, wf, "ready", limit=100), page_all),
-        ("list_jobs?sort_by=name&limit=100",
-         lambda: documents.list_documents(store, wf, "jobs", documents.Listing(
-             limit=100, sort_by="name")), page_all),
+        ("list_jobs?sort_by=name&limit=100", sorted_page("name"), page_all),
+        ("list_jobs?sort_by=status&limit=100", sorted_page("status"), page_all),
         ("dashboard workflows (count per status)", lambda: dashboard.workflows(store), count_all),
     ]
     out = [{"figure": "count (unfiltered baseline)", "seconds": count_all},

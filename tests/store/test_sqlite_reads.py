@@ -4,6 +4,7 @@ a status count or page read every matching job fails; issue 14)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
@@ -21,13 +22,9 @@ VALUES = ["ready", "1", 1, 1.0, 0, 0.0, True, False, None, "", 2, 2.5, '{"a":1}'
 
 @pytest.fixture
 def store(tmp_path):
-    s = SQLiteStore.from_url(f"sqlite:///{tmp_path / 't.db'}")
-    yield s
-    s.close()
-
-
-def new_workflow(store):
-    return store.create_workflow({"name": "w"}, {}, {"run_id": 0}).workflow["_key"]
+    """A SQLite store (the ``wf`` fixture of conftest.py makes a workflow in it)."""
+    with contextlib.closing(SQLiteStore.from_url(f"sqlite:///{tmp_path / 't.db'}")) as s:
+        yield s
 
 
 def _json_type(v):
@@ -96,11 +93,10 @@ def _plan(conn, text, params, *, rows_only: bool = False) -> str:
 
 
 @pytest.fixture
-def typed_jobs(store):
+def typed_jobs(store, wf):
     """One job per value of :data:`VALUES` in ``status``, ``name`` and ``internal.num_gpus``
     (a string goes to the text columns, a number to the number column, the rest stays in the
     document), and one job without these fields."""
-    wf = new_workflow(store)
     docs = [{"i": i, "status": v, "name": v, "internal": {"num_gpus": v}}
             for i, v in enumerate(VALUES)] + [{"i": len(VALUES), "internal": {}}]
     store.insert_many("jobs", wf, docs)
@@ -140,11 +136,10 @@ def test_column_filters_are_type_strict_and_index_only_when_the_value_decides(
         assert _row_reads(conn, text, params), (spec, text)
 
 
-def test_status_reads_use_the_index_alone(store):
+def test_status_reads_use_the_index_alone(store, wf):
     """Count by status, ``find(status, limit=1)`` and a page of ``list_jobs?status=`` walk
     the status index (no scan of ``doc_jobs``) and read no job row per index entry; the page
     reads only the documents it returns."""
-    wf = new_workflow(store)
     store.insert_many("jobs", wf, [
         {"name": f"j{i:03d}", "status": "ready" if i % 10 == 3 else "done",
          "internal": {"num_gpus": 0, "runtime_seconds": 60, "memory_bytes": 1}}
@@ -177,10 +172,9 @@ def test_status_reads_use_the_index_alone(store):
     assert (counts["done"], counts["ready"], counts.get("blocked")) == (270, 30, None)
 
 
-def test_a_listing_sorted_by_name_walks_the_name_index(store):
+def test_a_listing_sorted_by_name_walks_the_name_index(store, wf):
     """An unfiltered page ordered by ``name`` comes from the name index in order and stops
     at LIMIT (it used to sort every job of the workflow)."""
-    wf = new_workflow(store)
     store.insert_many("jobs", wf, [{"name": n} for n in ["c", "a", 7, "b", None]]
                       + [{"command": "x"}])
     conn = store._db.conn()
@@ -196,10 +190,9 @@ def test_a_listing_sorted_by_name_walks_the_name_index(store):
                                               order_by=[("name", True)])] == ["c", "b"]
 
 
-def test_a_listing_sorted_by_status_walks_the_status_index(store):
+def test_a_listing_sorted_by_status_walks_the_status_index(store, wf):
     """An unfiltered page ordered by ``status`` walks the status index (each status's jobs
     sorted by ``seq``, not the whole workflow) and reads only the rows it returns."""
-    wf = new_workflow(store)
     statuses = ["ready", "done", 3, "blocked", None, "done", "ready", {"a": 1}, "blocked"]
     store.insert_many("jobs", wf, [{"i": i, "status": s, "internal": {"num_gpus": i % 2}}
                                    for i, s in enumerate(statuses)])
