@@ -797,3 +797,13 @@ def test_set_based_writes_see_a_snapshot(store, wf):
     assert store.delete_many("jobs", wf, edges=[HasEdge("blocks", "in")]) == 4
     assert keys(store.find("jobs", wf)) == [docs[0]["_key"]]
     assert store.count("blocks", wf) == 0
+
+
+
+def test_exists_is_type_strict_and_per_workflow(store, typed, new_wf):
+    wf, _ = typed
+    assert store.exists("files", wf)
+    for where, want in [({"v": 1}, True), ({"v": "1"}, True), ({"v": In([9, "b"])}, True),
+                        ({"v": "2.5"}, False), ({"v": In([])}, False), ({"v": 1.5}, False)]:
+        assert store.exists("files", wf, where) is want, where
+    assert store.exists("files", new_wf()) is False

@@ -211,3 +211,28 @@ def test_a_listing_sorted_by_status_walks_the_status_index(store, wf):
                                        skip=2)] == want[2:6]
     assert [d["i"] for d in store.find("jobs", wf, order_by=[("status", True)], limit=3)] == [
         7, 0, 6]
+
+
+def test_exists_stops_at_the_first_index_entry(store, wf):
+    """``exists`` (the completion and scheduled-job checks polled by every worker) visits one
+    index entry; a ``find`` of one must sort every match first, so it grows with the workflow."""
+    store.insert_many("jobs", wf, [{"name": f"j{i}", "status": "ready", "internal": {}}
+                                   for i in range(3000)])
+    conn = store._db.conn()
+    steps = []
+
+    def instructions(call) -> int:
+        steps.clear()
+        conn.set_progress_handler(lambda: steps.append(1), 10)
+        try:
+            call()
+        finally:
+            conn.set_progress_handler(None, 10)
+        return len(steps) * 10
+
+    where = {"status": In(["ready", "blocked", "submitted"])}
+    assert store.exists("jobs", wf, where)
+    exists = instructions(lambda: store.exists("jobs", wf, where))
+    find = instructions(lambda: store.find("jobs", wf, where, limit=1))
+    assert exists < 300 < 3000 < find, (exists, find)
+    assert not store.exists("jobs", wf, {"status": "done"})

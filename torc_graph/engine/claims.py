@@ -137,7 +137,7 @@ def check_resources(resources: Mapping[str, Any], sort_method: str) -> tuple[flo
 
 def any_scheduled(store: GraphStore, workflow: str) -> bool:
     """Whether the workflow has a ``scheduled`` job (then claims consider them too)."""
-    return bool(store.find(JOBS, workflow, {"status": JobStatus.SCHEDULED.value}, limit=1))
+    return store.exists(JOBS, workflow, {"status": JobStatus.SCHEDULED.value})
 
 
 def choose(

@@ -144,7 +144,7 @@ _UNFINISHED = tuple(s.value for s in JobStatus if s.value not in model.FINISHED_
 
 
 def _is_complete(store: GraphStore, workflow: str) -> bool:
-    return not store.find(JOBS, workflow, {"status": In(_UNFINISHED)}, limit=1)
+    return not store.exists(JOBS, workflow, {"status": In(_UNFINISHED)})
 
 
 @dataclass

@@ -482,7 +482,7 @@ def cancel(store: GraphStore, workflow: str) -> dict[str, str]:
 def _completion_state(store: GraphStore, workflow: str):
     space = workspace(store, workflow)
     # Existence of an unfinished job, through the status index (workers poll this constantly).
-    complete = not store.find(JOBS, workflow, {"status": In(_UNFINISHED)}, limit=1)
+    complete = not store.exists(JOBS, workflow, {"status": In(_UNFINISHED)})
     canceled = bool(space.status.get("is_canceled"))
     needs_script = (
         complete

@@ -404,6 +404,12 @@ class GraphStore(abc.ABC):
             raise NotFound(f"document {after_key} not found in {collection}")
         return out
 
+    def exists(self, collection: str, workflow: str | None, where: Where | None = None, *,
+               edges: Sequence[HasEdge] = ()) -> bool:
+        """Whether any document matches: any one, in no particular order, so a backend can stop
+        at the first index entry (the default reads one document of :meth:`find`)."""
+        return bool(self.find(collection, workflow, where, edges=edges, limit=1))
+
     @abc.abstractmethod
     def count(
         self,

@@ -331,6 +331,15 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
         text = f"SELECT count(*) FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)}"
         return self._db.read(lambda conn: conn.execute(text, b.params).fetchone()[0])
 
+    def exists(self, collection: str, workflow: str | None, where: Where | None = None, *,
+               edges: Sequence[HasEdge] = ()) -> bool:
+        """See :meth:`GraphStore.exists`: ``LIMIT 1`` with no order, so a filter the index
+        answers stops at its first entry (a :meth:`find` of one must sort every match)."""
+        c, wf = self._coll(collection, workflow)
+        b = q.Binder()
+        text = f"SELECT 1 FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)} LIMIT 1"
+        return self._db.read(lambda conn: conn.execute(text, b.params).fetchone() is not None)
+
     def values(self, collection: str, workflow: str | None, fields: Sequence[str],
                where: Where | None = None) -> list[tuple[Any, ...]]:
         """See :meth:`GraphStore.values`: one projection query (columns and ``json_extract``;
