@@ -188,6 +188,14 @@ class ReadOps:
         text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} COLLECT WITH COUNT INTO n RETURN n"
         return int(self._run(text, q, name)[0])
 
+    def exists(self, collection: str, workflow: str | None, where: Where | None = None, *,
+               edges: Sequence[HasEdge] = ()) -> bool:
+        """See :meth:`GraphStore.exists`: ``LIMIT 1`` with no SORT (the first index hit)."""
+        name = collection_name(collection, workflow)
+        q = Query()
+        c = q.collection(name)
+        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} LIMIT 1 RETURN 1"
+        return bool(self._run(text, q, name))
 
     def values(
         self,
