@@ -44,10 +44,11 @@ from torc_graph.store.base import GraphStore
 from torc_graph.store.records import Document
 
 _C = model.Collection
-#: Jobs per chunk: one transaction writes this many jobs and their edges. Measured
-#: (scripts/spec_lock.py, 5*10^4 jobs, load 2.8): 2,500 hold the write lock 0.29 s (median,
-#: max 0.53 s) per chunk, 10,000 hold it 0.97 s, for about the same CPU time.
-CHUNK = 2_500
+#: Jobs per chunk: one transaction writes this many jobs and their edges, holding the write
+#: lock meanwhile (other workflows' claims wait). Measured (scripts/spec_lock.py, 4*10^4 jobs,
+#: three rounds, load 4-5): 1,000 hold it 0.14 s (median; max 0.24-0.32 s), 1,500 0.19-0.23 s,
+#: 2,500 0.39-0.45 s, for the same CPU time within noise (4.2-4.8, 4.1-4.7, 3.9-4.7 s).
+CHUNK = 1_000
 _JOBS = object()  # the skeleton's placeholder for the streamed ``jobs`` array
 #: Fields of a v0.6.4 job specification (a job with others may be of the current dialect).
 _V064_JOB = validation.fields("job_specification")
