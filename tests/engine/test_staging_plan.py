@@ -1,4 +1,5 @@
-"""The streamed creation's one-pass job planning (engine/staging._FastPlanner): for every job
+"""The streamed creation's cheap job validation (engine/staging._FastPlanner: the schema's
+field checks without copies or defaults, then the planner on the job as it is): for every job
 it takes, exactly the document and references of validating and planning the job
 (specifications.JobPlanner); every other job goes to that exact path, whose message wins."""
 
@@ -39,14 +40,14 @@ TAKEN = [
      "input_files": []},
     {"name": "b", "command": "x", "scheduler": "slurm_schedulers/s1"},
     {"supports_termination": False, "command": "y", "name": "b"},  # body order differs
+    {"name": "b", "command": "x", "key": "k1"},
+    {"name": "b", "command": "x", "_key": "k1", "_id": "jobs__1/k1", "_rev": "r"},
 ]
 #: Jobs it must leave to the exact path (valid ones included: other forms).
 LEFT = [
-    {"name": "b", "command": "x", "key": "k1"},
-    {"name": "b", "command": "x", "_key": "k1"},
     {"name": "b", "command": "x", "schedule_compute_nodes": {"num_jobs": 1,
                                                              "scheduler_id": "slurm_schedulers/s1"}},
-    {"name": "b", "command": "x", "_rev": "r"},
+    {"name": "b", "command": "x", "_oldRev": "r"},
     {"name": "b", "command": 1},
     {"name": "b"},
     {"name": "b", "command": "x", "colour": "red"},
@@ -74,7 +75,7 @@ def planners():
     for i, name in enumerate(NAMES):
         names.add(i, {"name": name})
     planner = specs.JobPlanner(pools, names, specs.spec_config(valid))
-    return staging._FastPlanner(pools, planner), planner
+    return staging._FastPlanner(planner), planner
 
 
 def exact(planner, job):

@@ -291,7 +291,7 @@ class _Writer:
         self.later = array("l")  # the pairs whose blocker comes in a later chunk
         self.jobs_prefix = model.make_id(_C.JOBS.value, wf, "")
         self.planned = 0  # jobs validated and planned so far
-        self.fast = _FastPlanner(pools, planner)
+        self.fast = _FastPlanner(planner)
 
     def run(self, path: str) -> None:
         with self.store.transaction(self.wf):
@@ -412,30 +412,23 @@ class _Writer:
 
 
 class _FastPlanner:
-    """Validation and :meth:`.specifications.JobPlanner.plan` of one job in one pass, for the
-    common jobs (relations by name; no custom key, scheduler parameters or database fields).
+    """Validation of one job without the copies and defaults of a full validation, then
+    :meth:`.specifications.JobPlanner.plan` of the job as it is (the plan reads the same values
+    with or without the defaults filled; only ``schedule_compute_nodes`` has nested defaults,
+    so such jobs take the exact path).
 
-    :meth:`plan` gives exactly what validating the job against ``job_specification`` and
-    planning it would, or None when the job is not of that form, fails a check or names
-    something unknown: the caller then takes the exact path for the chunk, which raises the
-    message. Each field is checked by the schema's compiled check (as
-    :func:`.job_rows.build_jobs` does for ``bulk_jobs``)."""
+    :meth:`plan` gives exactly the plan of the validated job, or None when the job is of
+    another form, fails a check or names something unknown: the caller then takes the exact
+    path for the chunk (all of its jobs validated first), which raises the message. Each field
+    is checked by the schema's compiled check, as :func:`.job_rows.build_jobs` does for
+    ``bulk_jobs``."""
 
-    _LISTS = ("input_files", "output_files", "input_user_data", "output_user_data")
-    _TEXT = ("name", "command", "invocation_script", "failure_handler")
     #: Fields this pass takes; any other (or an unknown one) goes to the exact path.
-    FIELDS = frozenset((*_LISTS, *_TEXT, "blocked_by", "resource_requirements", "scheduler",
-                        "cancel_on_blocking_job_failure", "supports_termination"))
+    FIELDS = validation.fields("job_specification") - {"schedule_compute_nodes"}
 
-    def __init__(self, pools: dict[str, Any], planner: specs.JobPlanner) -> None:
+    def __init__(self, planner: specs.JobPlanner) -> None:
         shape = validation.object_shape("job_specification")
-        self.checks, self.required = shape.properties, shape.required
-        self.pools, self.names = pools, planner.names.index
-        self.handlers, self.internal = planner.handler_names, planner.internal
-        self.slots = {fname: (p.kind, p.slot_of_name) for fname, (p, _what)
-                      in planner.named.items()}
-        rrs = pools[_C.RESOURCE_REQUIREMENTS.value]
-        self.rr_kind, self.rr_slots = rrs.kind, rrs.slot_of_name
+        self.checks, self.required, self.planner = shape.properties, shape.required, planner
 
     def plan(self, i: int, job: Any) -> specs._JobPlan | None:
         """The plan of job ``i``, or None (see the class docstring)."""
@@ -448,50 +441,6 @@ class _FastPlanner:
                     return None
             for k, x in job.items():
                 checks[k](x)
-        except validation.Invalid:
+            return self.planner.plan(i, job)
+        except (validation.Invalid, InvalidInput):
             return None
-        refs: dict[str, list[tuple[str, int]]] = {}
-        for fname in self._LISTS:
-            kind, slots = self.slots[fname]
-            targets = []
-            for ref in specs._unique(job.get(fname) or ()):
-                slot = slots.get(ref)
-                if slot is None:
-                    return None
-                targets.append((kind, slot))
-            refs[fname] = targets
-        blockers = []
-        for ref in specs._unique(job.get("blocked_by") or ()):
-            j = self.names.get(ref)
-            if j is None or j == i:
-                return None
-            blockers.append(("jobs", j))
-        refs["blocked_by"] = blockers
-        rr_name = job.get("resource_requirements")
-        refs["resource_requirements"] = []
-        if rr_name is not None:
-            slot = self.rr_slots.get(rr_name)
-            if slot is not None:
-                refs["resource_requirements"] = [(self.rr_kind, slot)]
-            elif rr_name != specs.DEFAULT_RR_NAME:
-                return None
-        refs["scheduler"] = []
-        scheduler = job.get("scheduler")
-        if scheduler:
-            m = specs._SCHEDULER_REF.match(scheduler)
-            slot = m and self.pools[m.group(1)].slot_of_name.get(m.group(2))
-            if slot is None:
-                return None
-            refs["scheduler"] = [(m.group(1), slot)]
-        doc: dict[str, Any] = {}
-        for fname in self._TEXT:
-            if job.get(fname) is not None:
-                doc[fname] = job[fname]
-        handler = job.get("failure_handler")
-        if handler is not None and handler not in self.handlers:
-            return None
-        doc["cancel_on_blocking_job_failure"] = job.get("cancel_on_blocking_job_failure", True)
-        doc["supports_termination"] = job.get("supports_termination", False)
-        doc["status"] = model.JobStatus.UNINITIALIZED.value
-        doc["internal"] = dict(self.internal)
-        return specs._JobPlan(doc, refs)
