@@ -129,3 +129,25 @@ def test_a_chunk_keeps_the_in_memory_paths_first_message(tmp_path, monkeypatch):
         conn.close()
     finally:
         store.close()
+
+
+def test_gc_paused_and_sign_of_life_in_the_chunks_transaction(tmp_path, monkeypatch):
+    """During the write pass Python's cyclic GC is off (back on afterwards), and each chunk's
+    sign of life is written inside that chunk's transaction (no commit of its own)."""
+    import gc
+
+    monkeypatch.setattr(staging, "CHUNK", 2)
+    seen = []
+    store = SQLiteStore(str(tmp_path / "t.db"))
+    real_touch = store.touch_staged
+    monkeypatch.setattr(store, "touch_staged", lambda wf: seen.append(
+        (gc.isenabled(), store._db.in_transaction)) or real_touch(wf))
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"jobs": [{"name": f"j{i}", "command": "x"} for i in range(5)]}))
+    assert gc.isenabled()
+    try:
+        staging.create(store, staging.SpooledSpec(str(path), None))
+    finally:
+        store.close()
+    assert gc.isenabled()
+    assert seen == [(False, True)] * 3
