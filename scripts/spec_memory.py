@@ -86,7 +86,8 @@ def measure(n: int, tmp: Path, in_memory: bool = False, cache_mib: int | None = 
         p.unlink()
     spec.unlink()
     growth = after - before
-    return {"path": "in-memory" if in_memory else "streamed", "jobs": n, "spec_bytes": size, "seconds": round(seconds, 2),
+    return {"path": "in-memory" if in_memory else "streamed", "jobs": n, "spec_bytes": size,
+            "seconds": round(seconds, 2),
             "worker_cpu_s": round((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), 2),
             "rss_before_mb": round(before / 2**20, 1), "rss_peak_mb": round(after / 2**20, 1),
             "growth_mb": round(growth / 2**20, 1), "growth_bytes_per_job": round(growth / n),

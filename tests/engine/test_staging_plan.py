@@ -45,8 +45,8 @@ TAKEN = [
 ]
 #: Jobs it must leave to the exact path (valid ones included: other forms).
 LEFT = [
-    {"name": "b", "command": "x", "schedule_compute_nodes": {"num_jobs": 1,
-                                                             "scheduler_id": "slurm_schedulers/s1"}},
+    {"name": "b", "command": "x",
+     "schedule_compute_nodes": {"num_jobs": 1, "scheduler_id": "slurm_schedulers/s1"}},
     {"name": "b", "command": "x", "_oldRev": "r"},
     {"name": "b", "command": 1},
     {"name": "b"},
