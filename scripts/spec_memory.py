@@ -10,6 +10,9 @@ JSON line per size: spec bytes, seconds, worker CPU seconds, peak RSS growth, by
 
     python scripts/spec_memory.py --sizes 100000 1000000 --baseline 100000
 
+``--cache-mib 2`` pins SQLite's page cache per connection at 2 MiB (about SQLite's default),
+as the measurements before the setting ``sqlite_cache_mib`` (default 64) were made.
+
 ``--baseline`` sizes are also created through the server's in-memory path (the code path of
 every POST before streamed creation; still used for bodies it cannot stream) in the same run.
 """
@@ -59,11 +62,12 @@ def vm_hwm(pid: int) -> int:
     raise RuntimeError("no VmHWM")
 
 
-def measure(n: int, tmp: Path, in_memory: bool = False) -> dict:
+def measure(n: int, tmp: Path, in_memory: bool = False, cache_mib: int | None = None) -> dict:
     spec = tmp / f"spec-{n}.json"
     size = write_spec(spec, n, in_memory=in_memory)
     db = tmp / f"m-{n}.db"
-    with LiveServer(f"sqlite:///{db}", workers=1, startup_timeout=120) as server:
+    env = {} if cache_mib is None else {"TORC_GRAPH_SQLITE_CACHE_MIB": str(cache_mib)}
+    with LiveServer(f"sqlite:///{db}", workers=1, startup_timeout=120, env=env) as server:
         server.client().get("/workflows")  # the worker is warm (imports, connection)
         (pid,) = server.worker_pids()
         proc = psutil.Process(pid)
@@ -82,7 +86,8 @@ def measure(n: int, tmp: Path, in_memory: bool = False) -> dict:
         p.unlink()
     spec.unlink()
     growth = after - before
-    return {"path": "in-memory" if in_memory else "streamed", "jobs": n, "spec_bytes": size, "seconds": round(seconds, 2),
+    return {"path": "in-memory" if in_memory else "streamed", "jobs": n, "spec_bytes": size,
+            "seconds": round(seconds, 2),
             "worker_cpu_s": round((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), 2),
             "rss_before_mb": round(before / 2**20, 1), "rss_peak_mb": round(after / 2**20, 1),
             "growth_mb": round(growth / 2**20, 1), "growth_bytes_per_job": round(growth / n),
@@ -95,13 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=int, nargs="*", default=[100_000], metavar="N",
                     help="sizes also measured on the in-memory path (the previous server "
                          "code path), in the same run (default: 100000)")
+    ap.add_argument("--cache-mib", type=int, default=None,
+                    help="the server's setting sqlite_cache_mib (its page cache per connection "
+                         "grows with the database, up to this; default: the setting's default)")
     args = ap.parse_args(argv)
     print(json.dumps({"load": os.getloadavg()}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.baseline:
-            print(json.dumps(measure(n, Path(tmp), in_memory=True)), flush=True)
+            print(json.dumps(measure(n, Path(tmp), True, args.cache_mib)), flush=True)
         for n in args.sizes:
-            print(json.dumps(measure(n, Path(tmp))), flush=True)
+            print(json.dumps(measure(n, Path(tmp), False, args.cache_mib)), flush=True)
     print(json.dumps({"load": os.getloadavg()}), flush=True)
     return 0
 
