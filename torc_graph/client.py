@@ -22,48 +22,32 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Self
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, urlencode
 
 import requests
-from requests.adapters import BaseAdapter, HTTPAdapter
-from requests.structures import CaseInsensitiveDict
-from urllib3.util.retry import Retry
+from requests.adapters import HTTPAdapter
+from requests.utils import requote_uri
 
+from torc_graph import json_codec
+from torc_graph.client_transport import (
+    ApiError,
+    EmbeddedTransport,
+    HTTPTransport,
+    Reply,
+    ServerUnreachable,
+    reason,
+    retry_policy,
+)
 from torc_graph.config import config_dir, load_settings
 
 #: Base URL the embedded transport is mounted on (never resolved on the network).
 EMBEDDED_BASE = "http://torc-graph.embedded"
 
 __all__ = ["ApiError", "Client", "ServerUnreachable", "absolute_database_url", "seg"]
-
-
-class ApiError(Exception):
-    """The server answered with a non-2xx status.
-
-    ``status`` is the HTTP status, ``message`` the server's ``errorMessage`` (or the response text
-    when the body is not a torc error body), ``body`` the decoded JSON body (or None).
-    """
-
-    def __init__(self, status: int, message: str, body: Any = None):
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-        self.body = body
-
-
-class ServerUnreachable(Exception):
-    """No answer from the server at ``url`` (connection refused, DNS failure, timeout)."""
-
-    def __init__(self, url: str, reason: str):
-        super().__init__(f"cannot reach the torc_graph server at {url}: {reason}")
-        self.url = url
-        self.reason = reason
 
 
 def seg(value: Any) -> str:
@@ -82,97 +66,6 @@ def absolute_database_url(database: str) -> str:
     return database
 
 
-class WSGIAdapter(BaseAdapter):
-    """A requests transport that hands each request to a WSGI application in-process.
-
-    The environ is built like gunicorn builds it: ``PATH_INFO`` is percent-decoded and the raw
-    path is kept in ``RAW_URI``/``REQUEST_URI``, so ids with ``%2F`` take the same route as over
-    the network. ``app_factory`` is called once, on the first request.
-    """
-
-    def __init__(self, app_factory: Callable[[], Callable]):
-        super().__init__()
-        self._factory = app_factory
-        self._app: Callable | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def app(self) -> Callable:
-        if self._app is None:
-            with self._lock:
-                if self._app is None:
-                    self._app = self._factory()
-        return self._app
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        app = self.app
-        parts = urlsplit(request.url)
-        raw_path = parts.path or "/"
-        body = request.body or b""
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        if hasattr(body, "read"):  # a streamed file body (add_workflow_specification)
-            body.seek(0, os.SEEK_END)
-            length = body.tell()
-            body.seek(0)
-        else:
-            length = len(body)
-            body = io.BytesIO(body)
-        raw_uri = raw_path + (f"?{parts.query}" if parts.query else "")
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
-            "QUERY_STRING": parts.query,
-            "RAW_URI": raw_uri,
-            "REQUEST_URI": raw_uri,
-            "SERVER_NAME": parts.hostname or "localhost",
-            "SERVER_PORT": "80",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "CONTENT_LENGTH": str(length),
-            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": body,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        for name, value in request.headers.items():
-            key = name.upper().replace("-", "_")
-            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                environ["HTTP_" + key] = value
-        started: dict[str, Any] = {}
-
-        def start_response(status, headers, exc_info=None):
-            started["status"] = status
-            started["headers"] = headers
-
-        result = app(environ, start_response)
-        try:
-            content = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        resp = requests.Response()
-        code, _, reason = started["status"].partition(" ")
-        resp.status_code = int(code)
-        resp.reason = reason
-        resp.headers = CaseInsensitiveDict(started["headers"])
-        resp._content = content
-        resp.encoding = "utf-8"
-        resp.url = request.url
-        resp.request = request
-        resp.connection = self
-        return resp
-
-    def close(self) -> None:
-        pass
-
-
 def _query_value(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -186,6 +79,11 @@ class Client:
     store; else ``TORC_GRAPH_URL``; else the embedded store ``TORC_GRAPH_DATABASE`` (default
     ``sqlite:///torc_graph.db``). Use one client per thread (requests Sessions are not
     documented as thread-safe).
+
+    Requests go through a lean transport (:mod:`torc_graph.client_transport`): urllib3's pool
+    for a server, the in-process WSGI app for the embedded store. :attr:`session` (a
+    ``requests.Session``) holds the default headers (``Authorization``) every request sends,
+    and serves the event stream, file bodies and servers behind an environment proxy.
     """
 
     def __init__(
@@ -214,29 +112,18 @@ class Client:
             self.token = find_token(settings)
             if self.token:
                 self.session.headers["Authorization"] = f"Bearer {self.token}"
-            retry = Retry(
-                total=None,
-                connect=retries,
-                read=retries,
-                status=0,
-                other=0,
-                backoff_factor=backoff,
-                backoff_max=10,
-                allowed_methods=frozenset({"GET", "HEAD"}),
-                raise_on_status=False,
-                respect_retry_after_header=False,
-            )
-            adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+            adapter = HTTPAdapter(max_retries=retry_policy(retries, backoff), pool_maxsize=16)
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
+            http = HTTPTransport(self.url, timeout=timeout, retries=retries, backoff=backoff)
+            self.transport: HTTPTransport | EmbeddedTransport | None = (
+                http if http.usable else None)
         else:
             self.url = None
             self.database = absolute_database_url(database or settings["database"])
             self.base = EMBEDDED_BASE
-            # No proxies or netrc apply to an in-process call; skipping their lookup (the
-            # whole environment, on every request) saves ~0.5 ms per request.
-            self.session.trust_env = False
-            self.session.mount(EMBEDDED_BASE, WSGIAdapter(self._make_app))
+            self.session.trust_env = False  # nothing of the environment applies in-process
+            self.transport = EmbeddedTransport(self._make_app)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -262,7 +149,7 @@ class Client:
                 other.session.headers["Authorization"] = f"Bearer {self.token}"
             return other
         other = Client(database=self.database, timeout=timeout)
-        other.session.mount(EMBEDDED_BASE, self.session.get_adapter(EMBEDDED_BASE))
+        other.transport = self.transport
         return other
 
     def _make_app(self):
@@ -287,6 +174,8 @@ class Client:
 
     def close(self) -> None:
         self.session.close()
+        if isinstance(self.transport, HTTPTransport):
+            self.transport.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -304,36 +193,51 @@ class Client:
         """
         if not path.startswith("/"):
             path = "/" + path
-        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
-        data = None
-        headers = {}
-        if hasattr(body, "read"):  # a file of JSON, streamed (requests sends it in pieces)
+        query = urlencode({k: _query_value(v) for k, v in (params or {}).items()
+                           if v is not None}, doseq=True)
+        if query:
+            path += ("&" if "?" in path else "?") + query
+        target = requote_uri(path)
+        headers = dict(self.session.headers)
+        data: Any = None
+        if hasattr(body, "read"):  # a file of JSON, streamed
             data = body
             headers["Content-Type"] = "application/json"
         elif body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            data = _encode(body)
             headers["Content-Type"] = "application/json"
+        if self.transport is None or (data is not None and not isinstance(data, bytes)
+                                      and self.url):
+            reply = self._send_by_session(method, target, data, headers)
+        else:
+            reply = self.transport.send(method, target, data, headers)
+        content = reply.content
         try:
-            resp = self.session.request(
-                method, self.base + path, params=query, data=data, headers=headers,
-                timeout=self.timeout,
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ServerUnreachable(self.location, _reason(exc)) from None
-        content = resp.content
-        try:
-            decoded = json.loads(content) if content else None
+            decoded = json_codec.loads(content) if content else None
         except ValueError:
             decoded = None
-        if not 200 <= resp.status_code < 300:
+        if not 200 <= reply.status < 300:
             if isinstance(decoded, dict) and "errorMessage" in decoded:
                 message = str(decoded["errorMessage"])
             else:
-                message = (resp.text or resp.reason or "").strip()[:500] or f"HTTP {resp.status_code}"
-            raise ApiError(resp.status_code, message, decoded)
+                message = (_text(content) or reply.reason or "").strip()[:500] \
+                    or f"HTTP {reply.status}"
+            raise ApiError(reply.status, message, decoded)
         if decoded is None and content:
-            return resp.text
+            return _text(content)
         return decoded
+
+    def _send_by_session(self, method: str, target: str, data: Any,
+                         headers: dict[str, str]) -> Reply:
+        """Send through :attr:`session` (a streamed file body; an environment proxy).
+
+        Raises ServerUnreachable when no answer came."""
+        try:
+            resp = self.session.request(method, self.base + target, data=data,
+                                        headers=headers, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServerUnreachable(self.location, reason(exc)) from None
+        return Reply(resp.status_code, resp.reason or "", resp.content)
 
     def get(self, path: str, **params) -> Any:
         return self.request("GET", path, params=params)
@@ -366,7 +270,7 @@ class Client:
                                     params=query, headers=headers, stream=True,
                                     timeout=(self.timeout, read_timeout))
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ServerUnreachable(self.location, _reason(exc)) from None
+            raise ServerUnreachable(self.location, reason(exc)) from None
         with resp:
             if not 200 <= resp.status_code < 300:
                 try:
@@ -387,7 +291,7 @@ class Client:
                         data.append(line[5:].removeprefix(" "))
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                raise ServerUnreachable(self.location, _reason(exc)) from None
+                raise ServerUnreachable(self.location, reason(exc)) from None
 
     def iter_items(self, path: str, **params) -> Iterator[dict[str, Any]]:
         """Yield every item of a list endpoint, paging with ``skip`` while ``has_more``."""
@@ -613,11 +517,15 @@ def find_token(settings: Mapping[str, Any]) -> str | None:
         return None
 
 
-def _reason(exc: Exception) -> str:
-    """A one-line reason for a requests connection failure (no traceback text)."""
-    text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out",
-                   "No route to host", "Connection reset"):
-        if marker in text:
-            return marker.lower()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+def _encode(body: Any) -> bytes:
+    """A request body as compact JSON (orjson where exact). A value the strict encoder
+    refuses for NaN/Infinity is sent as the standard library writes it, for the server to
+    answer (400), as before."""
+    try:
+        return json_codec.dumpb(body)
+    except ValueError:
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def _text(content: bytes) -> str:
+    return content.decode("utf-8", "replace")
