@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -190,3 +191,33 @@ def test_initialize_task_killed_after_its_commit_is_succeeded_not_retryable(stor
     assert task["result"] == {"message": "Initialized job status"}
     assert task["done"] == task["total"] == 4
     assert {j["name"]: j["status"] for j in store.find("jobs", wf)} == {"a": "ready", "b": "blocked"}
+
+
+def _join_task_threads(key: str) -> None:
+    for t in threading.enumerate():
+        if t.name.startswith(f"task-{key}"):
+            t.join(10)
+            assert not t.is_alive()
+
+
+def test_a_task_marked_succeeded_by_its_operation_is_not_written_again(store, wf, monkeypatch):
+    """The operation records success in its own transaction; a reader polling the task may see
+    that record as final, so neither the task thread nor its heartbeat may rewrite it after
+    (CI saw a finished task's ``updated`` change under a reader)."""
+    monkeypatch.setattr(tasks, "HEARTBEAT_SECONDS", 0.01)
+    beats, seen = threading.Event(), {}
+
+    def operation(progress):
+        progress("working", 0, 1)
+        beats.wait(0.2)  # several heartbeats while running
+        progress.succeed({"ok": True})
+        seen["at_success"] = store.get("tasks", None, progress.key)
+        beats.wait(0.1)  # and heartbeats due after the operation's record
+        return {"ok": True}
+
+    key = tasks.start(store, wf, "op", operation).body["_key"]
+    _join_task_threads(key)
+    final = store.get("tasks", None, key)
+    assert final["state"] == "succeeded" and final["result"] == {"ok": True}
+    assert final["done"] == final["total"] == 1
+    assert final == seen["at_success"]

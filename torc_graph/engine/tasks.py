@@ -73,6 +73,8 @@ class Progress:
         self._lock = threading.Lock()
         self._value: tuple[str, int, int | None] = ("started", 0, None)
         self.store, self.key = store, key
+        #: Whether the operation marked the task succeeded itself (:meth:`succeed`).
+        self.succeeded = False
 
     def __call__(self, phase: str, done: int, total: int | None) -> None:
         with self._lock:
@@ -95,6 +97,7 @@ class Progress:
         if fields["total"] is not None:
             fields["done"] = fields["total"]
         self.record(**fields, state=SUCCEEDED, result=result)
+        self.succeeded = True
 
 
 def _process_started() -> float:
@@ -144,6 +147,8 @@ def _run(store: GraphStore, key: str, fn: Callable[[Progress], Any], progress: P
         outcome = {"state": FAILED, "error": error_body(500, INTERNAL_ERROR), "retryable": True}
     finished.set()
     beat.join()
+    if outcome["state"] == SUCCEEDED and progress.succeeded:
+        return  # recorded in the operation's own transaction: a reader may have seen it final
     fields = progress.fields()
     if outcome["state"] == SUCCEEDED and fields["total"] is not None:
         fields["done"] = fields["total"]
@@ -156,8 +161,13 @@ def _run(store: GraphStore, key: str, fn: Callable[[Progress], Any], progress: P
 def _heartbeat(store: GraphStore, key: str, progress: Progress, finished: threading.Event) -> None:
     while not finished.wait(HEARTBEAT_SECONDS):
         try:
+            doc = store.get(TASKS, None, key)
+            if doc.get("state") != RUNNING:
+                return  # finished in the operation's transaction: its record is final
             store.update(TASKS, None, key, {**progress.fields(), "heartbeat": now_ms(),
-                                            "updated": now_ms()})
+                                            "updated": now_ms()}, rev=doc["_rev"])
+        except RevisionConflict:
+            continue  # written meanwhile (progress, or the final state): the next beat reads it
         except Exception:  # noqa: BLE001  a missed heartbeat is harmless
             log.warning("heartbeat of background task %s failed", key, exc_info=True)
 
