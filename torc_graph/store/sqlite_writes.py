@@ -21,6 +21,7 @@ from torc_graph.store.records import Document
 from torc_graph.store.sqlite_collections import SYSTEM, Coll, check_key, loads
 
 _SYSTEM_BUT_KEY = SYSTEM - {"_key"}
+_SYSTEM_BUT_ENDS = SYSTEM - {"_from", "_to"}
 
 
 #: Collection parts (``jobs__12``) of ids already found well-formed: an id with one of them
@@ -131,9 +132,15 @@ class WriteOps:
                 append_row((wf, key, text, rev, *row_values(doc)))
             else:
                 append_row((wf, key, text))
-        sql_text = _insert_sql(c)
+        self._execute_insert(conn, c, wf, rows)
+        return out
+
+    def _execute_insert(self, conn: sqlite3.Connection, c: Coll, wf: str,
+                        rows: list[tuple]) -> None:
+        """One ``executemany`` of prepared rows (``(wf, key, ...)``); a taken key raises
+        UniqueConstraintViolated naming it."""
         try:
-            conn.executemany(sql_text, rows)
+            conn.executemany(_insert_sql(c), rows)
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc):
                 raise
@@ -141,7 +148,47 @@ class WriteOps:
             raise UniqueConstraintViolated(
                 "unique constraint violated - in index primary of type primary over '_key'; "
                 f"conflicting key: {taken}") from None
-        return out
+
+    def _encoded_rows(self, conn: sqlite3.Connection, c: Coll, wf: str,
+                      docs: Sequence[Mapping[str, Any]],
+                      texts: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Rows of documents without system fields (edges: ``_from``/``_to`` only) whose
+        texts the caller encoded, inserted with generated keys; the stored texts are spliced
+        from the system fields and ``texts`` (the very text :func:`q.dumps` gives for the
+        whole document: keys are decimal, ids and revisions need no JSON escape)."""
+        n = len(docs)
+        if c.edge:
+            for d in docs:
+                _check_id(d.get("_from"), "_from")
+                _check_id(d.get("_to"), "_to")
+        if not c.is_global:
+            self._require_wf(conn, wf)
+        first = self._reserve_keys(conn, n, 0)
+        prefix = self._prefix(c, wf)
+        revs = os.urandom(8 * n).hex()
+        row_values = cols.row_function(c.name)
+        ids, stored, rows = [], [], []
+        add_id, add_text, add_row = ids.append, stored.append, rows.append
+        for i, (d, body) in enumerate(zip(docs, texts)):
+            key = str(first + i)
+            doc_id = prefix + key
+            rev = revs[16 * i:16 * i + 16]
+            tail = "," + body[1:] if len(body) > 2 else "}"
+            if c.edge:
+                f, t = d["_from"], d["_to"]
+                text = (f'{{"_key":"{key}","_id":"{doc_id}","_from":"{f}","_to":"{t}",'
+                        f'"_rev":"{rev}"{tail}')
+                add_row((wf, key, f, t, text))
+            else:
+                text = f'{{"_key":"{key}","_id":"{doc_id}","_rev":"{rev}"{tail}'
+                if row_values is not None:
+                    add_row((wf, key, text, rev, *row_values(d)))
+                else:
+                    add_row((wf, key, text))
+            add_id(doc_id)
+            add_text(text)
+        self._execute_insert(conn, c, wf, rows)
+        return ids, stored
 
     def _existing(self, conn, c: Coll, wf: str, rows) -> set[str]:
         keys = [r[1] for r in rows]
@@ -185,6 +232,21 @@ class WriteOps:
             return []
         with self._db.write() as conn:
             return self._insert_rows(conn, c, wf, docs)
+
+    def insert_encoded(self, collection: str, workflow: str | None,
+                       docs: Sequence[Mapping[str, Any]],
+                       texts: Sequence[str]) -> tuple[list[str], list[str]]:
+        """See :meth:`GraphStore.insert_encoded`: each stored text is spliced from the
+        caller's text (no second encoding); documents with a system field (a custom ``_key``)
+        take :meth:`insert_many`."""
+        c, wf = self._coll(collection, workflow)
+        docs = list(docs)
+        system = _SYSTEM_BUT_ENDS if c.edge else SYSTEM
+        if (not docs or len(texts) != len(docs)
+                or not all(type(d) is dict and system.isdisjoint(d) for d in docs)):
+            return super().insert_encoded(collection, workflow, docs, texts)
+        with self._db.write() as conn:
+            return self._encoded_rows(conn, c, wf, docs, texts)
 
     def update(self, collection: str, workflow: str | None, key: str, patch: Mapping[str, Any],
                *, rev: str | None = None) -> Document:
