@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from torc_graph import json_codec
-from torc_graph.errors import InvalidInput, NotFound
+from torc_graph.errors import InvalidInput, NotFound, UniqueConstraintViolated
 from torc_graph.store.sqlite import SQLiteStore
 
 
@@ -84,3 +84,19 @@ def test_bad_input_stores_nothing(store, wf):
     with pytest.raises(NotFound):
         _insert(store, "jobs", "999999", [{"name": "a"}])
     assert store.count("jobs", wf) == 1
+
+
+def test_a_taken_key_is_named_alone_and_nothing_is_stored(store, wf):
+    """Only the taken key is named, not the batch's rows inserted before the conflict (the
+    SQLite store inserts 100 rows per statement and used to name them all)."""
+    store.insert("files", wf, {"_key": "taken", "path": "/a"})
+    docs = [{"path": f"/{i}"} for i in range(250)]
+    docs[150]["_key"] = "taken"
+    with pytest.raises(UniqueConstraintViolated, match=r"conflicting key: taken$"):
+        store.insert_many("files", wf, docs)
+    docs[150]["_key"] = docs[249]["_key"] = "twice"
+    with pytest.raises(UniqueConstraintViolated, match=r"conflicting key: twice$"):
+        store.insert_many("files", wf, docs)
+    assert store.count("files", wf) == 1
+    stored = store.insert_many("files", wf, [{"path": f"/{i}"} for i in range(250)])
+    assert [d["_key"] for d in store.find("files", wf)] == ["taken"] + [d["_key"] for d in stored]
