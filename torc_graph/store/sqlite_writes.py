@@ -10,7 +10,7 @@ import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from torc_graph import model
@@ -142,33 +142,36 @@ class WriteOps:
                 append_row((wf, key, text, rev, *row_values(doc)))
             else:
                 append_row((wf, key, text))
-        self._execute_insert(conn, c, wf, rows)
+        self._execute_insert(conn, c, wf, rows, [r[1] for r in rows])
         return out
 
     def _execute_insert(self, conn: sqlite3.Connection, c: Coll, wf: str,
-                        rows: list[tuple]) -> None:
-        """Insert prepared rows (``(wf, key, ...)``, in order) by statements of
-        :data:`ROWS_PER_INSERT` rows and one for the rest; a taken key raises
+                        rows: Iterable[tuple], keys: list[str]) -> None:
+        """Insert prepared rows (``(wf, key, ...)``, in order; ``keys`` their keys) by
+        statements of :data:`ROWS_PER_INSERT` rows and one for the rest; a taken key raises
         UniqueConstraintViolated naming it (the caller's transaction then rolls back)."""
-        whole = len(rows) - len(rows) % ROWS_PER_INSERT
-        chain = itertools.chain.from_iterable
+        flat = list(itertools.chain.from_iterable(rows))  # the parameters, in one C pass
+        n = len(keys)
+        width = len(flat) // n
+        step = ROWS_PER_INSERT * width
+        whole = (n - n % ROWS_PER_INSERT) * width
         # A savepoint, so a taken key is looked up with none of this insert's rows in place
         # (they would all be reported as conflicting).
         conn.execute("SAVEPOINT insert_rows")
         try:
             if whole:
                 conn.executemany(_insert_sql(c, ROWS_PER_INSERT),
-                                 [list(chain(rows[i:i + ROWS_PER_INSERT]))
-                                  for i in range(0, whole, ROWS_PER_INSERT)])
-            if whole < len(rows):
-                conn.executemany(_insert_sql(c), rows[whole:])
+                                 [flat[i:i + step] for i in range(0, whole, step)])
+            if whole < len(flat):
+                conn.executemany(_insert_sql(c), [flat[i:i + width]
+                                                  for i in range(whole, len(flat), width)])
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK TO insert_rows")
                 conn.execute("RELEASE insert_rows")
             if not (isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)):
                 raise
-            taken = ", ".join(sorted({r[1] for r in rows} & self._existing(conn, c, wf, rows)))
+            taken = ", ".join(sorted(set(keys) & self._existing(conn, c, wf, keys)))
             raise UniqueConstraintViolated(
                 "unique constraint violated - in index primary of type primary over '_key'; "
                 f"conflicting key: {taken}") from None
@@ -202,20 +205,19 @@ class WriteOps:
         if c.edge:
             stored = [f'{{"_key":"{k}","_id":"{i}","_from":"{f}","_to":"{t}","_rev":"{r}"{tail}'
                       for k, i, f, t, r, tail in zip(keys, ids, froms, tos, revs, tails)]
-            rows = list(zip(wfs, keys, froms, tos, stored))
+            rows = zip(wfs, keys, froms, tos, stored)
         else:
             stored = [f'{{"_key":"{k}","_id":"{i}","_rev":"{r}"{tail}'
                       for k, i, r, tail in zip(keys, ids, revs, tails)]
             row_values = cols.row_function(c.name)
             if row_values is not None:
-                rows = list(zip(wfs, keys, stored, revs, *zip(*map(row_values, docs))))
+                rows = zip(wfs, keys, stored, revs, *zip(*map(row_values, docs)))
             else:
-                rows = list(zip(wfs, keys, stored))
-        self._execute_insert(conn, c, wf, rows)
+                rows = zip(wfs, keys, stored)
+        self._execute_insert(conn, c, wf, rows, keys)
         return ids, stored
 
-    def _existing(self, conn, c: Coll, wf: str, rows) -> set[str]:
-        keys = [r[1] for r in rows]
+    def _existing(self, conn, c: Coll, wf: str, keys: list[str]) -> set[str]:
         seen, dup = set(), set()
         for k in keys:
             (dup if k in seen else seen).add(k)
