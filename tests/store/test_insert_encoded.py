@@ -100,3 +100,12 @@ def test_a_taken_key_is_named_alone_and_nothing_is_stored(store, wf):
     assert store.count("files", wf) == 1
     stored = store.insert_many("files", wf, [{"path": f"/{i}"} for i in range(250)])
     assert [d["_key"] for d in store.find("files", wf)] == ["taken"] + [d["_key"] for d in stored]
+
+
+def test_an_id_with_a_trailing_newline_is_stored_as_valid_json(store, wf):
+    """The id pattern's ``$`` accepts one trailing newline; the spliced text must not carry
+    it raw (the stored document would not be JSON)."""
+    ids, _ = _insert(store, "jobs", wf, [{"name": "a"}])
+    _edge_ids, texts = _insert(store, "blocks", wf, [{"_from": ids[0] + "\n", "_to": ids[0]}])
+    assert json_codec.loads(texts[0])["_from"] == ids[0] + "\n"
+    assert [e["_from"] for e in store.find("blocks", wf)] == [ids[0] + "\n"]
