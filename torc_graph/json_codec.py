@@ -63,6 +63,24 @@ def dumps(value: Any) -> str:
     return out.decode("utf-8")
 
 
+def dumps_each(values: list[Any]) -> list[str]:
+    """``[dumps(v) for v in values]`` in one loop (bulk creation encodes 10^6 documents this
+    way: no call per document). Raises as :func:`dumps`."""
+    fast, out = orjson.dumps, []
+    append = out.append
+    for value in values:
+        try:
+            text = fast(value)
+        except TypeError:
+            append(_STDLIB(value))
+            continue
+        if b"null" in text and not _same(text, value):
+            append(_STDLIB(value))
+        else:
+            append(text.decode("utf-8"))
+    return out
+
+
 def _same(out: bytes, value: Any) -> bool:
     """Whether ``out`` (orjson's text of ``value``, which holds a ``null``) decodes back to
     ``value``: then every null was a None, not a NaN or an infinity (orjson writes those as

@@ -77,7 +77,7 @@ class BulkJobsResource(_Resource):
     """``/workflows/{workflow}/bulk_jobs``: atomic, set-based insert of many jobs."""
 
     def on_post(self, req, resp, workflow: str) -> None:
-        media.send_json(resp, jobs.add_jobs(self.store, workflow, self.body(req)))
+        media.send_json_bytes(resp, jobs.add_jobs_json(self.store, workflow, self.body(req)))
 
 
 class JobKeysResource(_Resource):

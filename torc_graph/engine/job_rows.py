@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torc_graph import model, validation
+from torc_graph import json_codec, model, validation
 from torc_graph.engine.documents import JOB_RELATION_FIELDS, SERVER_MANAGED
 from torc_graph.errors import InvalidInput
 
@@ -56,10 +56,13 @@ _BY_FIELD = {rel.field: rel for rel in RELATIONS}
 
 @dataclass
 class JobRows:
-    """Validated jobs: ``docs`` to store (input order), ``links`` per job (relation field →
-    ids) and ``wanted`` (collection → keys every link names, for one existence check)."""
+    """Validated jobs: ``docs`` to store (input order), ``texts`` (each doc's JSON text, for
+    :meth:`~torc_graph.store.base.GraphStore.insert_encoded`), ``links`` per job (relation
+    field → ids) and ``wanted`` (collection → keys every link names, for one existence
+    check)."""
 
     docs: list[dict[str, Any]]
+    texts: list[str]
     links: list[dict[str, list[str]]]
     wanted: dict[str, set[str]]
 
@@ -120,7 +123,7 @@ def build_jobs(bodies: Any, workflow: str, *, label: str = "jobs") -> JobRows:
         _want(wanted, link, prefixes)
         docs.append(doc)
         links.append(link)
-    return JobRows(docs, links, wanted)
+    return JobRows(docs, encode(docs), links, wanted)
 
 
 def single_job(job: Mapping[str, Any], workflow: str) -> JobRows:
@@ -129,7 +132,17 @@ def single_job(job: Mapping[str, Any], workflow: str) -> JobRows:
     doc, link = split_job(job, workflow, "job")
     wanted: dict[str, set[str]] = defaultdict(set)
     _want(wanted, link, {})
-    return JobRows([doc], [link], wanted)
+    return JobRows([doc], encode([doc]), [link], wanted)
+
+
+def encode(docs: list[dict[str, Any]]) -> list[str]:
+    """Each document's JSON text, encoded once (the store splices it into the stored text and
+    the response reuses that). Raises InvalidInput for a value JSON cannot hold (NaN, an
+    object) with the store's message."""
+    try:
+        return json_codec.dumps_each(docs)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"value is not representable as JSON: {exc}") from None
 
 
 def _want(wanted: dict[str, set[str]], link: Mapping[str, list[str]],

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from torc_graph import model, validation
+from torc_graph import json_codec, model, validation
 from torc_graph.engine import integrity
 from torc_graph.engine.common import require_workflow
 from torc_graph.engine.job_rows import RELATIONS, JobRows, Relation, build_jobs, single_job
@@ -28,7 +27,7 @@ from torc_graph.errors import InvalidInput
 from torc_graph.store.base import GraphStore
 from torc_graph.store.filters import In
 
-__all__ = ["RELATIONS", "Relation", "add_job", "add_jobs", "job_keys"]
+__all__ = ["RELATIONS", "Relation", "add_job", "add_jobs", "add_jobs_json", "job_keys"]
 
 JOBS = model.Collection.JOBS.value
 #: Chunk size of existence checks (keeps SQL parameter lists short).
@@ -44,14 +43,21 @@ def add_job(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[s
     """
     require_workflow(store, workflow)
     job = validation.validate("job", body)
-    return _insert(store, workflow, single_job(job, workflow), bulk=False)[0]
+    return json_codec.loads(_insert(store, workflow, single_job(job, workflow), bulk=False)[0])
 
 
 def add_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """``POST /workflows/{wf}/bulk_jobs``: ``{"jobs": [...]}`` → ``{"items": [stored jobs]}``.
+    """``POST /workflows/{wf}/bulk_jobs``: ``{"jobs": [...]}`` → ``{"items": [stored jobs]}``
+    (:func:`add_jobs_json` decoded)."""
+    return json_codec.loads(add_jobs_json(store, workflow, body))
 
-    Atomic and set-based: all jobs or none; one ``insert_many`` for the jobs and one per edge
-    type. A bad job raises InvalidInput naming its index.
+
+def add_jobs_json(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> bytes:
+    """``POST /workflows/{wf}/bulk_jobs`` as the response's JSON bytes, spliced from the
+    stored documents' texts (no decode and re-encode of 10^4 documents per request).
+
+    Atomic and set-based: all jobs or none; one insert for the jobs and one per edge type.
+    A bad job raises InvalidInput naming its index.
     """
     require_workflow(store, workflow)
     if not isinstance(body, Mapping) or "jobs" not in body:
@@ -61,7 +67,8 @@ def add_jobs(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> dict[
     validation.validate("bulk_jobs", {**body, "jobs": []})
     with _gc_paused():
         rows = build_jobs(body["jobs"], workflow, label="jobs")
-        return {"items": _insert(store, workflow, rows, bulk=True)}
+        texts = _insert(store, workflow, rows, bulk=True)
+        return b'{"items":[' + ",".join(texts).encode("utf-8") + b"]}"
 
 
 @contextlib.contextmanager
@@ -86,43 +93,43 @@ def job_keys(store: GraphStore, workflow: str) -> dict[str, list[str]]:
     return {"items": [doc["_key"] for doc in store.iter_find(JOBS, workflow)]}
 
 
-def _insert(store: GraphStore, workflow: str, rows: JobRows, *,
-            bulk: bool) -> list[dict[str, Any]]:
+def _insert(store: GraphStore, workflow: str, rows: JobRows, *, bulk: bool) -> list[str]:
+    """Insert the jobs and their edges in one transaction; the stored jobs' JSON texts."""
     docs, links = rows.docs, rows.links
     batch_keys = {d["_key"] for d in docs if d.get("_key") is not None}
     with store.transaction(workflow):
         require_workflow(store, workflow)
         _check_exist(store, workflow, rows, batch_keys, bulk)
-        stored = store.insert_many(JOBS, workflow, docs)
-        edges: dict[str, list[dict[str, str]]] = defaultdict(list)
+        ids, texts = store.insert_encoded(JOBS, workflow, docs, rows.texts)
+        edges: dict[str, list[dict[str, str]]] = {}
         for rel in RELATIONS:
-            out = edges[rel.edge]
             field = rel.field
-            for job, targets in zip(stored, links):
-                ids = targets.get(field)
-                if ids:
-                    job_id = job["_id"]
-                    for target in ids:
-                        out.append({"_from": target, "_to": job_id} if rel.inbound
-                                   else {"_from": job_id, "_to": target})
-            if not out:
-                del edges[rel.edge]
+            if rel.inbound:
+                out = [{"_from": target, "_to": job_id}
+                       for job_id, targets in zip(ids, links) if field in targets
+                       for target in targets[field]]
+            else:
+                out = [{"_from": job_id, "_to": target}
+                       for job_id, targets in zip(ids, links) if field in targets
+                       for target in targets[field]]
+            if out:
+                edges[rel.edge] = out
         for edge, edge_rows in edges.items():
-            store.insert_many(edge, workflow, edge_rows)
+            store.insert_encoded(edge, workflow, edge_rows, ["{}"] * len(edge_rows))
         if bulk:
-            integrity.check_new_jobs(store, workflow, (d["_id"] for d in stored), edges,
+            integrity.check_new_jobs(store, workflow, ids, edges,
                                      generated_keys=not batch_keys)
-        elif _may_close_cycle(store, workflow, stored[0], edges):
+        elif _may_close_cycle(store, workflow, ids[0], edges):
             integrity.check_no_cycle(store, workflow)
-    return stored
+    return texts
 
 
-def _may_close_cycle(store: GraphStore, workflow: str, job: Mapping[str, Any],
+def _may_close_cycle(store: GraphStore, workflow: str, job_id: str,
                      edges: Mapping[str, list[dict[str, str]]]) -> bool:
     """Whether one new job can be on a dependency cycle: only if it blocks itself or some job
     (possibly itself) needs a file or consumes user data that it produces or stores (its only
     outgoing dependencies), so the common insert costs one indexed count, not a graph search."""
-    if any(e["_from"] == job["_id"] for e in edges.get("blocks", ())):
+    if any(e["_from"] == job_id for e in edges.get("blocks", ())):
         return True
     for out_edge, in_edge in (("produces", "needs"), ("stores", "consumes")):
         targets = [e["_to"] for e in edges.get(out_edge, ())]
@@ -141,7 +148,9 @@ def _check_exist(store: GraphStore, workflow: str, rows: JobRows, batch_keys: se
     links, wanted = rows.links, rows.wanted
     missing = False
     for base, keys in wanted.items():
-        pending = sorted(keys - batch_keys) if base == JOBS else sorted(keys)
+        # Any partition into chunks will do (SQLite indexes the IN list itself): no sort
+        # (7 ms of a 10^4-job request, measured).
+        pending = list(keys - batch_keys) if base == JOBS else list(keys)
         for i in range(0, len(pending), _CHUNK):
             chunk = pending[i:i + _CHUNK]
             # Keys are unique per collection and workflow, so a full count proves existence

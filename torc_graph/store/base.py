@@ -63,6 +63,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from torc_graph import json_codec
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store.bulk import BULK_OPERATIONS, bulk_operation, unwrap_outcome
 from torc_graph.store.filters import (
@@ -261,6 +262,22 @@ class GraphStore(abc.ABC):
         """Insert many documents in one set-based operation, atomically; same rules as
         :meth:`insert`. Returns the stored documents in input order; their generated keys
         increase in input order."""
+
+    def insert_encoded(self, collection: str, workflow: str | None,
+                       docs: Sequence[Mapping[str, Any]],
+                       texts: Sequence[str]) -> tuple[list[str], list[str]]:
+        """:meth:`insert_many` of documents the caller has already encoded: ``texts[i]`` is
+        the compact JSON text (:func:`torc_graph.json_codec.dumps`) of ``docs[i]`` without its
+        system fields (``_key``, ``_id``, ``_rev``, ``_from``, ``_to``; ``"{}"`` for a bare
+        edge). Returns the stored ids and the stored documents' JSON texts, in input order.
+
+        Same rules, errors and atomicity as :meth:`insert_many`. A backend may build each
+        stored text from ``texts`` instead of encoding the document again (SQLite does); this
+        default inserts ``docs`` and encodes what it stored."""
+        if len(texts) != len(docs):
+            raise InvalidInput("insert_encoded: one text per document is required")
+        stored = self.insert_many(collection, workflow, docs)
+        return [d["_id"] for d in stored], json_codec.dumps_each(stored)
 
     @abc.abstractmethod
     def get(self, collection: str, workflow: str | None, key: str) -> Document:
