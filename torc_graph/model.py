@@ -166,11 +166,11 @@ SERVICE_VERSION = "0.6.4"
 # --------------------------------------------------------------------------------------------
 
 #: A legal document key (ArangoDB's rule): 1-254 characters from this set.
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.@()+,=;$!*'%]{1,254}$")
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.@()+,=;$!*'%]{1,254}\Z")
 #: A document id: ``<collection>/<key>``, where collection may carry ``__<WF>``.
-ID_PATTERN = re.compile(r"^([A-Za-z][A-Za-z0-9_\-]*)/([A-Za-z0-9_\-:.@()+,=;$!*'%]{1,254})$")
+ID_PATTERN = re.compile(r"^([A-Za-z][A-Za-z0-9_\-]*)/([A-Za-z0-9_\-:.@()+,=;$!*'%]{1,254})\Z")
 #: A field path usable in a filter or sort: dotted identifiers.
-FIELD_PATH_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+FIELD_PATH_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
 def collection_name(base: str, workflow: str | None) -> str:

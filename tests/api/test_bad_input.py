@@ -117,6 +117,11 @@ CASES = [
     ("bulk-bad-job-index", 400, "jobs[2]",
      lambda c: ("POST", f"/workflows/{c.wf}/bulk_jobs",
                 {"json": {"jobs": [{"command": "a"}, {"command": "b"}, {"command": 3}]}})),
+    ("key-with-trailing-newline", 400, "key",
+     lambda c: ("POST", f"/workflows/{c.wf}/files", {"json": {"path": "/x", "_key": "k\n"}})),
+    ("bulk-blocker-id-with-trailing-newline", 400, "jobs[0]",
+     lambda c: ("POST", f"/workflows/{c.wf}/bulk_jobs", {"json": {"jobs": [
+         {"command": "a", "blocked_by": [f"jobs__{c.wf}/1\n"]}]}})),
     ("duplicate-custom-key", 409, None,
      lambda c: ("POST", f"/workflows/{c.wf}/files",
                 {"json": {"path": "/x", "_key": c.file["_key"]}})),

@@ -102,10 +102,13 @@ def test_a_taken_key_is_named_alone_and_nothing_is_stored(store, wf):
     assert [d["_key"] for d in store.find("files", wf)] == ["taken"] + [d["_key"] for d in stored]
 
 
-def test_an_id_with_a_trailing_newline_is_stored_as_valid_json(store, wf):
-    """The id pattern's ``$`` accepts one trailing newline; the spliced text must not carry
-    it raw (the stored document would not be JSON)."""
+def test_an_id_or_key_with_a_trailing_newline_is_refused(store, wf):
+    """The id and key patterns end at ``\\Z``, not ``$`` (which accepts one trailing newline):
+    such an id would be spliced into the stored JSON unescaped."""
     ids, _ = _insert(store, "jobs", wf, [{"name": "a"}])
-    _edge_ids, texts = _insert(store, "blocks", wf, [{"_from": ids[0] + "\n", "_to": ids[0]}])
-    assert json_codec.loads(texts[0])["_from"] == ids[0] + "\n"
-    assert [e["_from"] for e in store.find("blocks", wf)] == [ids[0] + "\n"]
+    for doc in ({"_from": ids[0] + "\n", "_to": ids[0]}, {"_from": ids[0], "_to": ids[0] + "\n"}):
+        with pytest.raises(InvalidInput, match="_from|_to"):
+            _insert(store, "blocks", wf, [doc])
+    with pytest.raises(InvalidInput):
+        store.insert("jobs", wf, {"_key": "k\n"})
+    assert store.count("blocks", wf) == 0 and store.count("jobs", wf) == 1

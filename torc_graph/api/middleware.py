@@ -30,7 +30,7 @@ from torc_graph.errors import PayloadTooLarge
 ID_SEPARATOR = "\x1f"
 
 _PREFIX = re.compile(r"^/_db/[^/]+/torc-service(?=/|$)")
-_ID_COLLECTION = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)__([A-Za-z0-9_\-:.@()+,=;$!*'%]+)$")
+_ID_COLLECTION = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)__([A-Za-z0-9_\-:.@()+,=;$!*'%]+)\Z")
 _RAW_KEYS = ("RAW_URI", "REQUEST_URI")
 
 

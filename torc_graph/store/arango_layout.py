@@ -41,7 +41,7 @@ VERTEX_NAMES = frozenset(c.value for c in model.VERTEX_COLLECTIONS)
 
 #: Collection names under the traditional naming convention: ``[A-Za-z0-9_-]``, <= 256 bytes;
 #: the longest per-workflow name is ``scheduled_compute_nodes__<WF>`` (25 + len(WF)).
-WORKFLOW_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,231}$")
+WORKFLOW_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,231}\Z")
 
 def _claim_expression(fields: tuple[str, ...]) -> str:
     statuses = ", ".join(f"'{s}'" for s in model.CLAIMABLE_STATUSES)  # constants of the model

@@ -33,7 +33,7 @@ from torc_graph.store.sqlite_staging import STAGED, StagingOps
 from torc_graph.store.sqlite_writes import WriteOps
 
 _OWNERS = model.GlobalCollection.WORKFLOW_OWNERS.value
-_WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}$")
+_WF_KEY = re.compile(r"^[A-Za-z0-9_]{1,254}\Z")
 #: Fields whose index starts with ``(wf, field)`` (:data:`.sqlite_schema.INDEXED_FIELDS`; the
 #: jobs' status index continues with the claim order): a listing ordered by one of them walks
 #: that index (ties sorted by ``seq`` group by group) instead of sorting the whole workflow.
