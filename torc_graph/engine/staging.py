@@ -10,8 +10,8 @@ reads it with an incremental JSON parser (``ijson``), never holding the list of 
    forward: a job's ``blocked_by`` may name a job defined later);
 3. **write**: a second pass validates and plans each job (the same checks and messages as
    :func:`.specifications.plan_specification`) and writes chunks of :data:`CHUNK` jobs with
-   their edges, each chunk in its own transaction through ``store.insert_many``, inside
-   ``store.staged_creation()``: the workflow is invisible (404, absent from listings) until the
+   their edges, each chunk in its own transaction through ``store.insert_encoded`` (each
+   document encoded once, before the transaction), inside ``store.staged_creation()``: the workflow is invisible (404, absent from listings) until the
    block publishes it, and removed if anything fails (a bad job found late, a cycle, a storage
    error). ``blocked_by`` edges to later jobs are kept as index pairs and written at the end;
    the cycle check runs on compact arrays of job indexes.
@@ -29,14 +29,13 @@ from __future__ import annotations
 import contextlib
 import os
 from array import array
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import ijson
 
-from torc_graph import json_limits, model, spec as spec_formats, validation
+from torc_graph import json_codec, json_limits, model, spec as spec_formats, validation
 from torc_graph.engine import integrity, specifications as specs, tasks, workflows
 from torc_graph.engine.jobs import _gc_paused
 from torc_graph.errors import InvalidInput
@@ -270,6 +269,11 @@ class _Keys:
             self.other[len(self.numbers)] = key
             self.numbers.append(-1)
 
+    def extend(self, ids: list[str], prefix: int) -> None:
+        """Append the keys of ``ids`` (each id's text after its first ``prefix`` characters)."""
+        for job_id in ids:
+            self.append(job_id[prefix:])
+
     def __getitem__(self, i: int) -> str:
         n = self.numbers[i]
         return self.other[i] if n < 0 else str(n)
@@ -310,10 +314,11 @@ class _Writer:
         self.report("writing dependencies on later jobs", self.count, self.count)
         for start in range(0, len(self.later), 2 * CHUNK):
             pairs = self.later[start:start + 2 * CHUNK]
+            docs = [{"_from": self._job_id(pairs[k]), "_to": self._job_id(pairs[k + 1])}
+                    for k in range(0, len(pairs), 2)]
             with self.store.transaction(self.wf):
-                self.store.insert_many(model.Edge.BLOCKS.value, self.wf, [
-                    {"_from": self._job_id(pairs[k]), "_to": self._job_id(pairs[k + 1])}
-                    for k in range(0, len(pairs), 2)])
+                self.store.insert_encoded(model.Edge.BLOCKS.value, self.wf, docs,
+                                          ["{}"] * len(docs))
                 self.store.touch_staged(self.wf)
         # A read: no write lock (the workflow is invisible, nothing else writes to it).
         integrity.check_no_cycle(self.store, self.wf)
@@ -347,33 +352,56 @@ class _Writer:
         return self.jobs_prefix + self.keys[i]
 
     def _write_chunk(self, chunk: list[tuple[int, specs._JobPlan]]) -> None:
+        """Write one chunk's jobs and their edges in one transaction. Everything that does not
+        need the chunk's job ids (reserved by the store inside the transaction) is done before
+        it: each job document encoded once (:func:`~torc_graph.json_codec.dumps_each`, written
+        through ``store.insert_encoded``) and each edge's ends (a known id, or the position of
+        a job of this chunk). Raises InvalidInput or StoreError; atomic per chunk."""
         for _i, plan in chunk:
             for kind, slot in plan.refs.get("schedule_compute_nodes", ()):
                 plan.doc["schedule_compute_nodes"]["scheduler_id"] = self.ids[kind][slot]
+        docs = [p.doc for _i, p in chunk]
+        texts = json_codec.dumps_each(docs)
+        edges = self._chunk_edges(chunk)
         with self.store.transaction(self.wf):
-            docs = self.store.insert_many(_C.JOBS.value, self.wf, [p.doc for _i, p in chunk])
-            for d in docs:
-                self.keys.append(d["_key"])
-            edges: dict[str, list[dict[str, str]]] = defaultdict(list)
-            written = len(self.keys)
-            for (i, plan), d in zip(chunk, docs):
-                job_id = d["_id"]
-                for fname, edge, direction in specs._JOB_RELATIONS:
-                    for kind, slot in plan.refs[fname]:
-                        if kind == "jobs":
-                            self.blockers.extend((slot, i))
-                            if slot >= written:
-                                self.later.extend((slot, i))
-                                continue
-                            other = self._job_id(slot)
-                        else:
-                            other = self.ids[kind][slot]
-                        ends = (job_id, other) if direction == "out" else (other, job_id)
-                        edges[edge.value].append({"_from": ends[0], "_to": ends[1]})
-            for edge, edge_docs in edges.items():
-                self.store.insert_many(edge, self.wf, edge_docs)
+            ids, _texts = self.store.insert_encoded(_C.JOBS.value, self.wf, docs, texts)
+            for edge, (froms, tos) in edges.items():
+                self.store.insert_encoded(edge, self.wf, [
+                    {"_from": ids[f] if f.__class__ is int else f,
+                     "_to": ids[t] if t.__class__ is int else t} for f, t in zip(froms, tos)],
+                    ["{}"] * len(froms))
             self.store.touch_staged(self.wf)  # in the chunk's transaction: no commit of its own
+        self.keys.extend(ids, len(self.jobs_prefix))
         self.report(f"writing {self.count:,} jobs", len(self.keys), self.count)
+
+    def _chunk_edges(self, chunk: list[tuple[int, specs._JobPlan]]
+                     ) -> dict[str, tuple[list[str | int], list[str | int]]]:
+        """The edges of a chunk by edge collection, as the lists of their ``_from`` and ``_to``
+        ends: an id, or (int) the position in the chunk of a job whose id is not known yet.
+        Records every ``blocked_by`` pair (:attr:`blockers`) and holds back those whose blocker
+        comes in a later chunk (:attr:`later`)."""
+        first, end = chunk[0][0], chunk[-1][0] + 1  # the chunk's jobs: indexes first..end-1
+        edges: dict[str, tuple[list[str | int], list[str | int]]] = {}
+        for fname, edge, direction in specs._JOB_RELATIONS:
+            froms: list[str | int] = []
+            tos: list[str | int] = []
+            for i, plan in chunk:
+                for kind, slot in plan.refs[fname]:
+                    if kind == "jobs":
+                        self.blockers.extend((slot, i))
+                        if slot >= end:
+                            self.later.extend((slot, i))
+                            continue
+                        other = slot - first if slot >= first else self._job_id(slot)
+                    else:
+                        other = self.ids[kind][slot]
+                    if direction == "out":
+                        froms.append(i - first), tos.append(other)
+                    else:
+                        froms.append(other), tos.append(i - first)
+            if froms:
+                edges[edge.value] = (froms, tos)
+        return edges
 
     def _check_cycles(self) -> None:
         """Kahn's algorithm over the ``blocked_by`` pairs (compact arrays); raises InvalidInput
