@@ -56,9 +56,9 @@ def create_streamed(store, tmp_path, body):
 
 
 def stored(store, wf):
-    """Each job's stored document without its system fields, by name; each edge collection's
-    edges as (name or collection/key, name or collection/key) pairs; and every raw stored text
-    of the workflow's jobs and edges."""
+    """Each job's stored document without ``_id``/``_rev`` (and a generated ``_key``), by name;
+    each edge table's edges as sorted ("table:name", "table:name") pairs of their ends; and the
+    raw stored texts of the workflow's jobs and edges."""
     conn = sqlite3.connect(store.path)
     try:
         names, jobs = {}, {}

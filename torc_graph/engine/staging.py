@@ -11,10 +11,11 @@ reads it with an incremental JSON parser (``ijson``), never holding the list of 
 3. **write**: a second pass validates and plans each job (the same checks and messages as
    :func:`.specifications.plan_specification`) and writes chunks of :data:`CHUNK` jobs with
    their edges, each chunk in its own transaction through ``store.insert_encoded`` (each
-   document encoded once, before the transaction), inside ``store.staged_creation()``: the workflow is invisible (404, absent from listings) until the
-   block publishes it, and removed if anything fails (a bad job found late, a cycle, a storage
-   error). ``blocked_by`` edges to later jobs are kept as index pairs and written at the end;
-   the cycle check runs on compact arrays of job indexes.
+   document encoded once, before the transaction), inside ``store.staged_creation()``: the
+   workflow is invisible (404, absent from listings) until the block publishes it, and removed
+   if anything fails (a bad job found late, a cycle, a storage error). ``blocked_by`` edges
+   to later jobs are kept as index pairs and written at the end; the cycle check runs on
+   compact arrays of job indexes.
 
 Memory: the skeleton, one chunk of jobs, a name → index map and a few integers per job and
 per ``blocked_by`` edge. A body this reader cannot stream exactly like the in-memory path (not
@@ -395,10 +396,9 @@ class _Writer:
                         other = slot - first if slot >= first else self._job_id(slot)
                     else:
                         other = self.ids[kind][slot]
-                    if direction == "out":
-                        froms.append(i - first), tos.append(other)
-                    else:
-                        froms.append(other), tos.append(i - first)
+                    ends = (i - first, other) if direction == "out" else (other, i - first)
+                    froms.append(ends[0])
+                    tos.append(ends[1])
             if froms:
                 edges[edge.value] = (froms, tos)
         return edges
