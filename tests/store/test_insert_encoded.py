@@ -112,3 +112,24 @@ def test_an_id_or_key_with_a_trailing_newline_is_refused(store, wf):
     with pytest.raises(InvalidInput):
         store.insert("jobs", wf, {"_key": "k\n"})
     assert store.count("blocks", wf) == 0 and store.count("jobs", wf) == 1
+
+
+def test_the_generic_default_encodes_only_when_the_texts_are_read(tmp_path, monkeypatch):
+    """A backend without its own insert_encoded (ArangoDB) stores through insert_many; the
+    texts are the stored documents' JSON, encoded only if read (edges of a creation need only
+    the ids)."""
+    from torc_graph.store.base import GraphStore
+
+    class Generic(SQLiteStore):
+        insert_encoded = GraphStore.insert_encoded
+
+    store = Generic(str(tmp_path / "g.db"))
+    wf = store.create_workflow({"name": "g"}, {}, {"run_id": 0}).workflow["_key"]
+    encoded = []
+    real = json_codec.dumps_each
+    monkeypatch.setattr(json_codec, "dumps_each", lambda v: encoded.append(len(v)) or real(v))
+    ids, texts = store.insert_encoded("jobs", wf, JOBS, ["{}"] * len(JOBS))
+    assert encoded == [] and len(texts) == len(JOBS)
+    assert [json_codec.loads(t) for t in texts] == store.find("jobs", wf)
+    key = ids[0].rsplit("/", 1)[1]
+    assert texts[0] == json_codec.dumps(store.get("jobs", wf, key)) and encoded == [len(JOBS)]

@@ -80,6 +80,27 @@ _MISSING = object()
 T = TypeVar("T")
 
 
+class _EncodedOnRead(Sequence[str]):
+    """The JSON texts of stored documents, encoded on first read (:meth:`GraphStore.insert_encoded`)."""
+
+    def __init__(self, docs: list[Document]) -> None:
+        self._docs, self._texts = docs, None
+
+    def _all(self) -> list[str]:
+        if self._texts is None:
+            self._texts = json_codec.dumps_each(self._docs)
+        return self._texts
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+
 class GraphStore(abc.ABC):
     """Storage for workflows as document and edge collections.
 
@@ -265,7 +286,7 @@ class GraphStore(abc.ABC):
 
     def insert_encoded(self, collection: str, workflow: str | None,
                        docs: Sequence[Mapping[str, Any]],
-                       texts: Sequence[str]) -> tuple[list[str], list[str]]:
+                       texts: Sequence[str]) -> tuple[list[str], Sequence[str]]:
         """:meth:`insert_many` of documents the caller has already encoded: ``texts[i]`` is
         the compact JSON text (:func:`torc_graph.json_codec.dumps`) of ``docs[i]`` without its
         system fields (``_key``, ``_id``, ``_rev``, ``_from``, ``_to``; ``"{}"`` for a bare
@@ -273,11 +294,12 @@ class GraphStore(abc.ABC):
 
         Same rules, errors and atomicity as :meth:`insert_many`. A backend may build each
         stored text from ``texts`` instead of encoding the document again (SQLite does); this
-        default inserts ``docs`` and encodes what it stored."""
+        default inserts ``docs`` and encodes what it stored when the texts are first read (a
+        caller that needs only the ids, like the edges of a creation, pays no encoding)."""
         if len(texts) != len(docs):
             raise InvalidInput("insert_encoded: one text per document is required")
         stored = self.insert_many(collection, workflow, docs)
-        return [d["_id"] for d in stored], json_codec.dumps_each(stored)
+        return [d["_id"] for d in stored], _EncodedOnRead(stored)
 
     @abc.abstractmethod
     def get(self, collection: str, workflow: str | None, key: str) -> Document:
