@@ -14,12 +14,10 @@ collection, never one per job), and a bad job rejects the whole batch naming its
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from torc_graph import json_codec, model, validation
+from torc_graph import collector, json_codec, model, validation
 from torc_graph.engine import integrity
 from torc_graph.engine.common import require_workflow
 from torc_graph.engine.job_rows import RELATIONS, JobRows, Relation, build_jobs, single_job
@@ -65,26 +63,10 @@ def add_jobs_json(store: GraphStore, workflow: str, body: Mapping[str, Any]) -> 
     # The envelope is checked without its jobs, which validate_many checks once, naming the
     # index of a bad job (validating them through bulk_jobs too would double the cost).
     validation.validate("bulk_jobs", {**body, "jobs": []})
-    with _gc_paused():
+    with collector.paused():
         rows = build_jobs(body["jobs"], workflow, label="jobs")
         texts = _insert(store, workflow, rows, bulk=True)
         return b'{"items":[' + ",".join(texts).encode("utf-8") + b"]}"
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a bulk insert allocates its ~10 containers
-    per job (none cyclic; reference counting frees them): otherwise its collections, each
-    walking every live container, cost ~20 % of a 10,000-job request (measured with
-    ``gc.callbacks``). Process-wide; only the caller that turned it off turns it back on."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def job_keys(store: GraphStore, workflow: str) -> dict[str, list[str]]:

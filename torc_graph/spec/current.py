@@ -22,15 +22,14 @@ specification (one copy of those checks). Raises InvalidInput.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import regex
 
+from torc_graph import collector
 from torc_graph.errors import InvalidInput
 from torc_graph.spec import fields as F
 from torc_graph.spec import handlers
@@ -50,25 +49,12 @@ _CONFIG_SCALARS = ("compute_node_expiration_buffer_seconds",
                    "compute_node_wait_for_healthy_database_minutes", "use_pending_failed")
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large expansion allocates millions of
-    acyclic dicts (its generation-2 passes would otherwise take ~40% of the time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def convert(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The v0.6.4 specification (torc_graph form) equivalent to current-torc ``spec``.
 
     Pure; raises InvalidInput naming the entry and field of the first problem.
     """
-    with _gc_paused():
+    with collector.paused():
         return _convert(spec)
 
 

@@ -81,7 +81,8 @@ T = TypeVar("T")
 
 
 class _EncodedOnRead(Sequence[str]):
-    """The JSON texts of stored documents, encoded on first read (:meth:`GraphStore.insert_encoded`)."""
+    """The JSON texts of stored documents, encoded when first read
+    (:meth:`GraphStore.insert_encoded`)."""
 
     def __init__(self, docs: list[Document]) -> None:
         self._docs, self._texts = docs, None
