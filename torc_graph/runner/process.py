@@ -13,9 +13,8 @@ it left running in its group is killed (the job is over; stray processes would h
 runner has already handed to the next job). The exit is detected without reaping the process
 (``waitid(WNOWAIT)``), so its pid, and with it the group id, cannot be reused before that kill.
 
-Starting is ``posix_spawn`` (glibc: vfork + exec; about a third of ``subprocess.Popen``'s
-CPU in the runner; called through ctypes where it can be, so the GIL is released while the child
-execs, :mod:`.spawner`): the program is looked up in the job environment's ``PATH`` as ``execvp``
+Starting is ``os.posix_spawn`` (glibc: vfork + exec; about a third of ``subprocess.Popen``'s
+CPU in the runner): the program is looked up in the job environment's ``PATH`` as ``execvp``
 would, the stdio files are opened by the child, SIGPIPE and SIGXFSZ get their default action back
 (as Popen's ``restore_signals``), and the runner's descriptors are all close-on-exec (Python
 creates them so; :func:`seal_inherited_fds` marks those the runner itself inherited). A job with
@@ -37,8 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-from torc_graph.runner import spawner
 
 #: Characters that make a command line need a shell.
 SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[\]{}~#\n]|^\s*[A-Za-z_][A-Za-z0-9_]*=")
@@ -97,16 +94,12 @@ def spawn(argv: list[str], env: dict[str, str], stdout: str | Path, stderr: str 
     """Start ``argv`` in a new session with stdin from /dev/null and stdout/stderr truncated
     into the given files; return its pid. Raises OSError (no such program, not executable,
     stdio file not writable)."""
-    actions = None if spawner.AVAILABLE else [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(stdout), _WRITE_FLAGS, 0o666),
-        (os.POSIX_SPAWN_OPEN, 2, str(stderr), _WRITE_FLAGS, 0o666)]
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, str(stdout), _WRITE_FLAGS, 0o666),
+               (os.POSIX_SPAWN_OPEN, 2, str(stderr), _WRITE_FLAGS, 0o666)]
     for attempt in range(2):
         path = find_program(argv[0], env)
         try:
-            if spawner.AVAILABLE:  # the same call without holding the GIL
-                return spawner.posix_spawn(path, argv, env, os.devnull, str(stdout),
-                                           str(stderr), _WRITE_FLAGS, _DEFAULT_SIGNALS)
             return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
                                   setsigdef=_DEFAULT_SIGNALS)
         except (FileNotFoundError, PermissionError):
