@@ -65,9 +65,12 @@ def _run_cli(args: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> dict:
+def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int,
+               baseline: str | None = None) -> dict:
     """Rates (jobs/s) of ``torc-graph run`` embedded and through a fresh server, and of xargs,
-    measured one after the other (xargs between the two, so drift shows in the ratios)."""
+    measured one after the other (xargs between the two, so drift shows in the ratios).
+    ``baseline``: a source tree whose embedded run is timed too (right after this tree's), for
+    a same-run before/after comparison."""
     spec = {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}
     spec_path = workdir / f"noop_{n}.json"
     spec_path.write_text(json.dumps(spec))
@@ -76,6 +79,13 @@ def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> 
     embedded = _run_cli(["run", str(spec_path), "--database", f"sqlite:///{workdir / f'e2e_{n}.db'}",
                          "--output", str(workdir / f"out_e_{n}"), *common], env)
     embedded_cpu = LAST_CPU[0]
+    base: dict = {}
+    if baseline is not None:
+        base_env = dict(env, PYTHONPATH=str(Path(baseline).absolute()))
+        seconds = _run_cli(["run", str(spec_path), "--database",
+                            f"sqlite:///{workdir / f'e2e_base_{n}.db'}",
+                            "--output", str(workdir / f"out_b_{n}"), *common], base_env)
+        base = {"baseline_per_s": n / seconds, "baseline_cpu_ms": 1e3 * LAST_CPU[0] / n}
     xargs = xargs_rate(n)
     xargs_cpu = LAST_CPU[0]
     with LiveServer(f"sqlite:///{workdir / f'e2e_server_{n}.db'}", workers=server_workers,
@@ -85,7 +95,8 @@ def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> 
                            "--output", str(workdir / f"out_s_{n}"), *common], env)
     # The served run's CPU misses the server (not a child of this process): embedded only.
     return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs,
-            "embedded_cpu_ms": 1e3 * embedded_cpu / n, "xargs_cpu_ms": 1e3 * xargs_cpu / n}
+            "embedded_cpu_ms": 1e3 * embedded_cpu / n, "xargs_cpu_ms": 1e3 * xargs_cpu / n,
+            **base}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,12 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-jobs", type=int, default=2_000)
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     p.add_argument("--server-workers", type=int, default=4)
+    p.add_argument("--baseline", metavar="TREE",
+                   help="also time the embedded run of this source tree (e.g. a `git archive` "
+                        "of the base commit), right after this one's: a same-run before/after")
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_e2e_"))
     print(f"load before {os.getloadavg()}, synchronous={args.synchronous}", file=sys.stderr)
     cost: dict[str, dict[int, float]] = {"embedded": {}, "server": {}}
     for n in args.jobs:
-        e = end_to_end(n, workdir, args.synchronous, args.server_workers)
+        e = end_to_end(n, workdir, args.synchronous, args.server_workers, args.baseline)
         for mode in ("embedded", "server"):
             rate = e[f"{mode}_per_s"]
             cost[mode][n] = 1 / rate
@@ -248,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure 4: N={n:,} CPU per job (user+sys, incl. the jobs): embedded run "
               f"{e['embedded_cpu_ms']:.3f} ms (create + run), xargs {e['xargs_cpu_ms']:.3f} ms",
               flush=True)
+        if "baseline_per_s" in e:
+            print(f"figure 4: N={n:,} embedded, baseline tree: {e['baseline_per_s']:,.1f} jobs/s"
+                  f" (ratio {e['baseline_per_s'] / e['xargs_per_s']:.3f}), CPU per job "
+                  f"{e['baseline_cpu_ms']:.3f} ms; this tree / baseline: rate "
+                  f"{e['embedded_per_s'] / e['baseline_per_s']:.3f}x, CPU above xargs "
+                  f"{(e['embedded_cpu_ms'] - e['xargs_cpu_ms']):.3f} vs "
+                  f"{(e['baseline_cpu_ms'] - e['xargs_cpu_ms']):.3f} ms", flush=True)
     if len(args.jobs) > 1:
         lo, hi = min(args.jobs), max(args.jobs)
         for mode, c in cost.items():
