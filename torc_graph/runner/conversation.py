@@ -206,7 +206,8 @@ class Conversation:
             until = min(until, min(t for _, t in self._held))
         if self.courier.busy:  # nothing can be sent before its answer, which wakes the loop
             return max(until, now)
-        until = min(until, self._next_claim)
+        if self.prefetch.low():  # else no claim is due, whatever _next_claim says
+            until = min(until, self._next_claim)
         if self.link.is_down:
             until = min(until, self.link.retry_at)
         if self.queue.since is not None:
