@@ -7,6 +7,9 @@
   ``docs/execution-model.md`` §4 (``claim_jobs`` then ``complete_jobs`` carrying the next
   ``claim``): aggregate completions/s through gunicorn, failures, and every job completed exactly
   once (by the workers' own records and by the server's count).
+* ``--baseline TREE [--ab-pairs K]`` — the embedded run of another source tree (e.g. a
+  ``git archive`` of the base commit) in the same run; with ``--ab-pairs`` only K alternating
+  embedded runs of both trees and their medians (a before/after on a shared machine).
 * Figure 10 — ``--peers``: the same no-op jobs on Dask distributed (LocalCluster, 2 workers × 1
   thread) as a ratio to xargs in the same run; skipped when Dask is not installed.
 
@@ -97,6 +100,38 @@ def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int,
     return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs,
             "embedded_cpu_ms": 1e3 * embedded_cpu / n, "xargs_cpu_ms": 1e3 * xargs_cpu / n,
             **base}
+
+
+def embedded_ab(n: int, workdir: Path, synchronous: str, baseline: str, pairs: int) -> None:
+    """Print ``pairs`` alternating embedded runs of this tree and ``baseline`` (the order
+    swapped every pair, xargs after each pair) and the medians: rate and CPU per job (user+sys
+    of the CLI and its jobs, create included). Steadier than one run on a shared machine."""
+    import statistics
+    spec_path = workdir / f"ab_{n}.json"
+    spec_path.write_text(json.dumps(
+        {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}))
+    env = clean_env(TORC_GRAPH_SQLITE_SYNCHRONOUS=synchronous)
+    trees = {"this": env, "baseline": dict(env, PYTHONPATH=str(Path(baseline).absolute()))}
+    got: dict[str, list[tuple[float, float]]] = {"this": [], "baseline": [], "xargs": []}
+    for pair in range(pairs):
+        for name in ("this", "baseline") if pair % 2 == 0 else ("baseline", "this"):
+            tag = f"{name}_{n}_{pair}"
+            seconds = _run_cli(["run", str(spec_path), "--database",
+                                f"sqlite:///{workdir / f'ab_{tag}.db'}", "--output",
+                                str(workdir / f"out_ab_{tag}"), "--num-cpus", str(PARALLELISM)],
+                               trees[name])
+            got[name].append((n / seconds, 1e3 * LAST_CPU[0] / n))
+        rate = xargs_rate(n)
+        got["xargs"].append((rate, 1e3 * LAST_CPU[0] / n))
+        print(f"A/B N={n:,} pair {pair + 1}: " + ", ".join(
+            f"{k} {v[-1][0]:,.0f}/s {v[-1][1]:.3f} ms CPU/job" for k, v in got.items()),
+            flush=True)
+    med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
+           for k, v in got.items()}
+    print(f"A/B N={n:,} medians of {pairs}: " + ", ".join(
+        f"{k} {r:,.0f}/s {c:.3f} ms CPU/job" for k, (r, c) in med.items())
+        + f"; CPU above xargs: this {med['this'][1] - med['xargs'][1]:.3f}, baseline "
+        f"{med['baseline'][1] - med['xargs'][1]:.3f} ms/job", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,9 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", metavar="TREE",
                    help="also time the embedded run of this source tree (e.g. a `git archive` "
                         "of the base commit), right after this one's: a same-run before/after")
+    p.add_argument("--ab-pairs", type=int, default=0, metavar="K",
+                   help="with --baseline: only K alternating embedded runs of both trees at "
+                        "every N (and xargs), with medians")
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_e2e_"))
     print(f"load before {os.getloadavg()}, synchronous={args.synchronous}", file=sys.stderr)
+    if args.ab_pairs:
+        if not args.baseline:
+            p.error("--ab-pairs needs --baseline")
+        for n in args.jobs:
+            embedded_ab(n, workdir, args.synchronous, args.baseline, args.ab_pairs)
+        print(f"load after {os.getloadavg()}", file=sys.stderr)
+        return 0
     cost: dict[str, dict[int, float]] = {"embedded": {}, "server": {}}
     for n in args.jobs:
         e = end_to_end(n, workdir, args.synchronous, args.server_workers, args.baseline)
