@@ -7,6 +7,9 @@
   ``docs/execution-model.md`` §4 (``claim_jobs`` then ``complete_jobs`` carrying the next
   ``claim``): aggregate completions/s through gunicorn, failures, and every job completed exactly
   once (by the workers' own records and by the server's count).
+* ``--baseline TREE [--ab-pairs K]`` — the embedded run of another source tree (e.g. a
+  ``git archive`` of the base commit) in the same run; with ``--ab-pairs`` only K alternating
+  embedded runs of both trees and their medians (a before/after on a shared machine).
 * Figure 10 — ``--peers``: the same no-op jobs on Dask distributed (LocalCluster, 2 workers × 1
   thread) as a ratio to xargs in the same run; skipped when Dask is not installed.
 
@@ -65,9 +68,12 @@ def _run_cli(args: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> dict:
+def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int,
+               baseline: str | None = None) -> dict:
     """Rates (jobs/s) of ``torc-graph run`` embedded and through a fresh server, and of xargs,
-    measured one after the other (xargs between the two, so drift shows in the ratios)."""
+    measured one after the other (xargs between the two, so drift shows in the ratios).
+    ``baseline``: a source tree whose embedded run is timed too (right after this tree's), for
+    a same-run before/after comparison."""
     spec = {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}
     spec_path = workdir / f"noop_{n}.json"
     spec_path.write_text(json.dumps(spec))
@@ -76,6 +82,13 @@ def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> 
     embedded = _run_cli(["run", str(spec_path), "--database", f"sqlite:///{workdir / f'e2e_{n}.db'}",
                          "--output", str(workdir / f"out_e_{n}"), *common], env)
     embedded_cpu = LAST_CPU[0]
+    base: dict = {}
+    if baseline is not None:
+        base_env = dict(env, PYTHONPATH=str(Path(baseline).absolute()))
+        seconds = _run_cli(["run", str(spec_path), "--database",
+                            f"sqlite:///{workdir / f'e2e_base_{n}.db'}",
+                            "--output", str(workdir / f"out_b_{n}"), *common], base_env)
+        base = {"baseline_per_s": n / seconds, "baseline_cpu_ms": 1e3 * LAST_CPU[0] / n}
     xargs = xargs_rate(n)
     xargs_cpu = LAST_CPU[0]
     with LiveServer(f"sqlite:///{workdir / f'e2e_server_{n}.db'}", workers=server_workers,
@@ -85,7 +98,40 @@ def end_to_end(n: int, workdir: Path, synchronous: str, server_workers: int) -> 
                            "--output", str(workdir / f"out_s_{n}"), *common], env)
     # The served run's CPU misses the server (not a child of this process): embedded only.
     return {"embedded_per_s": n / embedded, "server_per_s": n / served, "xargs_per_s": xargs,
-            "embedded_cpu_ms": 1e3 * embedded_cpu / n, "xargs_cpu_ms": 1e3 * xargs_cpu / n}
+            "embedded_cpu_ms": 1e3 * embedded_cpu / n, "xargs_cpu_ms": 1e3 * xargs_cpu / n,
+            **base}
+
+
+def embedded_ab(n: int, workdir: Path, synchronous: str, baseline: str, pairs: int) -> None:
+    """Print ``pairs`` alternating embedded runs of this tree and ``baseline`` (the order
+    swapped every pair, xargs after each pair) and the medians: rate and CPU per job (user+sys
+    of the CLI and its jobs, create included). Steadier than one run on a shared machine."""
+    import statistics
+    spec_path = workdir / f"ab_{n}.json"
+    spec_path.write_text(json.dumps(
+        {"name": "noop", "jobs": [{"name": f"noop_{i}", "command": "true"} for i in range(n)]}))
+    env = clean_env(TORC_GRAPH_SQLITE_SYNCHRONOUS=synchronous)
+    trees = {"this": env, "baseline": dict(env, PYTHONPATH=str(Path(baseline).absolute()))}
+    got: dict[str, list[tuple[float, float]]] = {"this": [], "baseline": [], "xargs": []}
+    for pair in range(pairs):
+        for name in ("this", "baseline") if pair % 2 == 0 else ("baseline", "this"):
+            tag = f"{name}_{n}_{pair}"
+            seconds = _run_cli(["run", str(spec_path), "--database",
+                                f"sqlite:///{workdir / f'ab_{tag}.db'}", "--output",
+                                str(workdir / f"out_ab_{tag}"), "--num-cpus", str(PARALLELISM)],
+                               trees[name])
+            got[name].append((n / seconds, 1e3 * LAST_CPU[0] / n))
+        rate = xargs_rate(n)
+        got["xargs"].append((rate, 1e3 * LAST_CPU[0] / n))
+        print(f"A/B N={n:,} pair {pair + 1}: " + ", ".join(
+            f"{k} {v[-1][0]:,.0f}/s {v[-1][1]:.3f} ms CPU/job" for k, v in got.items()),
+            flush=True)
+    med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
+           for k, v in got.items()}
+    print(f"A/B N={n:,} medians of {pairs}: " + ", ".join(
+        f"{k} {r:,.0f}/s {c:.3f} ms CPU/job" for k, (r, c) in med.items())
+        + f"; CPU above xargs: this {med['this'][1] - med['xargs'][1]:.3f}, baseline "
+        f"{med['baseline'][1] - med['xargs'][1]:.3f} ms/job", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,12 +280,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-jobs", type=int, default=2_000)
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     p.add_argument("--server-workers", type=int, default=4)
+    p.add_argument("--baseline", metavar="TREE",
+                   help="also time the embedded run of this source tree (e.g. a `git archive` "
+                        "of the base commit), right after this one's: a same-run before/after")
+    p.add_argument("--ab-pairs", type=int, default=0, metavar="K",
+                   help="with --baseline: only K alternating embedded runs of both trees at "
+                        "every N (and xargs), with medians")
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="torc_graph_bench_e2e_"))
     print(f"load before {os.getloadavg()}, synchronous={args.synchronous}", file=sys.stderr)
+    if args.ab_pairs:
+        if not args.baseline:
+            p.error("--ab-pairs needs --baseline")
+        for n in args.jobs:
+            embedded_ab(n, workdir, args.synchronous, args.baseline, args.ab_pairs)
+        print(f"load after {os.getloadavg()}", file=sys.stderr)
+        return 0
     cost: dict[str, dict[int, float]] = {"embedded": {}, "server": {}}
     for n in args.jobs:
-        e = end_to_end(n, workdir, args.synchronous, args.server_workers)
+        e = end_to_end(n, workdir, args.synchronous, args.server_workers, args.baseline)
         for mode in ("embedded", "server"):
             rate = e[f"{mode}_per_s"]
             cost[mode][n] = 1 / rate
@@ -248,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure 4: N={n:,} CPU per job (user+sys, incl. the jobs): embedded run "
               f"{e['embedded_cpu_ms']:.3f} ms (create + run), xargs {e['xargs_cpu_ms']:.3f} ms",
               flush=True)
+        if "baseline_per_s" in e:
+            print(f"figure 4: N={n:,} embedded, baseline tree: {e['baseline_per_s']:,.1f} jobs/s"
+                  f" (ratio {e['baseline_per_s'] / e['xargs_per_s']:.3f}), CPU per job "
+                  f"{e['baseline_cpu_ms']:.3f} ms; this tree / baseline: rate "
+                  f"{e['embedded_per_s'] / e['baseline_per_s']:.3f}x, CPU above xargs "
+                  f"{(e['embedded_cpu_ms'] - e['xargs_cpu_ms']):.3f} vs "
+                  f"{(e['baseline_cpu_ms'] - e['xargs_cpu_ms']):.3f} ms", flush=True)
     if len(args.jobs) > 1:
         lo, hi = min(args.jobs), max(args.jobs)
         for mode, c in cost.items():

@@ -119,3 +119,25 @@ def test_a_completion_acknowledged_before_a_kill9_is_kept_and_never_run_again(
     assert len((workdir / "quick.runs").read_text().split()) == 1  # ran once, kept
     assert [r["cause"] for r in rows[keys["slow"]]] == ["lost", "exit"]
     assert all(j["status"] == "done" for j in client.list_jobs(wf))
+
+
+def test_the_loop_sleeps_between_events_while_its_prefetch_is_full(client, workdir,
+                                                                   monkeypatch):
+    """With claimed jobs waiting in the prefetch no claim is due: the loop must sleep until a
+    job exits or an answer comes (about one wait per job), not wake at once because the last
+    claim came back full (it did so 3-15 times per job)."""
+    from torc_graph.runner import slots as slots_module
+
+    waits = [0]
+    real = slots_module.JobSlots.wait
+
+    def counting(self, until):
+        waits[0] += 1
+        return real(self, until)
+
+    monkeypatch.setattr(slots_module.JobSlots, "wait", counting)
+    n = 400
+    wf = _workflow(client, [{"name": f"j{i}", "command": "true"} for i in range(n)])
+    summary = LocalRunner(client, wf, RunnerOptions(num_cpus=2, output_dir=workdir / "out")).run()
+    assert summary.succeeded == n
+    assert waits[0] <= 2 * n, waits[0] / n

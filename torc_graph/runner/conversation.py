@@ -23,7 +23,7 @@ logger = logging.getLogger("torc_graph.runner")
 #: Most completions in one ``complete_jobs`` request.
 BATCH = 500
 #: Longest a completion waits in the queue while other jobs keep the runner busy (seconds).
-REPORT_DELAY = 0.05
+REPORT_DELAY = 0.1
 #: Longest long poll of the embedded store (the signal handler cannot interrupt it).
 EMBEDDED_LONG_POLL = 2.0
 
@@ -53,12 +53,11 @@ class Conversation:
             items = self.link.call(self.execution.release, list(self.queue.releases))
             self.queue.releases.clear()
             self.summary.released += sum(1 for i in items if i.get("code", 200) == 200)
-        low = self.prefetch.low()
-        claim = self._claim_body() if low or self.queue.completions else None
-        low = low and claim is not None
-        if self.queue.completions and (low or self._report_due(now)):
-            return self._flush(now, claim)
-        if not low:
+        claim = self._claim_body() if self.prefetch.low() else None
+        if self.queue.completions and (claim is not None or self._report_due(now)):
+            # The claim rides along with completions that are due anyway (built only then).
+            return self._flush(now, claim if claim is not None else self._claim_body())
+        if claim is None:
             return False
         idle = not (self.slots.procs or self.prefetch or self.queue.completions)
         if not idle and now < self._next_claim:
@@ -207,7 +206,8 @@ class Conversation:
             until = min(until, min(t for _, t in self._held))
         if self.courier.busy:  # nothing can be sent before its answer, which wakes the loop
             return max(until, now)
-        until = min(until, self._next_claim)
+        if self.prefetch.low():  # else no claim is due, whatever _next_claim says
+            until = min(until, self._next_claim)
         if self.link.is_down:
             until = min(until, self.link.retry_at)
         if self.queue.since is not None:

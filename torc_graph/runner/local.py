@@ -55,6 +55,8 @@ logger = logging.getLogger("torc_graph.runner")
 STOP_CODES = (-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM)
 #: How long such a job's completion is held back, in case the runner's stop follows.
 STOP_HOLD = 0.5
+#: Longest the worker log's latest lines stay unflushed while the loop is busy (seconds).
+LOG_FLUSH_DELAY = 0.1
 
 
 class LocalRunner(Conversation):
@@ -97,6 +99,7 @@ class LocalRunner(Conversation):
         self._claim_uncertain = False
         self._has_produced_files = True
         self._log_handler: WorkerLog | None = None
+        self._log_flushed = 0.0  # monotonic time of the last flush of the worker log
         self._base_env: dict[str, str] = {}
 
     # ------------------------------------------------------------------ public
@@ -272,9 +275,9 @@ class LocalRunner(Conversation):
                         self.summary.reason = reason or ""
                         logger.warning("exiting: %s", reason)
                         return
-            if self._log_handler is not None:
-                self._log_handler.flush()
-            self.slots.wait(self._next_wakeup())
+            until = self._next_wakeup()
+            self._flush_log(until)
+            self.slots.wait(until)
 
     def _busy(self) -> bool:
         assert self.slots is not None and self.prefetch is not None
@@ -287,10 +290,11 @@ class LocalRunner(Conversation):
     def _start_prefetched(self) -> None:
         assert self.slots is not None and self.prefetch is not None
         while self._stop_signal is None:
-            job = self.prefetch.next_fitting(self.slots)
-            if job is None:
+            fitting = self.prefetch.next_fitting(self.slots)
+            if fitting is None:
                 return
-            self.slots.start(job, self.run_id)
+            job, needs = fitting
+            self.slots.start(job, self.run_id, needs)
             self.summary.started += 1
             self._job_log(f"started job {job['_key']} ({job.get('name')}) attempt "
                           f"{attempt_of(job)}: {job.get('command')}")
@@ -343,6 +347,17 @@ class LocalRunner(Conversation):
         })
         self._job_log(f"finished job {proc.key} status={status} cause={item['cause']} "
                       f"return_code={rc} duration={duration:.3f}s")
+
+    def _flush_log(self, until: float) -> None:
+        """Flush the worker log before a wait of :data:`LOG_FLUSH_DELAY` or more, else at
+        most once per :data:`LOG_FLUSH_DELAY` (a write system call per loop iteration is a
+        noticeable share of a short job's cost)."""
+        if self._log_handler is None:
+            return
+        now = time.monotonic()
+        if until - now >= LOG_FLUSH_DELAY or now - self._log_flushed >= LOG_FLUSH_DELAY:
+            self._log_handler.flush()
+            self._log_flushed = now
 
     def _job_log(self, message: str) -> None:
         """One per-job INFO line, straight into the worker log (see :mod:`.worklog`)."""

@@ -1,9 +1,10 @@
 """The prefetch queue: claimed jobs waiting for a free slot, and how much to claim.
 
 A claim asks for the free resources plus a prefetch, so a core never waits on a round trip:
-the runner holds enough extra jobs to keep every slot busy for four round trips (measured;
-it claims again when half of them are left, so a completion batch carries about two round
-trips' worth of jobs), but
+the runner holds enough extra jobs to keep every slot busy for four round trips (measured),
+and for at least :data:`MIN_HORIZON` (an embedded ``complete_jobs`` call costs ~3 ms of CPU
+besides ~0.3 ms per job, so batches should not shrink with fast round trips); it claims again
+when half of them are left, so a completion batch carries half of that, but
 only while jobs are short — for jobs whose recent mean duration is at least
 :data:`MAX_DURATION` it claims only what fits now, leaving the rest to other workers. Held jobs
 are the node's like running ones (its lease covers them); they are released when the runner
@@ -23,7 +24,7 @@ from torc_graph.runner.slots import JobSlots
 MAX_DURATION = 0.5
 MAX_JOBS = 256
 #: Hold at least this much work (seconds); else four round trips' worth.
-MIN_HORIZON = 0.02
+MIN_HORIZON = 0.2
 
 
 class Prefetch:
@@ -33,7 +34,8 @@ class Prefetch:
         self.total = total
         self.width = max(max_parallel_jobs or total.num_cpus, 1)
         self.sort_method = sort_method
-        self.jobs: deque[dict[str, Any]] = deque()
+        #: The held jobs with what each will hold while it runs (computed once per job).
+        self.jobs: deque[tuple[dict[str, Any], Resources]] = deque()
         self.reserved = Resources(0, 0.0, 0)  # what the held jobs will need
         self.mean_duration: float | None = None
         self.rtt = 0.005  # seconds, moving average of round trips that did not wait
@@ -42,33 +44,35 @@ class Prefetch:
         return len(self.jobs)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.jobs)
+        return (job for job, _ in self.jobs)
 
     def keys(self) -> set[str]:
-        return {j["_key"] for j in self.jobs}
+        return {job["_key"] for job, _ in self.jobs}
 
     def extend(self, jobs: list[dict[str, Any]]) -> None:
         for job in jobs:
-            self.jobs.append(job)
-            self.reserved = self.reserved + Resources.of_job(job)
+            needs = Resources.of_job(job)
+            self.jobs.append((job, needs))
+            self.reserved = self.reserved + needs
 
     def discard(self, key: str) -> None:
-        kept = [j for j in self.jobs if j["_key"] != key]
+        kept = [job for job in self if job["_key"] != key]
         self.take_all()
         self.extend(kept)
 
     def take_all(self) -> list[dict[str, Any]]:
-        jobs = list(self.jobs)
+        jobs = list(self)
         self.jobs.clear()
         self.reserved = Resources(0, 0.0, 0)
         return jobs
 
-    def next_fitting(self, slots: JobSlots) -> dict[str, Any] | None:
-        """Pop the next job if it fits into the free slots now (in claim order)."""
-        if self.jobs and slots.fits(self.jobs[0]):
-            job = self.jobs.popleft()
-            self.reserved = self.reserved - Resources.of_job(job)
-            return job
+    def next_fitting(self, slots: JobSlots) -> tuple[dict[str, Any], Resources] | None:
+        """Pop the next job and what it holds if it fits into the free slots now (in claim
+        order)."""
+        if self.jobs and slots.fits(self.jobs[0][1]):
+            job, needs = self.jobs.popleft()
+            self.reserved = self.reserved - needs
+            return job, needs
         return None
 
     # ------------------------------------------------------------------ statistics

@@ -200,7 +200,7 @@ class JobProcess:
         assert self._pid is not None
         return self._pid
 
-    @property
+    @functools.cached_property
     def runtime_limit(self) -> float:
         """Seconds the job may run (``internal.runtime_seconds``); 0 means no limit."""
         return float((self.job.get("internal") or {}).get("runtime_seconds") or 0)

@@ -38,6 +38,7 @@ class JobSlots:
         self.process_class = process_class  # how a job's process is made (Slurm: a job step)
         self.in_use = Resources(0, 0.0, 0)
         self.procs: dict[str, JobProcess] = {}
+        self._holds: dict[str, Resources] = {}  # what each running job holds
         self.output_dir = output_dir
         self.env = env
         self.cwd = cwd
@@ -68,23 +69,29 @@ class JobSlots:
             return None
         return max(self.max_parallel_jobs - len(self.procs), 0)
 
-    def fits(self, job: dict[str, Any]) -> bool:
-        """Whether ``job`` can start now (free resources and ``max_parallel_jobs``)."""
+    def fits(self, needs: Resources) -> bool:
+        """Whether a job holding ``needs`` can start now (free resources and
+        ``max_parallel_jobs``)."""
         if self.free_job_slots() == 0:
             return False
-        return self.free.holds(Resources.of_job(job))
+        return self.free.holds(needs)
 
     # ------------------------------------------------------------------ starting and ending
 
-    def start(self, job: dict[str, Any], run_id: int) -> JobProcess:
-        """Start ``job`` (a claimed, started job document) in its own process group."""
+    def start(self, job: dict[str, Any], run_id: int,
+              needs: Resources | None = None) -> JobProcess:
+        """Start ``job`` (a claimed, started job document) in its own process group; it holds
+        ``needs`` (default: :meth:`Resources.of_job`) until it exits."""
         key = job["_key"]
+        if needs is None:
+            needs = Resources.of_job(job)
         env = dict(self.env)
         env["TORC_JOB_KEY"] = key
         proc = self.process_class(job, run_id, self.output_dir, env, self.cwd)
         proc.start()
         self.procs[key] = proc
-        self.in_use = self.in_use + Resources.of_job(job)
+        self._holds[key] = needs
+        self.in_use = self.in_use + needs
         if proc.started:
             self._watchdog.watch(proc.pid)
             if proc.pidfd is not None:
@@ -113,7 +120,7 @@ class JobSlots:
                 self._watchdog.forget(proc.pid)
             del self.procs[key]
             self._next_sample.pop(key, None)
-            self.in_use = self.in_use - Resources.of_job(proc.job)
+            self.in_use = self.in_use - self._holds.pop(key)
             done.append(proc)
         return done
 

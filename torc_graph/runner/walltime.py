@@ -9,6 +9,7 @@ nothing here applies.
 
 from __future__ import annotations
 
+import math
 import time
 
 from torc_graph.runner.slots import JobSlots
@@ -24,7 +25,7 @@ class Walltime:
     def left(self) -> float:
         """Seconds until the end (infinite without an end time)."""
         if self.end_time is None:
-            return float("inf")
+            return math.inf
         return max(self.end_time - time.time(), 0.0)
 
     def claimable(self) -> float:
@@ -42,6 +43,8 @@ class Walltime:
 
     def warn(self, slots: JobSlots) -> None:
         """Inside the buffer: SIGTERM to jobs with ``supports_termination`` (kill at the end)."""
+        if self.end_time is None:
+            return
         left = self.left()
         if left > self.buffer:
             return
@@ -54,9 +57,9 @@ class Walltime:
 
     def next_event(self, now: float) -> float:
         """Monotonic time of the next walltime event (buffer start or end); inf if none."""
-        left = self.left()
         if self.end_time is None:
-            return float("inf")
+            return math.inf
+        left = self.left()
         if left > self.buffer:
             return now + left - self.buffer
         return now + left + 0.01
