@@ -58,10 +58,13 @@ import psutil
 import requests
 
 from torc_graph import json_codec
+from torc_graph.config import SETTINGS
 from torc_graph.testing import LiveServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_execution as execution  # noqa: E402  (a sibling script, not a package)
+
+SETTINGS_DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 BATCH = 10_000
 MAX = 100_000
@@ -711,7 +714,8 @@ def parse_args(argv=None):
     p.add_argument("--chain", type=int, default=200, help="figure 5 chain length")
     p.add_argument("--repeats", type=int, default=20, help="figure 6 repetitions")
     p.add_argument("--ping-seconds", type=float, default=3.0)
-    p.add_argument("--server-workers", type=int, default=4)
+    p.add_argument("--server-workers", type=int, default=SETTINGS_DEFAULTS["workers"],
+                   help="gunicorn workers (default: serve's default)")
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     p.add_argument("--database", help="arangodb://... (default: a fresh SQLite file)")
     p.add_argument("--json", type=Path, help="write every figure to this file")

@@ -29,7 +29,10 @@ from pathlib import Path
 
 import requests
 
+from torc_graph.config import SETTINGS
 from torc_graph.testing import LiveServer, cli_argv, clean_env
+
+SETTINGS_DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 PARALLELISM = 2
 
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", action="store_true", help="figure 10: Dask (if installed)")
     p.add_argument("--peer-jobs", type=int, default=2_000)
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
-    p.add_argument("--server-workers", type=int, default=4)
+    p.add_argument("--server-workers", type=int, default=SETTINGS_DEFAULTS["workers"],
+                   help="gunicorn workers (default: serve's default)")
     p.add_argument("--baseline", metavar="TREE",
                    help="also time the embedded run of this source tree (e.g. a `git archive` "
                         "of the base commit), right after this one's: a same-run before/after")

@@ -75,7 +75,11 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int),
     Setting("host", "127.0.0.1", "Address `torc-graph serve` binds to."),
     Setting("port", 8529, "Port `torc-graph serve` listens on.", _positive_int),
-    Setting("workers", 4, "gunicorn worker processes for `torc-graph serve`.", _positive_int),
+    Setting("workers", min(4, max(2, os.cpu_count() or 2)),
+            "gunicorn worker processes for `torc-graph serve`; default one per CPU, 2 to 4 (on "
+            "2 CPUs, 2 workers completed 8-25 % more jobs per second than 4 in every "
+            "same-run pair measured: completions of one process share a commit).",
+            _positive_int),
     Setting("threads", 32,
             "Threads per gunicorn worker process of `torc-graph serve` (one per request in "
             "progress: workers x threads bounds the concurrent long polls of claim_jobs).",
