@@ -19,6 +19,7 @@ all work with it unchanged. ``base_url`` is the bare ``http://127.0.0.1:PORT``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import socket
@@ -48,6 +49,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORC_GRAPH_")}
     env.update(extra)
     return env
+
+
+def sibling_module(test_file: str, name: str):
+    """The module ``<name>.py`` next to ``test_file``, loaded once per process (the tests run
+    with ``--import-mode=importlib``, so a test directory is not on ``sys.path``)."""
+    path = Path(test_file).with_name(f"{name}.py").resolve()
+    key = f"_torc_graph_tests.{path.parent.name}.{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

@@ -11,15 +11,9 @@ import pytest
 
 from torc_graph.engine import claims, execution, lifecycle, workflows
 from torc_graph.errors import Conflict, InvalidInput, NotFound
-from torc_graph.testing import CountingStore
+from torc_graph.testing import CountingStore, sibling_module
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "execution_helpers", Path(__file__).with_name("execution_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+helpers = sibling_module(__file__, "execution_helpers")
 RES, add_node, claim, complete, item, make_jobs, statuses = (
     helpers.RES, helpers.add_node, helpers.claim, helpers.complete, helpers.item,
     helpers.make_jobs, helpers.statuses)

@@ -5,21 +5,17 @@ commit."""
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from torc_graph.engine import execution
 from torc_graph.errors import InvalidInput, NotFound
 from torc_graph.store import open_store
+from torc_graph.testing import sibling_module
 
-_spec = importlib.util.spec_from_file_location(
-    "execution_helpers", Path(__file__).with_name("execution_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+helpers = sibling_module(__file__, "execution_helpers")
 RES, add_node, claim, complete, item, make_jobs, statuses = (
     helpers.RES, helpers.add_node, helpers.claim, helpers.complete, helpers.item,
     helpers.make_jobs, helpers.statuses)

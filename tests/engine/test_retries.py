@@ -3,19 +3,14 @@ matching, max_retries semantics, infra budgets, memory/runtime raising, recovery
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from torc_graph.engine import execution, lifecycle, queries, retries
 from torc_graph.store.base import In
+from torc_graph.testing import sibling_module
 from torc_graph.units import GiB
 
-_spec = importlib.util.spec_from_file_location(
-    "execution_helpers", Path(__file__).with_name("execution_helpers.py"))
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+helpers = sibling_module(__file__, "execution_helpers")
 add_node, claim, complete, item, make_jobs, statuses = (
     helpers.add_node, helpers.claim, helpers.complete, helpers.item, helpers.make_jobs,
     helpers.statuses)

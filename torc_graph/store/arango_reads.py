@@ -182,20 +182,22 @@ class ReadOps:
         *,
         edges: Sequence[HasEdge] = (),
     ) -> int:
-        name = collection_name(collection, workflow)
-        q = Query()
-        c = q.collection(name)
-        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} COLLECT WITH COUNT INTO n RETURN n"
-        return int(self._run(text, q, name)[0])
+        return int(self._scan(collection, workflow, where, edges,
+                              "COLLECT WITH COUNT INTO n RETURN n")[0])
 
     def exists(self, collection: str, workflow: str | None, where: Where | None = None, *,
                edges: Sequence[HasEdge] = ()) -> bool:
         """See :meth:`GraphStore.exists`: ``LIMIT 1`` with no SORT (the first index hit)."""
+        return bool(self._scan(collection, workflow, where, edges, "LIMIT 1 RETURN 1"))
+
+    def _scan(self, collection: str, workflow: str | None, where: Where | None,
+              edges: Sequence[HasEdge], tail: str) -> list[Any]:
+        """Rows of ``FOR d IN <collection> <filter> <tail>`` (``tail``: constant AQL)."""
         name = collection_name(collection, workflow)
         q = Query()
         c = q.collection(name)
-        text = f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} LIMIT 1 RETURN 1"
-        return bool(self._run(text, q, name))
+        return self._run(f"FOR d IN {c} {self._filter(q, name, where, edges, workflow)} {tail}",
+                         q, name)
 
     def values(
         self,

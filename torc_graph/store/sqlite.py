@@ -326,19 +326,21 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
 
     def count(self, collection: str, workflow: str | None, where: Where | None = None, *,
               edges: Sequence[HasEdge] = ()) -> int:
-        c, wf = self._coll(collection, workflow)
-        b = q.Binder()
-        text = f"SELECT count(*) FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)}"
-        return self._db.read(lambda conn: conn.execute(text, b.params).fetchone()[0])
+        return self._scan(collection, workflow, where, edges, "count(*)", "")[0]
 
     def exists(self, collection: str, workflow: str | None, where: Where | None = None, *,
                edges: Sequence[HasEdge] = ()) -> bool:
         """See :meth:`GraphStore.exists`: ``LIMIT 1`` with no order, so a filter the index
         answers stops at its first entry (a :meth:`find` of one must sort every match)."""
+        return self._scan(collection, workflow, where, edges, "1", " LIMIT 1") is not None
+
+    def _scan(self, collection: str, workflow: str | None, where, edges, columns: str,
+              tail: str) -> tuple | None:
+        """The first row of ``SELECT <columns> ... WHERE <filter><tail>`` (constant SQL)."""
         c, wf = self._coll(collection, workflow)
         b = q.Binder()
-        text = f"SELECT 1 FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)} LIMIT 1"
-        return self._db.read(lambda conn: conn.execute(text, b.params).fetchone() is not None)
+        text = f"SELECT {columns} FROM {c.table} t WHERE {self._select(c, wf, where, edges, b)}{tail}"
+        return self._db.read(lambda conn: conn.execute(text, b.params).fetchone())
 
     def values(self, collection: str, workflow: str | None, fields: Sequence[str],
                where: Where | None = None) -> list[tuple[Any, ...]]:

@@ -56,6 +56,15 @@ def _new_rev() -> str:
 ROWS_PER_INSERT = 100
 
 
+def _row_of(conn: sqlite3.Connection, c: Coll, wf: str, key: str) -> tuple[int, Document]:
+    """``(seq, document)`` of ``key`` in ``c``. Raises NotFound."""
+    row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t WHERE wf = ? AND key = ?",
+                       (wf, key)).fetchone()
+    if row is None:
+        raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
+    return row[0], loads(row[1])
+
+
 @functools.lru_cache(maxsize=None)
 def _insert_sql(c: Coll, count: int = 1) -> str:
     """The INSERT text of ``count`` rows of ``c`` (built once per collection and count)."""
@@ -270,7 +279,8 @@ class WriteOps:
             return super().insert_encoded(collection, workflow, docs, texts)
         if c.edge:  # before the write lock; a valid id needs no escaping in the spliced JSON
             for d in docs:
-                _check_id(d.get("_from"), "_from"), _check_id(d.get("_to"), "_to")
+                _check_id(d.get("_from"), "_from")
+                _check_id(d.get("_to"), "_to")
         with self._db.write() as conn:
             return self._encoded_rows(conn, c, wf, docs, texts)
 
@@ -281,11 +291,7 @@ class WriteOps:
         if not isinstance(patch, Mapping):
             raise InvalidInput("patch must be a JSON object")
         with self._db.write() as conn:
-            row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t "
-                               "WHERE wf = ? AND key = ?", (wf, key)).fetchone()
-            if row is None:
-                raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
-            doc = loads(row[1])
+            seq, doc = _row_of(conn, c, wf, key)
             old = doc.get("_rev")
             if rev is not None and rev != old:
                 raise RevisionConflict("conflict, _rev values do not match")
@@ -296,10 +302,10 @@ class WriteOps:
             if c.columns:
                 sets = ", ".join(f"{col.name} = ?" for col in c.columns)
                 conn.execute(f"UPDATE {c.table} SET doc = ?, rev = ?, {sets} WHERE seq = ?",
-                             (q.dumps(doc), doc["_rev"], *cols.row_values(c.name, doc), row[0]))
+                             (q.dumps(doc), doc["_rev"], *cols.row_values(c.name, doc), seq))
             else:
                 conn.execute(f"UPDATE {c.table} SET doc = ? WHERE seq = ?",
-                             (q.dumps(doc), row[0]))
+                             (q.dumps(doc), seq))
         doc["_oldRev"] = old
         return doc
 
@@ -367,13 +373,9 @@ class WriteOps:
         c, wf = self._coll(collection, workflow)
         check_key(key)
         with self._db.write() as conn:
-            row = conn.execute(f"SELECT t.seq, {c.doc('t')} FROM {c.table} t "
-                               "WHERE wf = ? AND key = ?", (wf, key)).fetchone()
-            if row is None:
-                raise NotFound(f"document {model.make_id(c.name, wf or None, key)} not found")
-            doc = loads(row[1])
+            seq, doc = _row_of(conn, c, wf, key)
             self._cascade(conn, c, wf, ":vid", {"vid": doc["_id"]})
-            conn.execute(f"DELETE FROM {c.table} WHERE seq = ?", (row[0],))
+            conn.execute(f"DELETE FROM {c.table} WHERE seq = ?", (seq,))
         return doc
 
     def delete_many(self, collection: str, workflow: str | None, where: Where | None = None,
