@@ -22,6 +22,7 @@ import contextlib
 import importlib.util
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -194,7 +195,7 @@ class LiveServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"torc-graph serve exited with {self.proc.returncode}"
-                                   + (f"; see {self.log_path}" if self.log_path else ""))
+                                   + self._log_tail())
             target, headers = self._ping_target()
             with contextlib.suppress(requests.RequestException), warnings.catch_warnings():
                 # A TLS test server has a self-signed certificate: readiness only, no data.
@@ -204,7 +205,40 @@ class LiveServer:
                     return self
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"torc-graph serve did not answer /ping within {self._startup_timeout} s")
+        raise RuntimeError(f"torc-graph serve did not answer /ping within {self._startup_timeout} s"
+                           + self._log_tail())
+
+    def _log_tail(self, size: int = 3000) -> str:
+        if not self.log_path:
+            return ""
+        try:
+            text = Path(self.log_path).read_bytes()[-size:].decode(errors="replace")
+        except OSError:
+            text = ""
+        return f"; {self.log_path} ends:\n{text}"
+
+    def kill9(self, timeout: float = 10.0) -> None:
+        """kill -9 the server, master and workers, with no cleanup; return once the port can be
+        bound again (so :meth:`start` can restart it on the same URL).
+
+        The master is stopped (SIGSTOP) first: a master that saw a worker die forks a
+        replacement at once, and a replacement forked between "list the workers" and "kill the
+        master" would outlive it as an orphan that keeps the listening socket open (gunicorn's
+        gthread worker closes it only after its in-flight requests, a long poll among them,
+        end)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        pids = self.worker_pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait()
+        if not wait_for(lambda: not any(alive(p) for p in pids), timeout):
+            raise RuntimeError(f"gunicorn workers {pids} outlived SIGKILL for {timeout} s")
+        if not wait_for(lambda: _bindable(self.port), timeout, 0.1):
+            raise RuntimeError(f"port {self.port} still in use {timeout} s after the kill")
 
     def worker_pids(self) -> list[int]:
         """The gunicorn worker processes (children of the master)."""
@@ -229,6 +263,17 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _bindable(port: int) -> bool:
+    """Whether a listening socket could bind 127.0.0.1:``port`` now (as gunicorn binds it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _token_file_for(database: str | None, cwd: Path | None) -> Path:

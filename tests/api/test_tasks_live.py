@@ -140,8 +140,6 @@ def _chain(name, n):
 def test_kill_9_mid_streamed_creation_then_restart_leaves_nothing(tmp_path):
     """The server (master and worker) is killed with SIGKILL after chunks of a creation were
     committed (staged, invisible); the next server start removes every row of it."""
-    import os
-    import signal
 
     from torc_graph.testing import wait_for
 
@@ -154,9 +152,7 @@ def test_kill_9_mid_streamed_creation_then_restart_leaves_nothing(tmp_path):
         assert wait_for(lambda: _staged_rows(db, "restart")[1] >= 5_000, 120)
         wf, _ = _staged_rows(db, "restart")
         assert [w for w in c.get("/workflows")["items"] if w["name"] == "restart"] == []
-        for pid in [*server.worker_pids(), server.proc.pid]:
-            os.kill(pid, signal.SIGKILL)
-        server.proc.wait()
+        server.kill9()
     assert _rows_of(db, wf) > 5_000
     with LiveServer(f"sqlite:///{db}", workers=1) as server:
         assert wait_for(lambda: _rows_of(db, wf) == 0, 60)

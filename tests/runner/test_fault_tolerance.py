@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from torc_graph.client import Client
@@ -324,14 +325,26 @@ def test_an_idle_runner_long_polls_instead_of_polling(live, remote, workdir, mon
     assert all(j["status"] == "done" for j in remote.list_jobs(wf))
 
 
-def kill9(server: LiveServer) -> None:
-    """kill -9 the server: its gunicorn workers and its master, no cleanup."""
-    pids = server.worker_pids()
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    server.proc.kill()
-    server.proc.wait()
-    assert wait_for(lambda: not any(alive(p) for p in pids), 10)
+def test_kill9_amid_a_worker_replacement_and_a_long_poll_frees_the_port(live, remote, workdir,
+                                                                       spawn_runner):
+    """What the server-down tests rely on: after ``LiveServer.kill9`` no process of the server
+    keeps its listening socket -- not a worker the master forked to replace a dead one, not a
+    worker answering a runner's long poll -- so a restart on the same URL answers and the
+    runner finishes the workflow."""
+    wf = new_workflow(remote, [{"name": "gate", "command": "sleep 3"},
+                               {"name": "after", "command": "touch after.done",
+                                "blocked_by": ["gate"]}])
+    runner = spawn_runner(wf, "--url", live.url)
+    assert wait_for(lambda: any(j["status"] == "submitted" for j in remote.list_jobs(wf)), 20)
+    time.sleep(0.5)  # the runner's free slot now waits in a long poll
+    os.kill(live.worker_pids()[0], signal.SIGKILL)  # the master forks a replacement at once
+    live.kill9()
+    assert not any(c.laddr and c.laddr.port == live.port and c.status == "LISTEN"
+                   for c in psutil.net_connections("tcp"))
+    live.start()
+    out, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, out.decode()[-3000:]
+    assert (workdir / "after.done").exists()
 
 
 def _start_all(wf: str, workdir: Path, url: str, count: int, num_cpus: int) -> list:
@@ -366,7 +379,7 @@ def test_server_down_20_s_mid_run_runners_finish_nothing_lost(live, remote, work
     try:
         assert wait_for(lambda: (workdir / "runs.log").exists()
                         and len((workdir / "runs.log").read_text().split()) >= 4, 30)
-        kill9(live)
+        live.kill9()
         time.sleep(20)
         assert all(r.poll() is None for r in runners)  # they wait for the server
         live.start()
@@ -396,7 +409,7 @@ def test_four_kill9_restart_cycles_of_the_server_during_10000_jobs_with_16_worke
 
         for cycle in range(4):
             assert wait_for(lambda c=cycle: done() >= n * (c + 1) // 5, 120, 0.2)
-            kill9(live)
+            live.kill9()
             time.sleep(0.5)
             live.start()
     finally:
