@@ -89,3 +89,30 @@ def test_bench_bulk_only_measures_creation_and_initialization(tmp_path):
     growth = [f for f in report["figures"] if f["figure"] == 8]
     assert [f["target"] for f in growth] == ["<= 1.3x"] * 4
     assert all(f["value"] > 0 for f in growth)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_bench_creation_names_the_blocker_in_flight_batches_back(tmp_path, monkeypatch, in_flight):
+    """Figure 1 with K requests in flight: batch b is sent once the reply of batch b - K is
+    decoded, and job i of the timed jobs is blocked by the i-th job created (seeds first)."""
+    from torc_graph.store import open_store
+    from torc_graph.testing import LiveServer
+
+    bench = _load_bench()
+    monkeypatch.setattr(bench, "BATCH", 7)
+    n = 50  # a last, partial batch
+    database = f"sqlite:///{tmp_path / 'b.db'}"
+    with LiveServer(database, workers=2) as server:
+        api = bench.Api(server.url)
+        wf = bench.new_workflow(api, "in-flight")
+        _secs, ids, _cpu = bench.create_dependent_jobs(api, wf, n, in_flight)
+    assert len(ids) == len(set(ids)) == n + in_flight * 7
+    store = open_store(database)
+    try:
+        names = {d["_id"]: d["name"] for d in store.iter_find("jobs", wf)}
+        assert [names[i] for i in ids[in_flight * 7:]] == [f"job_{i}" for i in range(n)]
+        edges = {(e["_from"], e["_to"]) for e in store.iter_find("blocks", wf)}
+    finally:
+        store.close()
+    assert edges == {(ids[i], ids[i + in_flight * 7]) for i in range(n)}
