@@ -19,13 +19,10 @@ PAD = "x" * 2000  # ~5,000 rows of this write well over the 1,000 pages of an au
 
 @pytest.fixture
 def store(tmp_path):
+    """SQLite only (conftest's ``wf`` fixture makes its workflows in this one)."""
     s = SQLiteStore.from_url(f"sqlite:///{tmp_path / 't.db'}")
     yield s
     s.close()
-
-
-def new_workflow(store):
-    return store.create_workflow({"name": "w"}, {}, {"run_id": 0}).workflow["_key"]
 
 
 def wait_for(predicate, timeout=20.0):
@@ -50,8 +47,7 @@ def wal_pending_frames(path: str) -> int:
 
 
 def test_a_large_insert_commits_without_checkpointing_and_the_thread_checkpoints_after(
-        store, monkeypatch):
-    wf = new_workflow(store)
+        store, wf, monkeypatch):
     requests = []
     monkeypatch.setattr(store._db._checkpointer, "request", lambda: requests.append(1))
     store.insert_many("jobs", wf, [{"name": f"j{i}", "pad": PAD} for i in range(5000)])
@@ -75,9 +71,8 @@ def test_a_large_insert_commits_without_checkpointing_and_the_thread_checkpoints
         reopened.close()
 
 
-def test_small_transactions_and_failed_large_ones_keep_the_automatic_checkpoint(store,
+def test_small_transactions_and_failed_large_ones_keep_the_automatic_checkpoint(store, wf,
                                                                                monkeypatch):
-    wf = new_workflow(store)
     requests = []
     monkeypatch.setattr(store._db._checkpointer, "request", lambda: requests.append(1))
     store.insert_many("jobs", wf, [{"name": f"j{i}"} for i in range(10)])
@@ -100,8 +95,7 @@ def _child_large_insert(store, wf, out):
         out.put((False, repr(exc)))
 
 
-def test_a_forked_child_starts_its_own_checkpoint_thread(store):
-    wf = new_workflow(store)
+def test_a_forked_child_starts_its_own_checkpoint_thread(store, wf):
     store.insert_many("jobs", wf, [{"name": f"p{i}", "pad": PAD} for i in range(3000)])
     assert wait_for(lambda: store._db._checkpointer.checkpoints >= 1)
     parent_thread = store._db._checkpointer._thread
@@ -115,8 +109,7 @@ def test_a_forked_child_starts_its_own_checkpoint_thread(store):
     assert store.count("jobs", wf) == 6000
 
 
-def test_close_stops_the_thread_and_a_later_write_restarts_it(store):
-    wf = new_workflow(store)
+def test_close_stops_the_thread_and_a_later_write_restarts_it(store, wf):
     store.insert_many("jobs", wf, [{"name": f"j{i}", "pad": PAD} for i in range(2000)])
     thread = store._db._checkpointer._thread
     assert thread is not None
@@ -128,10 +121,9 @@ def test_close_stops_the_thread_and_a_later_write_restarts_it(store):
     assert store.count("jobs", wf) == 4000
 
 
-def test_initialize_of_many_jobs_defers_its_checkpoint(store, monkeypatch):
+def test_initialize_of_many_jobs_defers_its_checkpoint(store, wf, monkeypatch):
     from torc_graph.engine import initialize
 
-    wf = new_workflow(store)
     store.insert_many("jobs", wf, [{"name": f"j{i}", "command": "true", "status": "uninitialized"}
                                    for i in range(3000)])
     requests = []
