@@ -13,9 +13,10 @@ Rules (architecture doc §3):
 * A transaction that writes many rows (:meth:`Connections.defer_checkpoint`) commits without
   SQLite's automatic checkpoint; a background thread checkpoints right after
   (:mod:`.sqlite_checkpoint`), so its caller does not wait for the copy.
-* After commits, a WAL over :data:`.sqlite_checkpoint.WAL_LIMIT_BYTES` is checkpointed with ``TRUNCATE`` (short
-  busy timeout, then a pause before the next try) and ``journal_size_limit`` caps what remains,
-  so concurrent writers cannot grow the WAL without bound.
+* After commits, a WAL over :data:`.sqlite_checkpoint.WAL_LIMIT_BYTES` is checkpointed with
+  ``TRUNCATE`` (short busy timeout, then a pause before the next try) and
+  ``journal_size_limit`` caps what remains, so concurrent writers cannot grow the WAL without
+  bound.
 * Reads outside a transaction run in autocommit mode and are retried on ``SQLITE_BUSY``.
 * Group commit (:meth:`Connections.group`): concurrent callers of one process hand their write
   function to one leader thread, which runs them all in ONE ``BEGIN IMMEDIATE ... COMMIT`` (one
@@ -46,9 +47,8 @@ from torc_graph.errors import (
     TorcGraphError,
     UniqueConstraintViolated,
 )
-from torc_graph.store import sqlite_schema as schema
 from torc_graph.store import sqlite_checkpoint as checkpoint
-from torc_graph.store.sqlite_checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
+from torc_graph.store import sqlite_schema as schema
 from torc_graph.store.bulk import unwrap_outcome
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class Connections:
         self._conns: list[tuple[int, sqlite3.Connection]] = []
         self._conns_guard = threading.Lock()
         self._generation = 0  # bumped by close(): every thread then reconnects
-        self._checkpointer = Checkpointer(path, synchronous)
+        self._checkpointer = checkpoint.Checkpointer(path, synchronous)
         self._group_cond = threading.Lock()  # guards the queue and the leader flags
         self._group_queue: list[_Pending] = []
         self._group_pid = 0  # the process whose leader flag and queue these are (fork)
@@ -373,7 +373,8 @@ class Connections:
             finally:
                 if deferred:
                     with contextlib.suppress(sqlite3.Error):
-                        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+                        pages = checkpoint.AUTOCHECKPOINT_PAGES
+                        conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
             if deferred:
                 self._checkpointer.request()
             self._checkpointer.truncate_if_large(conn, self._busy_ms)
