@@ -15,7 +15,7 @@ import pytest
 from torc_graph.errors import InvalidInput, StoreUnavailable
 from torc_graph.store import open_store
 from torc_graph.store import sql as q
-from torc_graph.store import sqlite_checkpoint
+from torc_graph.store import sqlite_connection
 from torc_graph.store.base import Gt, HasEdge, In, Lt, NotIn
 from torc_graph.store.sqlite import SQLiteStore
 from torc_graph.store.sqlite_schema import MIGRATIONS
@@ -68,7 +68,7 @@ def test_pragmas_default(store):
     conn = store._db.conn()
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 120_000
-    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == sqlite_checkpoint.WAL_LIMIT_BYTES
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == sqlite_connection.WAL_LIMIT_BYTES
 
 
 def test_pragmas_normal(db):
@@ -249,7 +249,7 @@ def _claimer(store, wf, counter_key, rounds, out):
 
 def test_multiprocess_claims(store, monkeypatch):
     # A small WAL limit (inherited by the forked workers) makes the checkpoint path run.
-    monkeypatch.setattr(sqlite_checkpoint, "WAL_LIMIT_BYTES", 256 * 1024)
+    monkeypatch.setattr(sqlite_connection, "WAL_LIMIT_BYTES", 256 * 1024)
     store.close()
     procs_n, rounds = 8, 25
     wf = new_workflow(store)

@@ -388,7 +388,6 @@ class SQLiteStore(WriteOps, GraphOps, StagingOps, GraphStore):
             super().set_initial_job_state(workflow, state)
             return
         with self._db.write() as conn:
-            self._db.defer_checkpoint()  # every job row of the workflow may change
             present = initial.statuses(conn, wf)
             if not initial.every_row_changes(state, present):
                 any_non_blocking = present is None or any(s in state.non_blocking

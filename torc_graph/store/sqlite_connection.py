@@ -10,13 +10,9 @@ Rules (architecture doc §3):
   serializes this process's writers. ``SQLITE_BUSY`` is retried until the busy timeout, then
   ``StoreUnavailable``: "database is locked" never reaches a caller. Nested transactions (and
   every write inside one) are savepoints, so a failing operation leaves nothing half-done.
-* A transaction that writes many rows (:meth:`Connections.defer_checkpoint`) commits without
-  SQLite's automatic checkpoint; a background thread checkpoints right after
-  (:mod:`.sqlite_checkpoint`), so its caller does not wait for the copy.
-* After commits, a WAL over :data:`.sqlite_checkpoint.WAL_LIMIT_BYTES` is checkpointed with
-  ``TRUNCATE`` (short busy timeout, then a pause before the next try) and
-  ``journal_size_limit`` caps what remains, so concurrent writers cannot grow the WAL without
-  bound.
+* After commits, a WAL over :data:`WAL_LIMIT_BYTES` is checkpointed with ``TRUNCATE`` (short
+  busy timeout, then a pause before the next try) and ``journal_size_limit`` caps what remains,
+  so concurrent writers cannot grow the WAL without bound.
 * Reads outside a transaction run in autocommit mode and are retried on ``SQLITE_BUSY``.
 * Group commit (:meth:`Connections.group`): concurrent callers of one process hand their write
   function to one leader thread, which runs them all in ONE ``BEGIN IMMEDIATE ... COMMIT`` (one
@@ -47,13 +43,13 @@ from torc_graph.errors import (
     TorcGraphError,
     UniqueConstraintViolated,
 )
-from torc_graph.store import sqlite_checkpoint as checkpoint
 from torc_graph.store import sqlite_schema as schema
 from torc_graph.store.bulk import unwrap_outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
 #: Default page cache per connection, MiB (setting ``sqlite_cache_mib``; SQLite's own default
 #: is 2 MB; pages are allocated only as used, so a connection's cache grows with the pages it
 #: touched, up to this). A 10,000-job ``bulk_jobs`` transaction dirties more pages than 2 MB hold, so SQLite
@@ -61,6 +57,8 @@ T = TypeVar("T")
 #: stress and WAL writes). Measured, the SQL inserts of 10^6 jobs + 990,000 edges in 10^4
 #: batches: 24.2 -> 20.5 s CPU (10^5: -12 %).
 DEFAULT_CACHE_MIB = 64
+_CHECKPOINT_TIMEOUT_MS = 500
+_CHECKPOINT_PAUSE = 1.0  # seconds before retrying a checkpoint that found readers busy
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes carry them in the low byte)
 
 # One lock per database file per process serializes this process's writers. A forked child
@@ -204,7 +202,6 @@ class _ThreadState(threading.local):
     conn: sqlite3.Connection | None = None
     generation: int = -1
     depth: int = 0
-    defer: bool = False  # the open transaction's checkpoint goes to the background thread
 
 
 #: Most write functions one group commit runs in one transaction (bounds the lock hold time).
@@ -238,7 +235,7 @@ class Connections:
         self._conns: list[tuple[int, sqlite3.Connection]] = []
         self._conns_guard = threading.Lock()
         self._generation = 0  # bumped by close(): every thread then reconnects
-        self._checkpointer = checkpoint.Checkpointer(path, synchronous)
+        self._checkpoint_after = 0.0
         self._group_cond = threading.Lock()  # guards the queue and the leader flags
         self._group_queue: list[_Pending] = []
         self._group_pid = 0  # the process whose leader flag and queue these are (fork)
@@ -275,7 +272,7 @@ class Connections:
             self.retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA journal_size_limit = {checkpoint.WAL_LIMIT_BYTES}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             conn.execute(f"PRAGMA cache_size = -{int(self.cache_mib) * 1024}")
             if self.retry(lambda: schema.pending(conn)):
                 with self._immediate(conn):
@@ -302,7 +299,6 @@ class Connections:
                 conn.close()
         self._state.conn = None
         self._state.depth = 0
-        self._checkpointer.close()
 
     def retry(self, fn: Callable[[], T], deadline: float | None = None) -> T:
         """Run ``fn``, retrying SQLITE_BUSY until the busy timeout (or ``deadline``), then
@@ -348,8 +344,6 @@ class Connections:
                     conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             else:
                 self.retry(lambda: conn.execute("BEGIN IMMEDIATE"), deadline)
-            st = self._state
-            st.defer = False
             try:
                 yield
             except BaseException:
@@ -359,10 +353,7 @@ class Connections:
                 raise
             if not conn.in_transaction:
                 raise StoreError("the transaction was aborted by the database")
-            deferred = st.defer
             try:
-                if deferred:
-                    conn.execute("PRAGMA wal_autocheckpoint = 0")
                 conn.execute("COMMIT")
             except sqlite3.Error:
                 # Never leave a failed transaction open on this connection.
@@ -370,24 +361,38 @@ class Connections:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
-            finally:
-                if deferred:
-                    with contextlib.suppress(sqlite3.Error):
-                        pages = checkpoint.AUTOCHECKPOINT_PAGES
-                        conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
-            if deferred:
-                self._checkpointer.request()
-            self._checkpointer.truncate_if_large(conn, self._busy_ms)
+            self._maybe_checkpoint(conn)
         finally:
             if flock is not None:
                 flock.release()
             lock.release()
 
-    def defer_checkpoint(self) -> None:
-        """Inside a write transaction: it writes many pages, so its commit leaves the WAL
-        checkpoint to the background thread (:mod:`.sqlite_checkpoint`)."""
-        if self.in_transaction:
-            self._state.defer = True
+    def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Truncate a WAL that grew past the limit (after a commit, under the process write
+        lock). Continuous readers and writers keep SQLite's automatic PASSIVE checkpoints from
+        ever resetting the WAL; TRUNCATE waits briefly for them to reach the newest snapshot.
+        After a failed attempt the next one waits a pause, unless the WAL reached the hard cap
+        of four times the limit."""
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except OSError:
+            return
+        if size <= WAL_LIMIT_BYTES:
+            return
+        if time.monotonic() < self._checkpoint_after and size <= 4 * WAL_LIMIT_BYTES:
+            return
+        busy = 1
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_TIMEOUT_MS}")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            pass
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if busy:
+            log.info("WAL checkpoint of %s postponed: readers are busy", self.path)
+            self._checkpoint_after = time.monotonic() + _CHECKPOINT_PAUSE
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

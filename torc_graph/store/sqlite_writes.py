@@ -20,7 +20,6 @@ from torc_graph.store import sqlite_columns as cols
 from torc_graph.store import sqlite_schema as schema
 from torc_graph.store.filters import HasEdge, Where
 from torc_graph.store.records import Document
-from torc_graph.store.sqlite_checkpoint import LARGE_WRITE_ROWS
 from torc_graph.store.sqlite_collections import SYSTEM, Coll, check_key, loads
 
 _SYSTEM_BUT_KEY = SYSTEM - {"_key"}
@@ -162,8 +161,6 @@ class WriteOps:
         UniqueConstraintViolated naming it (the caller's transaction then rolls back)."""
         flat = list(itertools.chain.from_iterable(rows))  # the parameters, in one C pass
         n = len(keys)
-        if n >= LARGE_WRITE_ROWS:
-            self._db.defer_checkpoint()
         width = len(flat) // n
         step = ROWS_PER_INSERT * width
         whole = (n - n % ROWS_PER_INSERT) * width
