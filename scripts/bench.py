@@ -127,11 +127,10 @@ def create_dependent_jobs(api: Api, wf: str, n: int,
     ids: list[str] = []
     for s in range(in_flight):
         ids.extend(post([{"name": f"seed_{s}_{i}", "command": "true"} for i in range(BATCH)]))
-    starts = range(0, n, BATCH)
     t0, cpu0 = time.perf_counter(), time.process_time()
     with futures.ThreadPoolExecutor(in_flight) as pool:
         pending: collections.deque = collections.deque()
-        for start in starts:
+        for start in range(0, n, BATCH):
             if len(pending) == in_flight:
                 ids.extend(pending.popleft().result())
             batch = [{"name": f"job_{i}", "command": "true", "blocked_by": [ids[i]]}
